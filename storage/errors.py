@@ -1,0 +1,51 @@
+"""Exceptions raised by the evidence store. Catch `StorageError` for all of them."""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """Base class of every error the evidence store raises."""
+
+
+class ConfigError(StorageError):
+    """Configuration is missing or unusable (bad endpoint, missing key file, ...)."""
+
+
+class KeyFileError(ConfigError):
+    """The site signing key is missing, unreadable or malformed."""
+
+
+class CanonicalError(StorageError):
+    """Data cannot be put into, or did not come in, canonical form."""
+
+
+class ManifestError(StorageError):
+    """A manifest entry or checkpoint is malformed."""
+
+
+class SpoolError(StorageError):
+    """The local spool cannot be written or read."""
+
+
+class SpoolCorrupt(SpoolError):
+    """A spooled file does not match its recorded size or hash; it is quarantined, never deleted."""
+
+
+class StoreError(StorageError):
+    """The object store refused or failed a request."""
+
+
+class StoreUnavailable(StoreError):
+    """The object store cannot be reached (connection refused, timeout, 5xx)."""
+
+
+class StoreAuthError(StoreError):
+    """The object store rejected the credentials (wrong key, anonymous, no rights)."""
+
+
+class ObjectConflict(StoreError):
+    """An object with the same key but different content already exists in the WORM bucket."""
+
+
+class PackageError(StorageError):
+    """An export package or evidence directory is unreadable or lacks required parts."""

@@ -1,0 +1,1 @@
+"""Command modules of the `tonglu` CLI, one per area."""

@@ -1,0 +1,138 @@
+"""Settings read once from the environment into a typed, frozen object.
+
+Every variable is documented in README.md. Nothing here touches the network or the disk.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value Tonglu cannot use."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={raw!r} is not an integer") from exc
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={raw!r} is not a number") from exc
+
+
+def _opt(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name)
+    return raw if raw else None
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    public_url: str | None = None
+    s3_endpoint: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    s3_region: str = "us-east-1"
+    evidence_bucket: str = "tonglu-evidence"
+    work_bucket: str = "tonglu-work"
+    retention_days: int = 3650
+    retention_seconds: int | None = None
+    database_url: str | None = None
+    admin_token: str | None = None
+    segment_seconds: float = 4.0
+    video_gap_frames: float = 2.0
+    audio_gap_ms: int = 60
+    checkpoint_interval_s: float = 300.0
+    recorder_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    transcribe_workers: int = 1
+    whisper_model: str | None = None
+    whisper_compute_type: str = "int8"
+    whisper_language: str | None = "zh"
+    log_level: str = "INFO"
+
+    @property
+    def embedded_store(self) -> bool:
+        return self.s3_endpoint is None
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'index.db'}"
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.http_host}:{self.http_port}"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+    @property
+    def ledger_dir(self) -> Path:
+        return self.data_dir / "ledger"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    @property
+    def store_dir(self) -> Path:
+        return self.data_dir / "store"
+
+    @property
+    def object_lock_retention_seconds(self) -> int:
+        return self.retention_seconds if self.retention_seconds else self.retention_days * 86400
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        data_dir = Path(env.get("TONGLU_DATA_DIR") or ".data").expanduser().resolve()
+        settings = cls(
+            data_dir=data_dir,
+            http_host=env.get("TONGLU_HTTP_HOST") or "127.0.0.1",
+            http_port=_int(env, "TONGLU_HTTP_PORT", 8000),
+            public_url=_opt(env, "TONGLU_PUBLIC_URL"),
+            s3_endpoint=_opt(env, "TONGLU_S3_ENDPOINT"),
+            s3_access_key=_opt(env, "TONGLU_S3_ACCESS_KEY"),
+            s3_secret_key=_opt(env, "TONGLU_S3_SECRET_KEY"),
+            s3_region=env.get("TONGLU_S3_REGION") or "us-east-1",
+            evidence_bucket=env.get("TONGLU_EVIDENCE_BUCKET") or "tonglu-evidence",
+            work_bucket=env.get("TONGLU_WORK_BUCKET") or "tonglu-work",
+            retention_days=_int(env, "TONGLU_RETENTION_DAYS", 3650),
+            retention_seconds=_int(env, "TONGLU_RETENTION_SECONDS", 0) or None,
+            database_url=_opt(env, "TONGLU_DATABASE_URL"),
+            admin_token=_opt(env, "TONGLU_ADMIN_TOKEN"),
+            segment_seconds=_float(env, "TONGLU_SEGMENT_SECONDS", 4.0),
+            video_gap_frames=_float(env, "TONGLU_VIDEO_GAP_FRAMES", 2.0),
+            audio_gap_ms=_int(env, "TONGLU_AUDIO_GAP_MS", 60),
+            checkpoint_interval_s=_float(env, "TONGLU_CHECKPOINT_INTERVAL_S", 300.0),
+            recorder_workers=_int(env, "TONGLU_RECORDER_WORKERS", os.cpu_count() or 1),
+            transcribe_workers=_int(env, "TONGLU_TRANSCRIBE_WORKERS", 1),
+            whisper_model=_opt(env, "TONGLU_WHISPER_MODEL"),
+            whisper_compute_type=env.get("TONGLU_WHISPER_COMPUTE_TYPE") or "int8",
+            whisper_language=(env.get("TONGLU_WHISPER_LANGUAGE", "zh") or None),
+            log_level=env.get("TONGLU_LOG_LEVEL") or "INFO",
+        )
+        if settings.s3_endpoint and not (settings.s3_access_key and settings.s3_secret_key):
+            raise SettingsError("TONGLU_S3_ENDPOINT is set but TONGLU_S3_ACCESS_KEY/TONGLU_S3_SECRET_KEY are not")
+        if not 0 < settings.http_port < 65536:
+            raise SettingsError(f"TONGLU_HTTP_PORT={settings.http_port} is not a valid port")
+        if settings.segment_seconds <= 0:
+            raise SettingsError("TONGLU_SEGMENT_SECONDS must be positive")
+        return settings

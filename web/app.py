@@ -1,0 +1,48 @@
+"""The FastAPI application. Each area adds a router module under `web/routes/` and lists it here."""
+
+from __future__ import annotations
+
+import importlib
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from web.services import Services
+
+ROUTER_MODULES = (
+    "web.routes.health",
+    "web.routes.auth",
+    "web.routes.sessions",
+    "web.routes.whip",
+    "web.routes.evidence",
+    "web.routes.review",
+    "web.routes.transcript",
+    "web.routes.pages",
+    "web.routes.audit",
+)
+
+
+def create_app(services: Services) -> FastAPI:
+    app = FastAPI(
+        title="同录 Tonglu API",
+        version="0.1.0",
+        description="Evidence-grade recording: sessions, WHIP ingest, evidence, review.",
+    )
+    app.state.services = services
+    for name in ROUTER_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        app.include_router(module.router)
+        setup = getattr(module, "setup", None)
+        if setup is not None:
+            setup(app)
+
+    @app.exception_handler(ValueError)
+    async def _value_error(_request, exc: ValueError) -> JSONResponse:  # type: ignore[no-untyped-def]
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    return app
