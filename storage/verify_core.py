@@ -1,0 +1,1771 @@
+#!/usr/bin/env python3
+"""Tonglu (同录) offline evidence verifier — standard library only, one file.
+
+This exact file is shipped inside every export package as ``verify.py``:
+
+    python3 verify.py PACKAGE.zip            # or an unpacked package / evidence directory
+    python3 verify.py PACKAGE.zip --json     # machine-readable result
+    python3 verify.py PACKAGE.zip --key site.pem --digest ABCDE-12345-...   # external trust anchors
+
+Exit status: 0 intact (warnings allowed), 1 anything wrong (or the package cannot be read),
+2 usage error (no such path, bad option).
+
+It needs nothing but Python 3.9+. Ed25519 signatures are checked with the ``cryptography`` package
+when it is installed and otherwise with the small pure-Python RFC 8032 verifier below, so signatures
+are always checked.
+
+What it checks (layout: the object keys of the evidence bucket used as relative paths):
+
+    sessions/{sid}/manifest/{seq:08d}.json        canonical manifest entries, hash-chained by `prev`
+    sessions/{sid}/segments/{source}/{track}/...  media, named by the `key` of each `segment` entry
+    sessions/{sid}/checkpoints/{n:08d}.json       {"body": {...}, "signature": base64 Ed25519}
+    sessions/{sid}/transcripts/...                objects named by `transcript` entries
+    site/keys/{key_id}.pem                        the site's Ed25519 public key(s)
+    SHA256SUMS [+ SHA256SUMS.sig]                 package files (report, work copy, README, verify.py)
+
+- every manifest entry is in canonical form (an edited entry that still parses is caught), numbered
+  0..n-1 under its own name, and linked to its predecessor; the authentic chain is walked back from
+  the newest validly signed checkpoint, so missing, inserted, edited and renumbered entries are named;
+- every checkpoint: its Ed25519 signature, key id, the Merkle root (RFC 9162) and head over the
+  entries it covers, the checkpoint chain (`prev_checkpoint`), ordinals without holes; entries after
+  the last signed checkpoint are an "unsigned tail" (a warning while the session is still running,
+  an error once it has a `session_stop` entry);
+- every object an entry names (segments, transcripts) is re-hashed (streaming) and size-checked:
+  missing, truncated, altered, swapped (reordered) and extra (unreferenced) objects are named;
+  segments of each track have consecutive indexes and increasing wall-clock times;
+- the public key file matches its key id (and the trusted key given with --key, if any);
+- SHA256SUMS (the format of ``sha256sum``: "<hex>  <path>") lists every other file of the package;
+  an altered, missing or unlisted file is named; SHA256SUMS.sig, when present, is its signature.
+
+Problem codes are stable strings (see ``CODES``); each problem names the object (path/key) and
+carries an English and a Chinese message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import hashlib
+import io
+import json
+import os
+import re
+import stat
+import sys
+import threading
+import zipfile
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import IO, Any
+
+VERIFIER_VERSION = 1
+GENESIS = "0" * 64
+ENTRY_VERSION = 1
+CHECKPOINT_VERSION = 1
+ENTRY_FIELDS = frozenset({"v", "session", "seq", "kind", "time_ns", "prev", "body"})
+CHECKPOINT_FIELDS = frozenset(
+    {"v", "session", "tree_size", "root", "head", "time_ns", "key_id", "prev_checkpoint", "final"}
+)
+KINDS = frozenset(
+    {
+        "session_start",
+        "segment",
+        "gap",
+        "session_stop",
+        "marker",
+        "break",
+        "explanation",
+        "record_times",
+        "custody",
+        "note",
+        "transcript",
+        "participant",
+    }
+)
+SUMS_NAME = "SHA256SUMS"
+SUMS_SIG_NAME = "SHA256SUMS.sig"
+CHUNK = 1 << 20  # 1 MiB reads: large enough that hashing runs at OpenSSL speed
+
+ERROR = "error"
+WARNING = "warning"
+
+# code -> (English title, Chinese title)
+CODES: dict[str, tuple[str, str]] = {
+    "package_unreadable": ("package cannot be read", "证据包无法读取"),
+    "package_empty": ("no session found", "未找到任何录制会话"),
+    "package_file_altered": ("package file altered", "证据包文件被修改"),
+    "package_file_missing": ("package file missing", "证据包文件缺失"),
+    "package_file_extra": ("file not listed in SHA256SUMS", "文件未列入 SHA256SUMS"),
+    "package_file_unverified": ("package file not covered by SHA256SUMS", "证据包文件无校验值"),
+    "package_sums_malformed": ("SHA256SUMS malformed", "SHA256SUMS 格式错误"),
+    "package_signature_invalid": ("SHA256SUMS signature invalid", "SHA256SUMS 签名无效"),
+    "public_key_missing": ("public key missing", "公钥缺失"),
+    "public_key_malformed": ("public key malformed", "公钥格式错误"),
+    "public_key_mismatch": ("public key does not match its key id", "公钥与其标识不符"),
+    "public_key_untrusted": ("signed with an untrusted key", "签名密钥不受信任"),
+    "session_empty": ("session has no manifest", "会话没有清单"),
+    "entry_edited": ("manifest entry edited", "清单条目被修改"),
+    "entry_missing": ("manifest entry missing", "清单条目缺失"),
+    "entry_inserted": ("manifest entry inserted", "清单条目被插入"),
+    "entry_misplaced": ("manifest entry renumbered or moved", "清单条目被重新编号或移动"),
+    "chain_broken": ("hash chain broken", "哈希链断裂"),
+    "unsigned_tail": ("entries not covered by a signed checkpoint", "条目未被签名检查点覆盖"),
+    "checkpoint_malformed": ("checkpoint malformed", "检查点格式错误"),
+    "checkpoint_signature_invalid": ("checkpoint signature invalid", "检查点签名无效"),
+    "checkpoint_root_mismatch": ("checkpoint Merkle root mismatch", "检查点默克尔根不符"),
+    "checkpoint_head_mismatch": ("checkpoint head mismatch", "检查点链头不符"),
+    "checkpoint_chain_broken": ("checkpoint chain broken", "检查点链断裂"),
+    "checkpoint_missing": ("checkpoint missing", "检查点缺失"),
+    "checkpoint_final_missing": (
+        "no final checkpoint (session still recording?)",
+        "无最终检查点（仍在录制？）",
+    ),
+    "checkpoint_digest_not_found": ("expected digest not found", "未找到预期的摘要"),
+    "segment_altered": ("segment altered", "录像片段被修改"),
+    "segment_missing": ("segment missing", "录像片段缺失"),
+    "segment_truncated": ("segment truncated", "录像片段被截断"),
+    "segment_extra": ("segment not in the manifest", "录像片段不在清单中"),
+    "segment_reordered": ("segment reordered", "录像片段顺序被调换"),
+    "segment_duplicate": ("segment referenced twice", "录像片段被重复引用"),
+    "segment_index_gap": ("segment index gap", "录像片段编号不连续"),
+    "segment_time_order": ("segment times out of order", "录像片段时间顺序错误"),
+    "object_altered": ("object altered", "对象被修改"),
+    "object_missing": ("object missing", "对象缺失"),
+    "object_extra": ("object not in the manifest", "对象不在清单中"),
+    "object_overwritten": ("object overwritten (more than one version)", "对象被覆盖（存在多个版本）"),
+    "object_deleted": ("object deleted (delete marker)", "对象被删除（删除标记）"),
+}
+
+_SID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_SEQ_NAME = re.compile(r"^(\d{8})\.json$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_SUMS_LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")
+
+
+class VerifyError(Exception):
+    """The thing to verify cannot be read at all (not a problem found inside it)."""
+
+
+class UsageError(VerifyError):
+    """The verifier was called wrongly (e.g. the path does not exist)."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Canonical JSON (byte-compatible with storage/canonical.py)
+# ------------------------------------------------------------------------------------------------
+
+
+class NotCanonical(ValueError):
+    pass
+
+
+def _no_float(text: str) -> Any:
+    raise NotCanonical(f"float {text} not allowed")
+
+
+def _no_constant(text: str) -> Any:
+    raise NotCanonical(f"{text} not allowed")
+
+
+def _check_ints(value: Any) -> None:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return
+    if isinstance(value, int):
+        if abs(value) >= 2**63:
+            raise NotCanonical("integer out of 64-bit range")
+    elif isinstance(value, list):
+        for item in value:
+            _check_ints(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _check_ints(item)
+
+
+def canonical_encode(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def canonical_decode(data: bytes) -> Any:
+    """Parse canonical bytes; raise NotCanonical when they are not exactly in canonical form."""
+    try:
+        value = json.loads(data.decode("utf-8"), parse_float=_no_float, parse_constant=_no_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise NotCanonical(f"not valid UTF-8 JSON: {exc}") from exc
+    _check_ints(value)
+    if canonical_encode(value) != data:
+        raise NotCanonical("bytes are not in canonical form (edited or re-serialised)")
+    return value
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------
+# RFC 9162 Merkle tree hash (byte-compatible with storage/merkle.py)
+# ------------------------------------------------------------------------------------------------
+
+
+def merkle_leaf(data: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + data).digest()
+
+
+def merkle_root(entries: Iterable[bytes]) -> bytes:
+    stack: list[tuple[int, bytes]] = []
+    for entry in entries:
+        size, h = 1, merkle_leaf(entry)
+        while stack and stack[-1][0] == size:
+            left_size, left = stack.pop()
+            size, h = left_size + size, hashlib.sha256(b"\x01" + left + h).digest()
+        stack.append((size, h))
+    if not stack:
+        return hashlib.sha256(b"").digest()
+    _, root = stack.pop()
+    while stack:
+        _, left = stack.pop()
+        root = hashlib.sha256(b"\x01" + left + root).digest()
+    return root
+
+
+def human_digest(body_bytes: bytes) -> str:
+    """Same as storage.checkpoint.human_digest: 80 bits of SHA-256 in 4 groups of 5 hex digits."""
+    h = hashlib.sha256(body_bytes).hexdigest().upper()[:20]
+    return "-".join(h[i : i + 5] for i in range(0, 20, 5))
+
+
+# ------------------------------------------------------------------------------------------------
+# Ed25519 (RFC 8032 §5.1.7 verification) — `cryptography` when present, else pure Python
+# ------------------------------------------------------------------------------------------------
+
+_P = 2**255 - 19
+_Q = 2**252 + 27742317777372353535851937790883648493
+_D = -121665 * pow(121666, _P - 2, _P) % _P
+_SQRT_M1 = pow(2, (_P - 1) // 4, _P)
+_SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
+
+
+def _pt_add(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    x1, y1, z1, t1 = a
+    x2, y2, z2, t2 = b
+    aa = (y1 - x1) * (y2 - x2) % _P
+    bb = (y1 + x1) * (y2 + x2) % _P
+    cc = 2 * t1 * t2 * _D % _P
+    dd = 2 * z1 * z2 % _P
+    e, f, g, h = bb - aa, dd - cc, dd + cc, bb + aa
+    return (e * f % _P, g * h % _P, f * g % _P, e * h % _P)
+
+
+def _pt_mul(s: int, p: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    q = (0, 1, 1, 0)
+    while s > 0:
+        if s & 1:
+            q = _pt_add(q, p)
+        p = _pt_add(p, p)
+        s >>= 1
+    return q
+
+
+def _pt_equal(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return (a[0] * b[2] - b[0] * a[2]) % _P == 0 and (a[1] * b[2] - b[1] * a[2]) % _P == 0
+
+
+def _recover_x(y: int, sign: int) -> int | None:
+    if y >= _P:
+        return None
+    x2 = (y * y - 1) * pow(_D * y * y + 1, _P - 2, _P) % _P
+    if x2 == 0:
+        return None if sign else 0
+    x = pow(x2, (_P + 3) // 8, _P)
+    if (x * x - x2) % _P:
+        x = x * _SQRT_M1 % _P
+    if (x * x - x2) % _P:
+        return None
+    if (x & 1) != sign:
+        x = _P - x
+    return x
+
+
+def _decompress(data: bytes) -> tuple[int, int, int, int] | None:
+    if len(data) != 32:
+        return None
+    y = int.from_bytes(data, "little")
+    sign = y >> 255
+    y &= (1 << 255) - 1
+    x = _recover_x(y, sign)
+    if x is None:
+        return None
+    return (x, y, 1, x * y % _P)
+
+
+_GY = 4 * pow(5, _P - 2, _P) % _P
+_G = (_recover_x(_GY, 0) or 0, _GY, 1, (_recover_x(_GY, 0) or 0) * _GY % _P)
+
+
+def ed25519_verify_pure(public: bytes, signature: bytes, message: bytes) -> bool:
+    """RFC 8032 Ed25519 verification (cofactorless, S < L), pure Python."""
+    if len(public) != 32 or len(signature) != 64:
+        return False
+    a = _decompress(public)
+    r = _decompress(signature[:32])
+    if a is None or r is None:
+        return False
+    s = int.from_bytes(signature[32:], "little")
+    if s >= _Q:
+        return False
+    h = int.from_bytes(hashlib.sha512(signature[:32] + public + message).digest(), "little") % _Q
+    return _pt_equal(_pt_mul(s, _G), _pt_add(r, _pt_mul(h, a)))
+
+
+try:  # pragma: no branch - depends on the machine
+    from cryptography.exceptions import InvalidSignature as _InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey as _Ed25519PublicKey
+
+    SIGNATURE_ENGINE = "cryptography"
+except Exception:  # any import failure means: use the built-in verifier
+    _Ed25519PublicKey = None  # type: ignore[assignment,misc]
+    SIGNATURE_ENGINE = "builtin-ed25519"
+
+
+def ed25519_verify(public: bytes, signature: bytes, message: bytes) -> bool:
+    if _Ed25519PublicKey is None:
+        return ed25519_verify_pure(public, signature, message)
+    try:
+        _Ed25519PublicKey.from_public_bytes(public).verify(signature, message)
+    except _InvalidSignature:
+        return False
+    except ValueError:
+        return False
+    return True
+
+
+def raw_public_key_from_pem(pem: bytes) -> bytes:
+    """The 32 raw bytes of an Ed25519 SubjectPublicKeyInfo PEM; ValueError otherwise."""
+    text = pem.decode("ascii", errors="strict") if isinstance(pem, bytes) else pem
+    lines = [ln.strip() for ln in text.strip().splitlines()]
+    if len(lines) < 3 or lines[0] != "-----BEGIN PUBLIC KEY-----" or lines[-1] != "-----END PUBLIC KEY-----":
+        raise ValueError("not a PEM 'PUBLIC KEY' block")
+    try:
+        der = base64.b64decode("".join(lines[1:-1]), validate=True)
+    except binascii.Error as exc:
+        raise ValueError(f"bad base64: {exc}") from exc
+    if len(der) != 44 or not der.startswith(_SPKI_PREFIX):
+        raise ValueError("not an Ed25519 public key")
+    return der[12:]
+
+
+def key_id_of_raw(raw: bytes) -> str:
+    """Same as storage.signing.key_id_of: first 16 hex digits of SHA-256 of the raw key."""
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------------------------
+# Sources: a directory, a zip, or (in storage/verify.py) the object store
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Digest:
+    sha256: str
+    size: int
+    error: str | None = None  # the object could not be read to the end (its bytes are suspect)
+
+
+class Source:
+    """What the verifier reads. Names are '/'-separated relative paths (= object keys)."""
+
+    label = "source"
+    kind = "source"
+    hash_workers = 1
+
+    def names(self) -> list[str]:
+        raise NotImplementedError
+
+    def open(self, name: str) -> IO[bytes]:
+        raise NotImplementedError
+
+    def read(self, name: str) -> bytes:
+        with self.open(name) as fh:
+            return fh.read()
+
+    def digest(self, name: str) -> Digest:
+        h = hashlib.sha256()
+        size = 0
+        try:
+            with self.open(name) as fh:
+                while block := fh.read(CHUNK):
+                    h.update(block)
+                    size += len(block)
+        except (OSError, zipfile.BadZipFile, EOFError, ValueError) as exc:
+            return Digest(h.hexdigest(), size, f"{type(exc).__name__}: {exc}")
+        return Digest(h.hexdigest(), size)
+
+    def problems(self, names: list[str]) -> list[Problem]:
+        """Problems only this kind of source can see (e.g. overwritten object versions)."""
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+class DirSource(Source):
+    kind = "directory"
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.label = root
+        self.hash_workers = max(1, min(4, os.cpu_count() or 1))
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.root, *name.split("/"))
+
+    def names(self) -> list[str]:
+        out: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames.sort()
+            rel = os.path.relpath(dirpath, self.root)
+            for fn in sorted(filenames):
+                path = os.path.join(dirpath, fn)
+                try:
+                    if not stat.S_ISREG(os.lstat(path).st_mode):
+                        continue
+                except OSError:
+                    continue
+                out.append(fn if rel == "." else "/".join([*rel.split(os.sep), fn]))
+        return out
+
+    def open(self, name: str) -> IO[bytes]:
+        return open(self._path(name), "rb")
+
+    def digest(self, name: str) -> Digest:
+        h = hashlib.sha256()
+        size = 0
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        try:
+            fd = os.open(self._path(name), os.O_RDONLY)
+        except OSError as exc:
+            return Digest(h.hexdigest(), 0, f"{type(exc).__name__}: {exc}")
+        try:
+            with os.fdopen(fd, "rb", buffering=0) as fh:
+                while n := fh.readinto(buf):
+                    h.update(view[:n])
+                    size += n
+        except OSError as exc:
+            return Digest(h.hexdigest(), size, f"{type(exc).__name__}: {exc}")
+        return Digest(h.hexdigest(), size)
+
+
+class ZipSource(Source):
+    kind = "zip"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.label = path
+        self._local = threading.local()
+        self._all: list[zipfile.ZipFile] = []
+        self._lock = threading.Lock()
+        zf = self._zip()
+        self._infos = {i.filename: i for i in zf.infolist() if not i.is_dir()}
+        self.hash_workers = max(1, min(4, os.cpu_count() or 1))
+
+    def _zip(self) -> zipfile.ZipFile:
+        zf = getattr(self._local, "zf", None)
+        if zf is None:
+            try:
+                zf = zipfile.ZipFile(self.path)
+            except (OSError, zipfile.BadZipFile, EOFError, ValueError) as exc:
+                raise VerifyError(f"{self.path}: not a readable zip file ({exc})") from exc
+            self._local.zf = zf
+            with self._lock:
+                self._all.append(zf)
+        return zf
+
+    def names(self) -> list[str]:
+        return sorted(self._infos)
+
+    def open(self, name: str) -> IO[bytes]:
+        return self._zip().open(self._infos[name])
+
+    def problems(self, names: list[str]) -> list[Problem]:
+        seen: set[str] = set()
+        out = []
+        for info in self._zip().infolist():
+            if info.filename in seen:
+                out.append(
+                    _p(
+                        "package_file_extra",
+                        info.filename,
+                        "the zip holds this name more than once",
+                        "压缩包中此文件名出现多次",
+                    )
+                )
+            seen.add(info.filename)
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            for zf in self._all:
+                zf.close()
+            self._all.clear()
+
+
+class PrefixSource(Source):
+    """A view of another source below a folder (a package zipped with its top folder)."""
+
+    def __init__(self, inner: Source, prefix: str) -> None:
+        self.inner = inner
+        self.prefix = prefix
+        self.kind = inner.kind
+        self.label = f"{inner.label}:{prefix}"
+        self.hash_workers = inner.hash_workers
+
+    def names(self) -> list[str]:
+        n = len(self.prefix)
+        return [name[n:] for name in self.inner.names() if name.startswith(self.prefix)]
+
+    def open(self, name: str) -> IO[bytes]:
+        return self.inner.open(self.prefix + name)
+
+    def digest(self, name: str) -> Digest:
+        return self.inner.digest(self.prefix + name)
+
+    def problems(self, names: list[str]) -> list[Problem]:
+        return self.inner.problems([self.prefix + n for n in names])
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def _looks_like_package(names: list[str]) -> bool:
+    return any(n.startswith("sessions/") or n == SUMS_NAME for n in names)
+
+
+def open_source(path: str) -> Source:
+    """A directory or zip; descends into a single top folder that holds the package."""
+    if not os.path.exists(path):
+        raise UsageError(f"{path}: no such file or directory")
+    source: Source
+    if os.path.isdir(path):
+        source = DirSource(path)
+    else:
+        try:
+            is_zip = zipfile.is_zipfile(path)
+        except OSError as exc:
+            raise VerifyError(f"{path}: cannot be read ({exc})") from exc
+        if not is_zip:
+            raise VerifyError(f"{path}: neither a directory nor a zip file (corrupt or wrong file?)")
+        source = ZipSource(path)
+    names = source.names()
+    if not _looks_like_package(names):
+        tops = {n.split("/", 1)[0] for n in names if "/" in n}
+        loose = [n for n in names if "/" not in n]
+        if len(tops) == 1 and not loose:
+            prefix = tops.pop() + "/"
+            sub = PrefixSource(source, prefix)
+            if _looks_like_package(sub.names()):
+                return sub
+    return source
+
+
+# ------------------------------------------------------------------------------------------------
+# Results
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Problem:
+    code: str
+    object: str
+    message: str
+    message_zh: str = ""
+    severity: str = ERROR
+    session: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class CheckpointSummary:
+    ordinal: int
+    object: str
+    tree_size: int
+    final: bool
+    time_ns: int
+    key_id: str
+    digest: str
+    signature: str  # "valid" | "invalid" | "untrusted" | "malformed"
+
+
+@dataclass
+class SessionSummary:
+    session: str
+    entries: int = 0
+    signed_entries: int = 0
+    segments: int = 0
+    bytes: int = 0
+    tracks: dict[str, int] = field(default_factory=dict)
+    stopped: bool = False
+    final: bool = False
+    checkpoints: list[CheckpointSummary] = field(default_factory=list)
+
+    @property
+    def final_digest(self) -> str | None:
+        valid = [c for c in self.checkpoints if c.signature == "valid"]
+        return valid[-1].digest if valid else None
+
+
+@dataclass
+class Result:
+    source: str
+    source_kind: str
+    signature_engine: str = SIGNATURE_ENGINE
+    sessions: list[SessionSummary] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    package_files: int = 0
+    package_sums: str = "absent"  # "absent" | "checked" | "signed"
+    key_ids: list[str] = field(default_factory=list)
+    bytes_hashed: int = 0
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == ERROR]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == WARNING]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def codes(self) -> set[str]:
+        return {p.code for p in self.problems}
+
+    def objects(self, code: str | None = None) -> set[str]:
+        return {p.object for p in self.problems if code is None or p.code == code}
+
+    def to_json(self) -> dict[str, Any]:
+        sessions = []
+        for s in self.sessions:
+            d = asdict(s)
+            d["final_digest"] = s.final_digest
+            sessions.append(d)
+        return {
+            "verifier_version": VERIFIER_VERSION,
+            "ok": self.ok,
+            "verdict": "intact" if self.ok else "tampered_or_incomplete",
+            "source": self.source,
+            "source_kind": self.source_kind,
+            "signature_engine": self.signature_engine,
+            "key_ids": self.key_ids,
+            "package_sums": self.package_sums,
+            "package_files": self.package_files,
+            "bytes_hashed": self.bytes_hashed,
+            "errors": len(self.errors),
+            "warnings": len(self.warnings),
+            "sessions": sessions,
+            "problems": [p.to_json() for p in self.problems],
+        }
+
+
+# ------------------------------------------------------------------------------------------------
+# The checks
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Entry:
+    name: str
+    file_seq: int
+    raw: bytes
+    hash: str
+    doc: dict[str, Any] | None
+    error: str | None
+
+    @property
+    def seq(self) -> int | None:
+        return self.doc["seq"] if self.doc else None
+
+    @property
+    def prev(self) -> str | None:
+        return self.doc["prev"] if self.doc else None
+
+    @property
+    def kind(self) -> str | None:
+        return self.doc["kind"] if self.doc else None
+
+    @property
+    def body(self) -> dict[str, Any]:
+        return self.doc["body"] if self.doc else {}
+
+
+@dataclass
+class _Checkpoint:
+    ordinal: int
+    name: str
+    body: dict[str, Any] | None
+    body_bytes: bytes
+    signature: bytes
+    error: str | None
+    status: str = "malformed"
+
+
+def _parse_entry(name: str, file_seq: int, raw: bytes) -> _Entry:
+    h = sha256_hex(raw)
+    try:
+        doc = canonical_decode(raw)
+    except NotCanonical as exc:
+        return _Entry(name, file_seq, raw, h, None, str(exc))
+    err = None
+    if not isinstance(doc, dict) or set(doc) != ENTRY_FIELDS:
+        err = "fields are not those of a manifest entry"
+    elif doc["v"] != ENTRY_VERSION:
+        err = f"unsupported entry version {doc['v']!r}"
+    elif doc["kind"] not in KINDS:
+        err = f"unknown entry kind {doc['kind']!r}"
+    elif not isinstance(doc["seq"], int) or isinstance(doc["seq"], bool) or doc["seq"] < 0:
+        err = "seq is not a non-negative integer"
+    elif not isinstance(doc["prev"], str) or not _HEX64.match(doc["prev"]):
+        err = "prev is not a SHA-256 hex digest"
+    elif not isinstance(doc["time_ns"], int) or not isinstance(doc["body"], dict):
+        err = "time_ns or body has the wrong type"
+    if err:
+        return _Entry(name, file_seq, raw, h, None, err)
+    return _Entry(name, file_seq, raw, h, doc, None)
+
+
+def _parse_checkpoint(name: str, ordinal: int, raw: bytes) -> _Checkpoint:
+    try:
+        doc = canonical_decode(raw)
+    except NotCanonical as exc:
+        return _Checkpoint(ordinal, name, None, b"", b"", str(exc))
+    if not isinstance(doc, dict) or set(doc) != {"body", "signature"}:
+        return _Checkpoint(ordinal, name, None, b"", b"", "must have exactly 'body' and 'signature'")
+    body = doc["body"]
+    if not isinstance(body, dict) or set(body) != CHECKPOINT_FIELDS:
+        return _Checkpoint(ordinal, name, None, b"", b"", "body fields malformed")
+    if body["v"] != CHECKPOINT_VERSION:
+        return _Checkpoint(ordinal, name, None, b"", b"", f"unsupported checkpoint version {body['v']!r}")
+    types_ok = (
+        isinstance(body["tree_size"], int)
+        and not isinstance(body["tree_size"], bool)
+        and body["tree_size"] >= 0
+        and all(isinstance(body[k], str) for k in ("session", "root", "head", "key_id", "prev_checkpoint"))
+        and isinstance(body["time_ns"], int)
+        and isinstance(body["final"], bool)
+    )
+    if not types_ok:
+        return _Checkpoint(ordinal, name, None, b"", b"", "body field types malformed")
+    try:
+        sig = base64.b64decode(doc["signature"], validate=True) if isinstance(doc["signature"], str) else b""
+    except binascii.Error:
+        sig = b""
+    return _Checkpoint(ordinal, name, body, canonical_encode(body), sig, None)
+
+
+def _p(
+    code: str, obj: str, en: str, zh: str = "", severity: str = ERROR, session: str | None = None
+) -> Problem:
+    title_en, title_zh = CODES.get(code, (code, code))
+    return Problem(code, obj, f"{title_en}: {en}", f"{title_zh}：{zh or en}", severity, session)
+
+
+class Verifier:
+    """Runs every check over one source. `verify()` returns a `Result`; it never raises for
+    problems found in the evidence, only `VerifyError` when the source cannot be read at all."""
+
+    def __init__(
+        self,
+        source: Source,
+        *,
+        sessions: Iterable[str] | None = None,
+        trusted_keys: Iterable[bytes] = (),
+        expected_digests: Iterable[str] = (),
+        package: bool = True,
+    ) -> None:
+        self.source = source
+        self.only_sessions = set(sessions) if sessions is not None else None
+        self.trusted: dict[str, bytes] = {}
+        for pem in trusted_keys:
+            try:
+                raw = raw_public_key_from_pem(pem)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise UsageError(f"trusted key is not an Ed25519 public key PEM: {exc}") from exc
+            self.trusted[key_id_of_raw(raw)] = raw
+        self.expected_digests = [d.strip().upper() for d in expected_digests]
+        self.package = package
+        self.result = Result(source=source.label, source_kind=source.kind)
+        self._digests: dict[str, Digest] = {}
+        self._keys: dict[str, bytes | None] = {}
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _add(self, problem: Problem) -> None:
+        self.result.problems.append(problem)
+
+    def _hash_all(self, names: Iterable[str]) -> None:
+        todo = [n for n in dict.fromkeys(names) if n not in self._digests]
+        if not todo:
+            return
+        workers = min(self.source.hash_workers, len(todo))
+        if workers <= 1:
+            results: Iterator[Digest] = map(self.source.digest, todo)
+            for i, d in enumerate(results):
+                self._digests[todo[i]] = d
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                for i, d in enumerate(pool.map(self.source.digest, todo)):
+                    self._digests[todo[i]] = d
+        self.result.bytes_hashed += sum(self._digests[n].size for n in todo)
+
+    def _read(self, name: str) -> bytes | None:
+        try:
+            return self.source.read(name)
+        except (OSError, KeyError, zipfile.BadZipFile, EOFError, ValueError):
+            return None
+
+    def _public_key(self, key_id: str, names: set[str], sid: str) -> tuple[bytes | None, str]:
+        """(raw key, status) for a checkpoint's key id: status 'ok', 'missing', 'malformed', 'mismatch'."""
+        if key_id in self.trusted:
+            return self.trusted[key_id], "ok"
+        if self.trusted:
+            return None, "untrusted"
+        if not _SID.match(key_id):
+            return None, "missing"
+        name = f"site/keys/{key_id}.pem"
+        if name not in names:
+            return None, "missing"
+        if key_id not in self._keys:
+            data = self._read(name)
+            raw: bytes | None
+            try:
+                raw = raw_public_key_from_pem(data or b"")
+            except (ValueError, UnicodeDecodeError):
+                raw = None
+            self._keys[key_id] = raw
+        raw = self._keys[key_id]
+        if raw is None:
+            return None, "malformed"
+        if key_id_of_raw(raw) != key_id:
+            return None, "mismatch"
+        return raw, "ok"
+
+    # -- top level --------------------------------------------------------------------------------
+    def verify(self) -> Result:
+        names = self.source.names()
+        name_set = set(names)
+        sessions: dict[str, list[str]] = {}
+        for n in names:
+            parts = n.split("/")
+            if len(parts) >= 3 and parts[0] == "sessions":
+                sessions.setdefault(parts[1], []).append(n)
+        wanted = sorted(sessions if self.only_sessions is None else self.only_sessions)
+        if not wanted:
+            self._add(
+                _p(
+                    "package_empty",
+                    self.source.label,
+                    "no sessions/<id>/manifest/ found",
+                    "未找到 sessions/<id>/manifest/",
+                )
+            )
+        self._check_key_files(names)
+        for sid in wanted:
+            self._verify_session(sid, sorted(sessions.get(sid, [])), name_set)
+        if self.package:
+            self._check_package(names)
+        self._check_expected_digests()
+        self.result.problems.extend(self.source.problems(names))
+        self.result.key_ids = sorted(
+            {c.key_id for s in self.result.sessions for c in s.checkpoints if c.signature == "valid"}
+        )
+        return self.result
+
+    def _check_key_files(self, names: list[str]) -> None:
+        for n in names:
+            if not n.startswith("site/keys/"):
+                continue
+            fn = n[len("site/keys/") :]
+            if not fn.endswith(".pem") or "/" in fn:
+                continue
+            key_id = fn[: -len(".pem")]
+            data = self._read(n) or b""
+            try:
+                raw = raw_public_key_from_pem(data)
+            except (ValueError, UnicodeDecodeError) as exc:
+                self._add(_p("public_key_malformed", n, str(exc), f"无法解析公钥：{exc}"))
+                continue
+            if key_id_of_raw(raw) != key_id:
+                self._add(
+                    _p(
+                        "public_key_mismatch",
+                        n,
+                        f"the key in this file has id {key_id_of_raw(raw)}, its name says {key_id} "
+                        "(the public key was replaced)",
+                        f"文件中公钥的标识为 {key_id_of_raw(raw)}，文件名为 {key_id}（公钥被替换）",
+                    )
+                )
+
+    # -- one session ------------------------------------------------------------------------------
+    def _verify_session(self, sid: str, names: list[str], all_names: set[str]) -> None:
+        summary = SessionSummary(sid)
+        self.result.sessions.append(summary)
+        prefix = f"sessions/{sid}/"
+        files: dict[int, _Entry] = {}
+        cps: list[_Checkpoint] = []
+        others: list[str] = []
+        for n in names:
+            rest = n[len(prefix) :]
+            folder, _, leaf = rest.partition("/")
+            m = _SEQ_NAME.match(leaf)
+            if folder == "manifest" and m:
+                raw = self._read(n)
+                if raw is None:
+                    self._add(_p("entry_edited", n, "cannot be read", "无法读取", session=sid))
+                    raw = b""
+                files[int(m.group(1))] = _parse_entry(n, int(m.group(1)), raw)
+            elif folder == "checkpoints" and m:
+                raw = self._read(n) or b""
+                cps.append(_parse_checkpoint(n, int(m.group(1)), raw))
+            else:
+                others.append(n)
+        if not _SID.match(sid):
+            self._add(_p("object_extra", prefix, "not a valid session id", "会话标识无效", session=sid))
+        if not files:
+            self._add(
+                _p(
+                    "session_empty",
+                    f"{prefix}manifest/",
+                    "no manifest entries at all",
+                    "没有任何清单条目",
+                    session=sid,
+                )
+            )
+
+        for e in files.values():
+            if e.error:
+                self._add(
+                    _p("entry_edited", e.name, e.error, f"条目内容不符合规范格式：{e.error}", session=sid)
+                )
+            elif e.doc and e.doc["session"] != sid:
+                self._add(
+                    _p(
+                        "entry_misplaced",
+                        e.name,
+                        f"belongs to session {e.doc['session']!r}",
+                        f"属于会话 {e.doc['session']!r}",
+                        session=sid,
+                    )
+                )
+
+        anchor = self._check_checkpoints(sid, cps, all_names, summary)
+        ordered = self._walk_chain(sid, files, anchor, summary)
+        self._check_checkpoint_roots(sid, cps, ordered)
+
+        authentic = [e for e in ordered if e is not None and e.doc is not None]
+        summary.entries = len(files)
+        summary.stopped = any(e.kind == "session_stop" for e in authentic)
+        summary.final = bool(anchor and anchor.body and anchor.body["final"])
+        if not summary.stopped and not summary.final and files:
+            self._add(
+                _p(
+                    "checkpoint_final_missing",
+                    f"{prefix}checkpoints/",
+                    "the session has no session_stop entry and no final checkpoint: it is still recording, "
+                    "or its end was cut off",
+                    "会话没有结束条目和最终检查点：仍在录制，或结尾被截去",
+                    WARNING,
+                    sid,
+                )
+            )
+        referenced = self._check_objects(sid, authentic, others, summary)
+        for n in others:
+            if n in referenced:
+                continue
+            rest = n[len(prefix) :]
+            code = "segment_extra" if rest.startswith("segments/") else "object_extra"
+            self._add(
+                _p(
+                    code,
+                    n,
+                    "not referenced by any authentic manifest entry",
+                    "未被任何真实清单条目引用",
+                    session=sid,
+                )
+            )
+
+    def _check_checkpoints(
+        self, sid: str, cps: list[_Checkpoint], names: set[str], summary: SessionSummary
+    ) -> _Checkpoint | None:
+        cps.sort(key=lambda c: c.ordinal)
+        anchor: _Checkpoint | None = None
+        prev_body_hash: str | None = GENESIS
+        prev_size = 0
+        expected_ordinal = 0
+        for cp in cps:
+            while expected_ordinal < cp.ordinal:
+                missing = f"sessions/{sid}/checkpoints/{expected_ordinal:08d}.json"
+                self._add(
+                    _p(
+                        "checkpoint_missing",
+                        missing,
+                        "ordinal missing from the checkpoint sequence",
+                        "检查点序号缺失",
+                        session=sid,
+                    )
+                )
+                expected_ordinal += 1
+                prev_body_hash = None
+            expected_ordinal = cp.ordinal + 1
+            if cp.error or cp.body is None:
+                self._add(_p("checkpoint_malformed", cp.name, cp.error or "malformed", session=sid))
+                prev_body_hash = None
+                continue
+            body = cp.body
+            foreign = body["session"] != sid
+            if foreign:
+                self._add(
+                    _p(
+                        "checkpoint_malformed",
+                        cp.name,
+                        f"belongs to session {body['session']!r}",
+                        f"属于会话 {body['session']!r}",
+                        session=sid,
+                    )
+                )
+            raw, key_status = self._public_key(body["key_id"], names, sid)
+            if raw is None:
+                cp.status = "untrusted" if key_status == "untrusted" else "invalid"
+                if key_status == "untrusted":
+                    self._add(
+                        _p(
+                            "public_key_untrusted",
+                            cp.name,
+                            f"signed with key {body['key_id']}, not with the trusted key(s) "
+                            f"{', '.join(sorted(self.trusted))}",
+                            f"签名密钥 {body['key_id']} 不是受信任的密钥",
+                            session=sid,
+                        )
+                    )
+                elif key_status == "missing":
+                    self._add(
+                        _p(
+                            "public_key_missing",
+                            f"site/keys/{body['key_id']}.pem",
+                            f"needed to check {cp.name}",
+                            f"校验 {cp.name} 需要此公钥",
+                            session=sid,
+                        )
+                    )
+                # malformed / mismatch key files were reported once by _check_key_files
+                self._add(
+                    _p(
+                        "checkpoint_signature_invalid",
+                        cp.name,
+                        f"cannot be verified: public key {body['key_id']} is {key_status}",
+                        f"无法验证：公钥 {body['key_id']} 状态为 {key_status}",
+                        session=sid,
+                    )
+                )
+            elif ed25519_verify(raw, cp.signature, cp.body_bytes):
+                cp.status = "valid"
+            else:
+                cp.status = "invalid"
+                self._add(
+                    _p(
+                        "checkpoint_signature_invalid",
+                        cp.name,
+                        "the Ed25519 signature does not match the checkpoint body",
+                        "Ed25519 签名与检查点内容不符",
+                        session=sid,
+                    )
+                )
+            if prev_body_hash is not None and body["prev_checkpoint"] != prev_body_hash:
+                self._add(
+                    _p(
+                        "checkpoint_chain_broken",
+                        cp.name,
+                        "prev_checkpoint does not match the previous checkpoint",
+                        "prev_checkpoint 与上一个检查点不符",
+                        session=sid,
+                    )
+                )
+            if body["tree_size"] < prev_size:
+                self._add(
+                    _p(
+                        "checkpoint_chain_broken",
+                        cp.name,
+                        f"tree_size {body['tree_size']} is smaller than the previous {prev_size}",
+                        f"tree_size {body['tree_size']} 小于上一个检查点的 {prev_size}",
+                        session=sid,
+                    )
+                )
+            prev_size = max(prev_size, body["tree_size"])
+            prev_body_hash = sha256_hex(cp.body_bytes)
+            summary.checkpoints.append(
+                CheckpointSummary(
+                    cp.ordinal,
+                    cp.name,
+                    body["tree_size"],
+                    body["final"],
+                    body["time_ns"],
+                    body["key_id"],
+                    human_digest(cp.body_bytes),
+                    cp.status,
+                )
+            )
+            if (
+                cp.status == "valid"
+                and not foreign
+                and (anchor is None or body["tree_size"] >= (anchor.body or {})["tree_size"])
+            ):
+                anchor = cp
+        return anchor
+
+    def _walk_chain(
+        self, sid: str, files: dict[int, _Entry], anchor: _Checkpoint | None, summary: SessionSummary
+    ) -> list[_Entry | None]:
+        """Walk the chain back from the signed head: positions 0..t-1, then the unsigned tail."""
+        by_hash: dict[str, list[_Entry]] = {}
+        for e in files.values():
+            if e.doc is not None:
+                by_hash.setdefault(e.hash, []).append(e)
+        t = anchor.body["tree_size"] if anchor and anchor.body else 0
+        head: str | None = anchor.body["head"] if anchor and anchor.body else GENESIS
+        summary.signed_entries = t
+        positions: list[_Entry | None] = [None] * t
+        consumed: set[int] = set()
+        expected: str | None = head
+        for pos in range(t - 1, -1, -1):
+            name = f"sessions/{sid}/manifest/{pos:08d}.json"
+            found = None
+            if expected is not None:
+                candidates = [e for e in by_hash.get(expected, []) if e.file_seq not in consumed]
+                candidates.sort(key=lambda e: (e.file_seq != pos, e.file_seq))
+                found = candidates[0] if candidates else None
+            if found is not None:
+                consumed.add(found.file_seq)
+                positions[pos] = found
+                if found.seq != pos:
+                    self._add(
+                        _p(
+                            "chain_broken",
+                            found.name,
+                            f"entry at chain position {pos} says seq {found.seq}",
+                            f"链位置 {pos} 的条目序号为 {found.seq}",
+                            session=sid,
+                        )
+                    )
+                elif found.file_seq != pos:
+                    self._add(
+                        _p(
+                            "entry_misplaced",
+                            found.name,
+                            f"holds entry {pos}, stored under the wrong number",
+                            f"此文件存放的是第 {pos} 条，编号错误",
+                            session=sid,
+                        )
+                    )
+                expected = found.prev
+                continue
+            here = files.get(pos)
+            if here is not None and here.file_seq not in consumed:
+                consumed.add(here.file_seq)
+                if here.doc is None:
+                    expected = None  # already reported as edited (not canonical / malformed)
+                    continue
+                positions[pos] = here
+                if expected is not None:
+                    what = "the signed checkpoint's head" if pos == t - 1 else "the next entry's prev link"
+                    self._add(
+                        _p(
+                            "entry_edited",
+                            here.name,
+                            f"its hash {here.hash[:16]}… differs from {what} ({expected[:16]}…)",
+                            f"其哈希值 {here.hash[:16]}… 与{'签名检查点' if pos == t - 1 else '下一条目'}"
+                            f"记录的"
+                            f" {expected[:16]}… 不符",
+                            session=sid,
+                        )
+                    )
+                expected = here.prev
+                continue
+            renumbered = " (later entries were renumbered)" if here is not None else ""
+            self._add(
+                _p(
+                    "entry_missing",
+                    name,
+                    f"entry {pos} is covered by a signed checkpoint but absent{renumbered}",
+                    f"第 {pos} 条已被签名检查点覆盖，但不存在",
+                    session=sid,
+                )
+            )
+            expected = None
+        if t and expected is not None and expected != GENESIS:
+            first = positions[0]
+            self._add(
+                _p(
+                    "chain_broken",
+                    first.name if first else f"sessions/{sid}/manifest/00000000.json",
+                    "the first entry does not start the chain (prev is not the genesis value)",
+                    "第一条目的 prev 不是起始值",
+                    session=sid,
+                )
+            )
+        if t == 0 and anchor is not None and anchor.body and anchor.body["head"] != GENESIS:
+            self._add(
+                _p("checkpoint_head_mismatch", anchor.name, "empty tree with a non-genesis head", session=sid)
+            )
+
+        # The tail: entries after the signed head, in file order.
+        ordered: list[_Entry | None] = list(positions)
+        tail: list[_Entry] = []
+        prev_hash: str | None = (
+            positions[-1].hash if positions and positions[-1] else (head if t else GENESIS)
+        )
+        last = max(files) if files else -1
+        for k in range(t, last + 1):
+            f = files.get(k)
+            if f is not None and f.file_seq in consumed:
+                continue
+            if f is None:
+                self._add(
+                    _p(
+                        "entry_missing",
+                        f"sessions/{sid}/manifest/{k:08d}.json",
+                        "numbering hole in the manifest",
+                        "清单编号缺口",
+                        session=sid,
+                    )
+                )
+                prev_hash = None
+                ordered.append(None)
+                continue
+            consumed.add(f.file_seq)
+            if f.doc is None:
+                prev_hash = None
+                ordered.append(None)
+                continue
+            if f.seq != k:
+                self._add(
+                    _p("entry_misplaced", f.name, f"says seq {f.seq}", f"其序号为 {f.seq}", session=sid)
+                )
+            if prev_hash is not None and f.prev != prev_hash:
+                self._add(
+                    _p(
+                        "chain_broken",
+                        f.name,
+                        "prev does not match the hash of the entry before it",
+                        "prev 与上一条目的哈希值不符",
+                        session=sid,
+                    )
+                )
+            prev_hash = f.hash
+            tail.append(f)
+            ordered.append(f)
+        for k, e in sorted(files.items()):
+            if k not in consumed and k < t:
+                consumed.add(k)
+                if e.doc is not None:
+                    self._add(
+                        _p(
+                            "entry_inserted",
+                            e.name,
+                            "not part of the chain that the signed checkpoint covers",
+                            "不属于签名检查点覆盖的哈希链",
+                            session=sid,
+                        )
+                    )
+        if tail:
+            stopped = any(e is not None and e.kind == "session_stop" for e in ordered)
+            n = len(tail)
+            if stopped:
+                en = (
+                    f"{n} entr{'y' if n == 1 else 'ies'} from {tail[0].name} on after the last signed "
+                    "checkpoint "
+                    "although the session was stopped (possibly inserted)"
+                )
+                zh = f"会话已结束，但最后一个签名检查点之后仍有 {n} 条条目（可能被插入）"
+            else:
+                en = (
+                    f"{n} entr{'y' if n == 1 else 'ies'} from {tail[0].name} on are not yet covered "
+                    "by a signature"
+                )
+                zh = f"{n} 条条目尚未被签名覆盖（会话可能仍在录制）"
+            self._add(_p("unsigned_tail", tail[0].name, en, zh, ERROR if stopped else WARNING, sid))
+        return ordered
+
+    def _check_checkpoint_roots(self, sid: str, cps: list[_Checkpoint], ordered: list[_Entry | None]) -> None:
+        for cp in cps:
+            if cp.body is None:
+                continue
+            size = cp.body["tree_size"]
+            if size > len(ordered) or any(e is None or e.doc is None for e in ordered[:size]):
+                continue  # entries are missing: already reported by name
+            covered = [e.raw for e in ordered[:size] if e is not None]
+            root = merkle_root(covered).hex()
+            head = ordered[size - 1].hash if size and ordered[size - 1] is not None else GENESIS
+            if root != cp.body["root"]:
+                self._add(
+                    _p(
+                        "checkpoint_root_mismatch",
+                        cp.name,
+                        f"Merkle root over entries 0..{size - 1} is {root[:16]}…, the checkpoint says "
+                        f"{str(cp.body['root'])[:16]}…",
+                        f"条目 0..{size - 1} 的默克尔根与检查点记录不符",
+                        session=sid,
+                    )
+                )
+            if head != cp.body["head"]:
+                self._add(
+                    _p(
+                        "checkpoint_head_mismatch",
+                        cp.name,
+                        f"entry {size - 1} has hash {head[:16]}…, "
+                        f"the checkpoint says {str(cp.body['head'])[:16]}…",
+                        f"第 {size - 1} 条的哈希值与检查点记录不符",
+                        session=sid,
+                    )
+                )
+
+    def _check_objects(
+        self, sid: str, entries: list[_Entry], present: list[str], summary: SessionSummary
+    ) -> set[str]:
+        """Re-hash every object the entries name; check each track's order. Returns referenced keys."""
+        prefix = f"sessions/{sid}/"
+        present_set = set(present)
+        refs: list[tuple[_Entry, str, str, int | None, bool]] = []  # entry, key, sha256, bytes, is_segment
+        for e in entries:
+            body = e.body
+            key = body.get("key")
+            digest = body.get("sha256")
+            if not isinstance(key, str) or not isinstance(digest, str):
+                if e.kind == "segment":
+                    self._add(_p("entry_edited", e.name, "segment entry lacks key/sha256", session=sid))
+                continue
+            size = body.get("bytes")
+            refs.append(
+                (e, key, digest.lower(), size if isinstance(size, int) else None, e.kind == "segment")
+            )
+        self._hash_all(k for _, k, _, _, _ in refs if k in present_set)
+        expected_by_hash: dict[str, str] = {}
+        for _, key, digest, _, _ in refs:
+            expected_by_hash.setdefault(digest, key)
+        referenced: set[str] = set()
+        seen: dict[str, str] = {}
+        for e, key, digest, size, is_seg in refs:
+            kind = "segment" if is_seg else "object"
+            if key in seen:
+                self._add(
+                    _p(
+                        "segment_duplicate" if is_seg else "object_altered",
+                        e.name,
+                        f"names {key}, already named by {seen[key]}",
+                        f"引用的 {key} 已被 {seen[key]} 引用",
+                        session=sid,
+                    )
+                )
+                continue
+            seen[key] = e.name
+            referenced.add(key)
+            if not key.startswith(prefix):
+                self._add(_p("entry_edited", e.name, f"names {key} outside this session", session=sid))
+                continue
+            if is_seg:
+                summary.segments += 1
+                summary.bytes += size or 0
+                track = f"{e.body.get('source')}/{e.body.get('track')}"
+                summary.tracks[track] = summary.tracks.get(track, 0) + 1
+            if key not in present_set:
+                self._add(
+                    _p(
+                        f"{kind}_missing",
+                        key,
+                        f"named by {e.name}",
+                        f"清单条目 {e.name} 引用此对象，但其不存在",
+                        session=sid,
+                    )
+                )
+                continue
+            d = self._digests[key]
+            if d.sha256 == digest and d.size == size and d.error is None:
+                continue
+            if d.sha256 == digest and size is None and d.error is None:
+                continue
+            if d.error is not None:
+                self._add(
+                    _p(
+                        f"{kind}_altered",
+                        key,
+                        f"cannot be read to the end ({d.error})",
+                        f"无法完整读取（{d.error}）",
+                        session=sid,
+                    )
+                )
+            elif size is not None and d.size < size:
+                self._add(
+                    _p(
+                        f"{kind}_truncated" if is_seg else "object_altered",
+                        key,
+                        f"{d.size} bytes, the manifest says {size}",
+                        f"实际 {d.size} 字节，清单记录 {size} 字节",
+                        session=sid,
+                    )
+                )
+            elif d.sha256 in expected_by_hash and expected_by_hash[d.sha256] != key:
+                other = expected_by_hash[d.sha256]
+                self._add(
+                    _p(
+                        "segment_reordered" if is_seg else "object_altered",
+                        key,
+                        f"holds the content of {other}",
+                        f"其内容属于 {other}（文件被调换）",
+                        session=sid,
+                    )
+                )
+            else:
+                extra = (
+                    ""
+                    if size is None or d.size == size
+                    else f" (and {d.size} bytes, the manifest says {size})"
+                )
+                self._add(
+                    _p(
+                        f"{kind}_altered",
+                        key,
+                        f"SHA-256 {d.sha256[:16]}… differs from the manifest's {digest[:16]}…{extra}",
+                        f"SHA-256 与清单记录不符{extra}",
+                        session=sid,
+                    )
+                )
+        self._check_track_order(sid, [e for e, _, _, _, s in refs if s])
+        return referenced
+
+    def _check_track_order(self, sid: str, segs: list[_Entry]) -> None:
+        tracks: dict[tuple[Any, Any], list[_Entry]] = {}
+        for e in segs:
+            tracks.setdefault((e.body.get("source"), e.body.get("track")), []).append(e)
+        for (source, track), items in tracks.items():
+            prev: _Entry | None = None
+            for e in items:
+                b = e.body
+                idx, first, last = b.get("index"), b.get("wall_first_ns"), b.get("wall_last_ns")
+                if not (isinstance(idx, int) and isinstance(first, int) and isinstance(last, int)):
+                    self._add(
+                        _p(
+                            "entry_edited",
+                            e.name,
+                            "segment entry lacks index / wall clock times",
+                            session=sid,
+                        )
+                    )
+                    continue
+                if last < first:
+                    self._add(
+                        _p(
+                            "segment_time_order",
+                            b["key"],
+                            "ends before it starts",
+                            "结束时间早于开始时间",
+                            session=sid,
+                        )
+                    )
+                if prev is not None:
+                    pb = prev.body
+                    if idx <= pb["index"]:
+                        self._add(
+                            _p(
+                                "segment_reordered",
+                                b["key"],
+                                f"index {idx} follows index {pb['index']} in track {source}/{track}",
+                                f"轨道 {source}/{track} 中编号 {idx} 排在 {pb['index']} 之后",
+                                session=sid,
+                            )
+                        )
+                    elif idx != pb["index"] + 1:
+                        self._add(
+                            _p(
+                                "segment_index_gap",
+                                b["key"],
+                                f"index {idx} follows index {pb['index']} in track {source}/{track}: "
+                                f"{idx - pb['index'] - 1} segment(s) never entered the manifest",
+                                f"轨道 {source}/{track} 中编号 {pb['index']} 之后是 {idx}",
+                                session=sid,
+                            )
+                        )
+                    if first < pb["wall_first_ns"]:
+                        self._add(
+                            _p(
+                                "segment_time_order",
+                                b["key"],
+                                f"starts before the previous segment of track {source}/{track}",
+                                f"开始时间早于轨道 {source}/{track} 的上一片段",
+                                session=sid,
+                            )
+                        )
+                elif idx != 0:
+                    self._add(
+                        _p(
+                            "segment_index_gap",
+                            b["key"],
+                            f"track {source}/{track} starts at index {idx}",
+                            f"轨道 {source}/{track} 从编号 {idx} 开始",
+                            session=sid,
+                        )
+                    )
+                prev = e
+
+    # -- package files ----------------------------------------------------------------------------
+    def _check_package(self, names: list[str]) -> None:
+        evidence = ("sessions/", "site/")
+        loose = [n for n in names if not n.startswith(evidence) and n not in (SUMS_NAME, SUMS_SIG_NAME)]
+        self.result.package_files = len(loose)
+        if SUMS_NAME not in names:
+            for n in loose:
+                self._add(
+                    _p(
+                        "package_file_unverified",
+                        n,
+                        "the package has no SHA256SUMS covering it",
+                        "证据包中没有 SHA256SUMS 覆盖此文件",
+                        WARNING,
+                    )
+                )
+            return
+        self.result.package_sums = "checked"
+        data = self._read(SUMS_NAME) or b""
+        listed: dict[str, str] = {}
+        for i, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
+            if not line.strip():
+                continue
+            m = _SUMS_LINE.match(line)
+            path = m.group(2).removeprefix("./") if m else ""
+            if not m or path.startswith("/") or ".." in path.split("/") or path in listed:
+                self._add(
+                    _p(
+                        "package_sums_malformed",
+                        SUMS_NAME,
+                        f"line {i} is not '<sha256>  <path>'",
+                        f"第 {i} 行格式错误",
+                    )
+                )
+                continue
+            listed[path] = m.group(1).lower()
+        name_set = set(names)
+        self._hash_all(p for p in listed if p in name_set)
+        for path, digest in listed.items():
+            if path not in name_set:
+                self._add(
+                    _p(
+                        "package_file_missing",
+                        path,
+                        "listed in SHA256SUMS but absent",
+                        "列于 SHA256SUMS 但不存在",
+                    )
+                )
+            elif self._digests[path].sha256 != digest or self._digests[path].error:
+                self._add(
+                    _p(
+                        "package_file_altered",
+                        path,
+                        "SHA-256 differs from SHA256SUMS",
+                        "SHA-256 与 SHA256SUMS 记录不符",
+                    )
+                )
+        for n in names:
+            if n not in listed and n not in (SUMS_NAME, SUMS_SIG_NAME):
+                self._add(
+                    _p(
+                        "package_file_extra",
+                        n,
+                        "present but not listed in SHA256SUMS",
+                        "存在但未列于 SHA256SUMS",
+                    )
+                )
+        if SUMS_SIG_NAME in names:
+            self._check_sums_signature(data, name_set)
+
+    def _check_sums_signature(self, sums: bytes, names: set[str]) -> None:
+        raw_sig = self._read(SUMS_SIG_NAME) or b""
+        try:
+            doc = canonical_decode(raw_sig)
+            key_id = doc["key_id"]
+            sig = base64.b64decode(doc["signature"], validate=True)
+        except (NotCanonical, KeyError, TypeError, binascii.Error) as exc:
+            self._add(_p("package_signature_invalid", SUMS_SIG_NAME, f"malformed ({exc})", "格式错误"))
+            return
+        raw, status = self._public_key(str(key_id), names, "")
+        if raw is None:
+            self._add(
+                _p(
+                    "package_signature_invalid",
+                    SUMS_SIG_NAME,
+                    f"public key {key_id} is {status}",
+                    f"公钥 {key_id} 状态为 {status}",
+                )
+            )
+        elif not ed25519_verify(raw, sig, sums):
+            self._add(
+                _p(
+                    "package_signature_invalid",
+                    SUMS_SIG_NAME,
+                    "signature does not match SHA256SUMS",
+                    "签名与 SHA256SUMS 不符",
+                )
+            )
+        else:
+            self.result.package_sums = "signed"
+
+    def _check_expected_digests(self) -> None:
+        if not self.expected_digests:
+            return
+        valid = {c.digest for s in self.result.sessions for c in s.checkpoints if c.signature == "valid"}
+        for d in self.expected_digests:
+            if d not in valid:
+                self._add(
+                    _p(
+                        "checkpoint_digest_not_found",
+                        d,
+                        "no validly signed checkpoint has this digest (the one signed on paper)",
+                        "没有任何签名有效的检查点具有此摘要（纸面签字的摘要）",
+                    )
+                )
+
+
+def verify_source(source: Source, **options: Any) -> Result:
+    return Verifier(source, **options).verify()
+
+
+def verify_path(path: str, **options: Any) -> Result:
+    """Verify a directory or zip. Raises UsageError (no such path) or VerifyError (unreadable)."""
+    source = open_source(path)
+    try:
+        return verify_source(source, **options)
+    finally:
+        source.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# Human output and the command line
+# ------------------------------------------------------------------------------------------------
+
+
+def format_human(result: Result, limit_per_code: int = 50) -> str:
+    out = io.StringIO()
+    w = out.write
+    if result.ok:
+        w("结论 Verdict: 完整 INTACT — 未发现篡改或缺失 (no alteration or loss found)\n")
+    else:
+        w(f"结论 Verdict: 已篡改或不完整 TAMPERED OR INCOMPLETE — {len(result.errors)} 个问题 problem(s)\n")
+    w(f"来源 Source: {result.source} ({result.source_kind})\n")
+    w(
+        f"签名校验 Signatures: checked with {result.signature_engine}"
+        f"{'; keys ' + ', '.join(result.key_ids) if result.key_ids else ''}\n"
+    )
+    if result.package_sums != "absent" or result.package_files:
+        w(f"证据包文件 Package files: {result.package_files}, SHA256SUMS {result.package_sums}\n")
+    for s in result.sessions:
+        state = "已结束 stopped" if s.stopped else "未结束 not stopped"
+        w(
+            f"\n会话 Session {s.session}: {s.entries} 条目 entries ({s.signed_entries} signed), "
+            f"{s.segments} 片段 segments, {s.bytes} 字节 bytes, {state}\n"
+        )
+        for track, n in sorted(s.tracks.items()):
+            w(f"  轨道 track {track}: {n} segments\n")
+        for c in s.checkpoints:
+            final = " final 最终" if c.final else ""
+            w(
+                f"  检查点 checkpoint #{c.ordinal}: {c.tree_size} entries, digest {c.digest}, "
+                f"signature {c.signature}{final}\n"
+            )
+        if s.final_digest:
+            w(f"  最终摘要 Final digest (compare with the paper form 与纸面签字核对): {s.final_digest}\n")
+    if result.problems:
+        w("\n问题 Problems:\n")
+        shown: dict[str, int] = {}
+        for p in result.problems:
+            shown[p.code] = shown.get(p.code, 0) + 1
+            if shown[p.code] > limit_per_code:
+                continue
+            mark = "错误 ERROR" if p.severity == ERROR else "警告 warning"
+            w(f"  [{mark}] {p.code}  {p.object}\n      {p.message}\n      {p.message_zh}\n")
+        for code, n in shown.items():
+            if n > limit_per_code:
+                w(f"  ... {n - limit_per_code} more {code}\n")
+    return out.getvalue()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="verify.py",
+        description="同录 Tonglu offline evidence verifier: checks hashes, the manifest chain, signed "
+        "checkpoints "
+        "and package files. Exit 0 intact, 1 tampered/incomplete/unreadable, 2 usage error.",
+    )
+    parser.add_argument("path", nargs="?", help="export package (.zip) or evidence directory")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--key",
+        action="append",
+        default=[],
+        metavar="PEM",
+        help="trusted site public key (PEM); checkpoints must be signed with it",
+    )
+    parser.add_argument(
+        "--digest",
+        action="append",
+        default=[],
+        metavar="DIGEST",
+        help="final digest from the paper form; a validly signed checkpoint must have it",
+    )
+    parser.add_argument("--session", action="append", default=None, metavar="ID", help="only this session")
+    args = parser.parse_args(argv)
+    path = args.path
+    if path is None:
+        here = os.path.dirname(os.path.abspath(__file__))
+        if os.path.isdir(os.path.join(here, "sessions")):
+            path = here  # run from inside an unpacked package
+        else:
+            parser.print_usage(sys.stderr)
+            print("verify.py: error: give a package (.zip) or directory", file=sys.stderr)
+            return 2
+    try:
+        keys = []
+        for k in args.key:
+            with open(k, "rb") as fh:
+                keys.append(fh.read())
+        result = verify_path(path, sessions=args.session, trusted_keys=keys, expected_digests=args.digest)
+    except UsageError as exc:
+        print(f"verify.py: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"verify.py: error: {exc}", file=sys.stderr)
+        return 2
+    except (VerifyError, ValueError) as exc:
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "verifier_version": VERIFIER_VERSION,
+                        "ok": False,
+                        "verdict": "unreadable",
+                        "source": path,
+                        "error": str(exc),
+                    },
+                    ensure_ascii=False,
+                )
+            )
+        else:
+            print(f"结论 Verdict: 无法读取 UNREADABLE — {exc}")
+        return 1
+    if args.json:
+        print(json.dumps(result.to_json(), ensure_ascii=False, indent=1))
+    else:
+        sys.stdout.write(format_human(result))
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
