@@ -138,10 +138,20 @@ CODES: dict[str, tuple[str, str]] = {
     "object_deleted": ("object deleted (delete marker)", "对象被删除（删除标记）"),
 }
 
+_KEY_STATUS = {
+    "missing": ("missing", "缺失"),
+    "malformed": ("malformed", "格式错误"),
+    "mismatch": ("replaced (the file does not match its key id)", "被替换（与标识不符）"),
+    "untrusted": ("not a trusted key", "不受信任"),
+}
+_MANIFEST_DAMAGE = frozenset(
+    {"entry_edited", "entry_missing", "entry_inserted", "entry_misplaced", "chain_broken"}
+)
 _SID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _SEQ_NAME = re.compile(r"^(\d{8})\.json$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_SUMS_LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")
+_KEY_NAME = re.compile(r"^site/keys/[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.pem$")
+_SUMS_LINE = re.compile(r"^([0-9a-f]{64})  ([^\r\n]+)$")
 
 
 class VerifyError(Exception):
@@ -340,8 +350,17 @@ def ed25519_verify(public: bytes, signature: bytes, message: bytes) -> bool:
     return True
 
 
-def raw_public_key_from_pem(pem: bytes) -> bytes:
-    """The 32 raw bytes of an Ed25519 SubjectPublicKeyInfo PEM; ValueError otherwise."""
+def public_key_pem(raw: bytes) -> bytes:
+    """The canonical PEM of a raw Ed25519 public key (as `cryptography` writes it)."""
+    b64 = base64.b64encode(_SPKI_PREFIX + raw).decode()
+    body = "\n".join(b64[i : i + 64] for i in range(0, len(b64), 64))
+    return f"-----BEGIN PUBLIC KEY-----\n{body}\n-----END PUBLIC KEY-----\n".encode()
+
+
+def raw_public_key_from_pem(pem: bytes, *, strict: bool = False) -> bytes:
+    """The 32 raw bytes of an Ed25519 SubjectPublicKeyInfo PEM; ValueError otherwise.
+
+    `strict`: the bytes must be exactly the canonical PEM (a key file inside a package is)."""
     text = pem.decode("ascii", errors="strict") if isinstance(pem, bytes) else pem
     lines = [ln.strip() for ln in text.strip().splitlines()]
     if len(lines) < 3 or lines[0] != "-----BEGIN PUBLIC KEY-----" or lines[-1] != "-----END PUBLIC KEY-----":
@@ -352,6 +371,8 @@ def raw_public_key_from_pem(pem: bytes) -> bytes:
         raise ValueError(f"bad base64: {exc}") from exc
     if len(der) != 44 or not der.startswith(_SPKI_PREFIX):
         raise ValueError("not an Ed25519 public key")
+    if strict and pem != public_key_pem(der[12:]):
+        raise ValueError("not in canonical PEM form (the file was edited)")
     return der[12:]
 
 
@@ -737,6 +758,15 @@ def _parse_entry(name: str, file_seq: int, raw: bytes) -> _Entry:
     return _Entry(name, file_seq, raw, h, doc, None)
 
 
+def _loose_key(raw: bytes) -> str | None:
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+        key = doc["body"]["key"]
+    except (ValueError, UnicodeDecodeError, KeyError, TypeError):
+        return None
+    return key if isinstance(key, str) else None
+
+
 def _parse_checkpoint(name: str, ordinal: int, raw: bytes) -> _Checkpoint:
     try:
         doc = canonical_decode(raw)
@@ -759,11 +789,21 @@ def _parse_checkpoint(name: str, ordinal: int, raw: bytes) -> _Checkpoint:
     )
     if not types_ok:
         return _Checkpoint(ordinal, name, None, b"", b"", "body field types malformed")
-    try:
-        sig = base64.b64decode(doc["signature"], validate=True) if isinstance(doc["signature"], str) else b""
-    except binascii.Error:
-        sig = b""
+    sig = _strict_b64(doc["signature"])
+    if sig is None:
+        return _Checkpoint(ordinal, name, None, b"", b"", "signature is not canonical base64")
     return _Checkpoint(ordinal, name, body, canonical_encode(body), sig, None)
+
+
+def _strict_b64(value: Any) -> bytes | None:
+    """Decode base64 that is exactly what b64encode writes (no stray padding bits or characters)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw if base64.b64encode(raw).decode() == value else None
 
 
 def _p(
@@ -800,6 +840,7 @@ class Verifier:
         self.result = Result(source=source.label, source_kind=source.kind)
         self._digests: dict[str, Digest] = {}
         self._keys: dict[str, bytes | None] = {}
+        self._missing_keys: set[str] = set()
 
     # -- helpers ----------------------------------------------------------------------------------
     def _add(self, problem: Problem) -> None:
@@ -841,7 +882,7 @@ class Verifier:
             data = self._read(name)
             raw: bytes | None
             try:
-                raw = raw_public_key_from_pem(data or b"")
+                raw = raw_public_key_from_pem(data or b"", strict=True)
             except (ValueError, UnicodeDecodeError):
                 raw = None
             self._keys[key_id] = raw
@@ -861,6 +902,8 @@ class Verifier:
             parts = n.split("/")
             if len(parts) >= 3 and parts[0] == "sessions":
                 sessions.setdefault(parts[1], []).append(n)
+            elif parts[0] == "sessions" or (parts[0] == "site" and not _KEY_NAME.match(n)):
+                self._add(_p("object_extra", n, "not part of the evidence layout", "不属于证据目录结构"))
         wanted = sorted(sessions if self.only_sessions is None else self.only_sessions)
         if not wanted:
             self._add(
@@ -885,15 +928,12 @@ class Verifier:
 
     def _check_key_files(self, names: list[str]) -> None:
         for n in names:
-            if not n.startswith("site/keys/"):
+            if not _KEY_NAME.match(n):
                 continue
-            fn = n[len("site/keys/") :]
-            if not fn.endswith(".pem") or "/" in fn:
-                continue
-            key_id = fn[: -len(".pem")]
+            key_id = n[len("site/keys/") : -len(".pem")]
             data = self._read(n) or b""
             try:
-                raw = raw_public_key_from_pem(data)
+                raw = raw_public_key_from_pem(data, strict=True)
             except (ValueError, UnicodeDecodeError) as exc:
                 self._add(_p("public_key_malformed", n, str(exc), f"无法解析公钥：{exc}"))
                 continue
@@ -980,7 +1020,11 @@ class Verifier:
                     sid,
                 )
             )
-        referenced = self._check_objects(sid, authentic, others, summary)
+        damaged = any(p.code in _MANIFEST_DAMAGE and p.session == sid for p in self.result.problems)
+        referenced = self._check_objects(sid, authentic, others, summary, damaged)
+        # Objects named by entries that are damaged (e.g. re-serialised) are not "extra": the entry is
+        # the problem, already reported.
+        referenced |= {k for e in files.values() if e.doc is None and (k := _loose_key(e.raw))}
         for n in others:
             if n in referenced:
                 continue
@@ -1049,7 +1093,8 @@ class Verifier:
                             session=sid,
                         )
                     )
-                elif key_status == "missing":
+                elif key_status == "missing" and body["key_id"] not in self._missing_keys:
+                    self._missing_keys.add(body["key_id"])
                     self._add(
                         _p(
                             "public_key_missing",
@@ -1064,8 +1109,8 @@ class Verifier:
                     _p(
                         "checkpoint_signature_invalid",
                         cp.name,
-                        f"cannot be verified: public key {body['key_id']} is {key_status}",
-                        f"无法验证：公钥 {body['key_id']} 状态为 {key_status}",
+                        f"cannot be verified: public key {body['key_id']} is {_KEY_STATUS[key_status][0]}",
+                        f"无法验证：公钥 {body['key_id']} {_KEY_STATUS[key_status][1]}",
                         session=sid,
                     )
                 )
@@ -1331,7 +1376,7 @@ class Verifier:
                 )
 
     def _check_objects(
-        self, sid: str, entries: list[_Entry], present: list[str], summary: SessionSummary
+        self, sid: str, entries: list[_Entry], present: list[str], summary: SessionSummary, damaged: bool
     ) -> set[str]:
         """Re-hash every object the entries name; check each track's order. Returns referenced keys."""
         prefix = f"sessions/{sid}/"
@@ -1404,16 +1449,6 @@ class Verifier:
                         session=sid,
                     )
                 )
-            elif size is not None and d.size < size:
-                self._add(
-                    _p(
-                        f"{kind}_truncated" if is_seg else "object_altered",
-                        key,
-                        f"{d.size} bytes, the manifest says {size}",
-                        f"实际 {d.size} 字节，清单记录 {size} 字节",
-                        session=sid,
-                    )
-                )
             elif d.sha256 in expected_by_hash and expected_by_hash[d.sha256] != key:
                 other = expected_by_hash[d.sha256]
                 self._add(
@@ -1422,6 +1457,16 @@ class Verifier:
                         key,
                         f"holds the content of {other}",
                         f"其内容属于 {other}（文件被调换）",
+                        session=sid,
+                    )
+                )
+            elif size is not None and d.size < size:
+                self._add(
+                    _p(
+                        f"{kind}_truncated" if is_seg else "object_altered",
+                        key,
+                        f"{d.size} bytes, the manifest says {size}",
+                        f"实际 {d.size} 字节，清单记录 {size} 字节",
                         session=sid,
                     )
                 )
@@ -1440,10 +1485,12 @@ class Verifier:
                         session=sid,
                     )
                 )
-        self._check_track_order(sid, [e for e, _, _, _, s in refs if s])
+        self._check_track_order(sid, [e for e, _, _, _, s in refs if s], damaged)
         return referenced
 
-    def _check_track_order(self, sid: str, segs: list[_Entry]) -> None:
+    def _check_track_order(self, sid: str, segs: list[_Entry], damaged: bool) -> None:
+        """Index continuity and wall-clock order per track. Index gaps are not reported when the
+        manifest itself is damaged: the missing/edited entry is the cause, named already."""
         tracks: dict[tuple[Any, Any], list[_Entry]] = {}
         for e in segs:
             tracks.setdefault((e.body.get("source"), e.body.get("track")), []).append(e)
@@ -1484,7 +1531,7 @@ class Verifier:
                                 session=sid,
                             )
                         )
-                    elif idx != pb["index"] + 1:
+                    elif idx != pb["index"] + 1 and not damaged:
                         self._add(
                             _p(
                                 "segment_index_gap",
@@ -1505,7 +1552,7 @@ class Verifier:
                                 session=sid,
                             )
                         )
-                elif idx != 0:
+                elif idx != 0 and not damaged:
                     self._add(
                         _p(
                             "segment_index_gap",
@@ -1537,9 +1584,10 @@ class Verifier:
         self.result.package_sums = "checked"
         data = self._read(SUMS_NAME) or b""
         listed: dict[str, str] = {}
-        for i, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
-            if not line.strip():
-                continue
+        text = data.decode("utf-8", errors="replace")
+        if data and not text.endswith("\n"):
+            self._add(_p("package_sums_malformed", SUMS_NAME, "does not end with a newline", "未以换行结束"))
+        for i, line in enumerate(text.split("\n")[:-1] if text.endswith("\n") else text.split("\n"), 1):
             m = _SUMS_LINE.match(line)
             path = m.group(2).removeprefix("./") if m else ""
             if not m or path.startswith("/") or ".." in path.split("/") or path in listed:
@@ -1552,7 +1600,7 @@ class Verifier:
                     )
                 )
                 continue
-            listed[path] = m.group(1).lower()
+            listed[path] = m.group(1)
         name_set = set(names)
         self._hash_all(p for p in listed if p in name_set)
         for path, digest in listed.items():
@@ -1592,8 +1640,10 @@ class Verifier:
         try:
             doc = canonical_decode(raw_sig)
             key_id = doc["key_id"]
-            sig = base64.b64decode(doc["signature"], validate=True)
-        except (NotCanonical, KeyError, TypeError, binascii.Error) as exc:
+            sig = _strict_b64(doc["signature"])
+            if sig is None or set(doc) != {"key_id", "signature"}:
+                raise TypeError("expected canonical {key_id, signature (base64)}")
+        except (NotCanonical, KeyError, TypeError) as exc:
             self._add(_p("package_signature_invalid", SUMS_SIG_NAME, f"malformed ({exc})", "格式错误"))
             return
         raw, status = self._public_key(str(key_id), names, "")
@@ -1611,8 +1661,8 @@ class Verifier:
                 _p(
                     "package_signature_invalid",
                     SUMS_SIG_NAME,
-                    "signature does not match SHA256SUMS",
-                    "签名与 SHA256SUMS 不符",
+                    "SHA256SUMS.sig does not verify SHA256SUMS (one of the two was altered)",
+                    "SHA256SUMS.sig 与 SHA256SUMS 不符（二者之一被修改）",
                 )
             )
         else:
