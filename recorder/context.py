@@ -1,0 +1,57 @@
+"""What a recording needs from the evidence store, shared by all sessions of one process."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from storage.ledger import Ledger
+from storage.manifest import ManifestEntry
+from storage.spool import Spool
+from tonglu.settings import Settings
+
+
+@dataclass
+class RecorderContext:
+    settings: Settings
+    spool: Spool
+    ledger: Ledger
+    index: Any = None  # storage.index.Index when the storage area provides it
+    sealer: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="seal"))
+    _pending: set[Future[Any]] = field(default_factory=set)
+    _plock: threading.Lock = field(default_factory=threading.Lock)
+
+    def append(self, session: str, kind: str, body: dict[str, Any], now_ns: int | None = None) -> ManifestEntry:
+        """Blocking (fsync): call from a thread."""
+        entry = self.ledger.append(session, kind, body, now_ns)
+        if self.index is not None:
+            self.index.apply(entry)
+        return entry
+
+    async def append_async(self, session: str, kind: str, body: dict[str, Any]) -> ManifestEntry:
+        fut = self.submit(self.append, session, kind, body)
+        return await asyncio.wrap_future(fut)
+
+    def submit(self, fn: Any, *args: Any) -> Future[Any]:
+        fut = self.sealer.submit(fn, *args)
+        with self._plock:
+            self._pending.add(fut)
+        fut.add_done_callback(self._done)
+        return fut
+
+    def _done(self, fut: Future[Any]) -> None:
+        with self._plock:
+            self._pending.discard(fut)
+
+    async def drain(self) -> None:
+        """Wait until every seal and ledger write submitted so far is done."""
+        while True:
+            with self._plock:
+                pending = list(self._pending)
+            if not pending:
+                return
+            await asyncio.gather(*(asyncio.wrap_future(f) for f in pending), return_exceptions=True)

@@ -1,0 +1,87 @@
+"""Exceptions raised by the recorder. Catch `RecorderError` for all of them.
+
+Each carries the HTTP status the WHIP and sessions routes answer with, and a precise reason
+(Chinese first, English in brackets) that names the cause.
+"""
+
+from __future__ import annotations
+
+
+class RecorderError(Exception):
+    """Base class of every recorder error."""
+
+    status = 500
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class SessionNotFound(RecorderError):
+    status = 404
+
+
+class SourceNotFound(RecorderError):
+    status = 404
+
+
+class PeerNotFound(RecorderError):
+    status = 404
+
+
+class SessionStopped(RecorderError):
+    """The session was stopped; it takes no more media."""
+
+    status = 409
+
+
+class SourceBusy(RecorderError):
+    """Another peer is publishing this source right now."""
+
+    status = 409
+
+
+class TokenMissing(RecorderError):
+    status = 401
+
+
+class TokenInvalid(RecorderError):
+    status = 403
+
+
+class OfferError(RecorderError):
+    """The SDP offer is unusable."""
+
+    status = 400
+
+
+class OfferMalformed(OfferError):
+    status = 400
+
+
+class OfferNoMedia(OfferError):
+    status = 422
+
+
+class OfferUnsupportedCodec(OfferError):
+    status = 422
+
+
+class BadRequest(RecorderError):
+    status = 400
+
+
+class WorkerUnavailable(RecorderError):
+    """The recorder worker that owns the session cannot be reached."""
+
+    status = 503
+
+
+ERRORS: dict[str, type[RecorderError]] = {
+    cls.__name__: cls
+    for cls in (
+        RecorderError, SessionNotFound, SourceNotFound, PeerNotFound, SessionStopped, SourceBusy,
+        TokenMissing, TokenInvalid, OfferError, OfferMalformed, OfferNoMedia, OfferUnsupportedCodec,
+        BadRequest, WorkerUnavailable,
+    )
+}

@@ -1,0 +1,75 @@
+"""`RecorderRouter`: sends every operation on a session to the one recorder that owns it.
+
+Routing rule: `owner = sha256(session id) mod N` over the configured backends. All sources of a
+session go to the same worker, so one process writes all of a session's media and manifest
+entries (lip sync across a source's tracks, one ledger writer, and a stop that can seal every
+open segment before the final checkpoint). Backends are `LocalRecorder`s (in-process) or
+`HttpRecorder`s (a `tonglu recorder worker` reached over HTTP, on this machine or another one).
+Creating and listing sessions need no media process: any backend's store answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from recorder.api import RecorderAPI
+from tonglu.settings import Settings
+
+
+def owner_index(sid: str, n: int) -> int:
+    return int.from_bytes(hashlib.sha256(sid.encode()).digest()[:8], "big") % n
+
+
+class RecorderRouter:
+    def __init__(self, backends: Sequence[RecorderAPI], creator: RecorderAPI | None = None) -> None:
+        if not backends:
+            raise ValueError("a recorder router needs at least one backend")
+        self.backends = list(backends)
+        self.creator = creator or self.backends[0]
+
+    def backend(self, sid: str) -> RecorderAPI:
+        return self.backends[owner_index(sid, len(self.backends))]
+
+    async def create_session(self, request: dict[str, Any], created_by: str) -> tuple[str, dict[str, str]]:
+        return await self.creator.create_session(request, created_by)
+
+    async def list_sessions(self) -> list[dict[str, Any]]:
+        return await self.creator.list_sessions()
+
+    async def status(self, sid: str) -> dict[str, Any]:
+        return await self.backend(sid).status(sid)
+
+    async def publish(self, sid: str, source: str, token: str | None, offer: str) -> dict[str, Any]:
+        return await self.backend(sid).publish(sid, source, token, offer)
+
+    async def unpublish(self, sid: str, source: str, peer_id: str, token: str | None) -> None:
+        await self.backend(sid).unpublish(sid, source, peer_id, token)
+
+    async def stop(self, sid: str, stopped_by: str, reason: str = "") -> dict[str, Any]:
+        return await self.backend(sid).stop(sid, stopped_by, reason)
+
+    async def start(self) -> None:
+        for b in self.backends:
+            await b.start()
+
+    async def close(self) -> None:
+        for b in self.backends:
+            await b.close()
+
+
+def build_router(settings: Settings, services: Any, worker_urls: Sequence[str] | None = None,
+                 secret: str | None = None) -> RecorderRouter:
+    """For `tonglu up`: with `worker_urls` (from `start_workers(settings).urls`) route to those
+    worker processes; without, record in this process with one `LocalRecorder`."""
+    if worker_urls:
+        from recorder.remote import HttpRecorder
+        from recorder.store import SessionStore
+
+        store = SessionStore(services.ledger, settings.db_url)
+        backends = [HttpRecorder(url, secret=secret, store=store) for url in worker_urls]
+        return RecorderRouter(backends)
+    from recorder.local import LocalRecorder
+
+    return RecorderRouter([LocalRecorder.from_services(services)])

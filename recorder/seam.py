@@ -1,0 +1,156 @@
+"""The private aiortc seam that makes pass-through recording possible (aiortc pinned at 1.16.0).
+
+1. `aiortc.rtcrtpreceiver.decoder_worker` is looked up when a receiver's thread starts (in
+   `RTCRtpReceiver.receive`, after `pc.on("track")` fired). We replace it with `_seam_worker`,
+   which runs the pipeline registered for that track's queue, and aiortc's original decoder for
+   every other track. The pipeline gets complete encoded frames (`JitterFrame`, H.264 Annex-B).
+2. Per receiver we swap in: a bounded, never-blocking input queue; a timestamp mapper that keeps
+   the sender's RTP time (unwrapped to 64 bit) instead of restarting at 0; a wrapper of
+   `_handle_rtp_packet` (video: observe every packet, RTX repairs included, then aiortc's own
+   handling with NACK and its jitter buffer; audio: take the packet *before* aiortc's lossy audio
+   jitter buffer and feed the pipeline directly); a wrapper of `_handle_rtcp_packet` that sees
+   sender reports (NTP <-> RTP).
+`tests/recorder/test_seam_contract.py` pins all of this against the installed aiortc.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import aiortc.rtcrtpreceiver as _rr
+from aiortc.codecs import is_rtx
+from aiortc.rtp import RtcpSrPacket, RtpPacket
+
+from recorder.clock import Unwrapper
+
+log = logging.getLogger(__name__)
+
+_original_worker = _rr.decoder_worker
+_registry: dict[int, Callable[[queue.Queue[Any]], None]] = {}
+_lock = threading.Lock()
+_P = "_RTCRtpReceiver__"
+
+
+class Tap(Protocol):
+    def on_rtp(self, packet: RtpPacket, seq: int, repaired: bool) -> None: ...
+
+    def on_audio(self, packet: RtpPacket) -> None: ...
+
+    def on_sender_report(self, ntp: int, rtp: int, ssrc: int) -> None: ...
+
+
+class DropQueue(queue.Queue):  # type: ignore[type-arg]
+    """A queue whose `put` never blocks: beyond `limit` items it drops and counts (None always goes)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self.dropped = 0
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        if item is not None and self.qsize() >= self.limit:
+            self.dropped += 1
+            return
+        super().put(item, block=False)
+
+
+class UnwrapMapper:
+    """Replaces aiortc's TimestampMapper: unwrapped sender RTP time, not restarted at 0."""
+
+    def __init__(self) -> None:
+        self._u = Unwrapper(32)
+
+    def map(self, timestamp: int) -> int:
+        return self._u.unwrap(timestamp)
+
+
+def _seam_worker(loop: asyncio.AbstractEventLoop, input_q: queue.Queue[Any], output_q: asyncio.Queue[Any],
+                 decode_error: threading.Event) -> None:
+    with _lock:
+        runner = _registry.pop(id(output_q), None)
+    if runner is None:
+        _original_worker(loop, input_q, output_q, decode_error)
+        return
+    try:
+        runner(input_q)
+    except Exception:
+        log.exception("recording pipeline failed")
+        while input_q.get() is not None:  # keep draining so aiortc's stop() can join us
+            pass
+    finally:
+        asyncio.run_coroutine_threadsafe(output_q.put(None), loop)
+
+
+def install() -> None:
+    """Idempotent."""
+    _rr.decoder_worker = _seam_worker
+
+
+def installed() -> bool:
+    return _rr.decoder_worker is _seam_worker
+
+
+def attach(receiver: Any, kind: str, runner: Callable[[queue.Queue[Any]], None], tap: Tap,
+           queue_limit: int = 256) -> DropQueue:
+    """Take over one receiver. Must run in `pc.on("track")`, before the receiver starts."""
+    install()
+    q = DropQueue(queue_limit)
+    setattr(receiver, _P + "decoder_queue", q)
+    setattr(receiver, _P + "timestamp_mapper", UnwrapMapper())
+    with _lock:
+        _registry[id(receiver._track._queue)] = runner
+    codecs: dict[int, Any] = getattr(receiver, _P + "codecs")
+    original_rtp: Callable[..., Awaitable[None]] = receiver._handle_rtp_packet
+    original_rtcp: Callable[..., Awaitable[None]] = receiver._handle_rtcp_packet
+
+    if kind == "video":
+        async def handle_rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
+            if receiver._enabled:
+                codec = codecs.get(packet.payload_type)
+                if codec is not None:
+                    if is_rtx(codec):
+                        if len(packet.payload) >= 2:
+                            tap.on_rtp(packet, int.from_bytes(packet.payload[:2], "big"), True)
+                    else:
+                        tap.on_rtp(packet, packet.sequence_number, False)
+            await original_rtp(packet, arrival_time_ms)
+    else:
+        streams: dict[int, Any] = getattr(receiver, _P + "remote_streams")
+
+        async def handle_rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
+            if not receiver._enabled:
+                return
+            codec = codecs.get(packet.payload_type)
+            if codec is None:
+                return
+            stats = streams.get(packet.ssrc)
+            if stats is None:
+                stats = streams[packet.ssrc] = _rr.StreamStatistics(codec.clockRate)
+            stats.add(packet)  # keeps RTCP receiver reports right
+            tap.on_audio(packet)
+
+    async def handle_rtcp(packet: Any) -> None:
+        if isinstance(packet, RtcpSrPacket):
+            tap.on_sender_report(packet.sender_info.ntp_timestamp, packet.sender_info.rtp_timestamp, packet.ssrc)
+        await original_rtcp(packet)
+
+    receiver._handle_rtp_packet = handle_rtp
+    receiver._handle_rtcp_packet = handle_rtcp
+    return q
+
+
+def unregister(receiver: Any) -> None:
+    """Forget a receiver whose thread never started (the peer never connected)."""
+    track = getattr(receiver, "_track", None)
+    if track is not None:
+        with _lock:
+            _registry.pop(id(track._queue), None)
+
+
+async def send_pli(receiver: Any, media_ssrc: int) -> None:
+    await receiver._send_rtcp_pli(media_ssrc)

@@ -1,0 +1,288 @@
+"""One track of one peer: the packet tap (event loop side) and the segment pipeline (its thread).
+
+`TrackState` outlives peers: the segment numbering and the open peer-disconnect gap of a
+source's track continue when the peer comes back. `PeerTrack` lives as long as one peer:
+- on the event loop it sees every RTP packet (`on_rtp` / `on_audio`) and sender report, feeds the
+  clock and the gap detector, and passes gap events to the session;
+- in aiortc's receiver thread (through the seam) it runs `run(queue)`: segment decisions, muxing,
+  and hands each sealed file to the sealer pool (hash, spool, ledger) so it never waits on fsync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiortc.rtp import RtpPacket
+
+from recorder import seam
+from recorder.clock import SourceClock, TrackClock, Unwrapper
+from recorder.codecs import h264_keyframe, opus_duration, vp8_keyframe
+from recorder.context import RecorderContext
+from recorder.events import GapClosed
+from recorder.gaps import GapDetector, GapPolicy
+from recorder.muxer import CONTAINER_FOR, CONTENT_TYPE, SegmentWriter
+from recorder.segmenter import Segmenter
+from storage import keys
+from storage.fsutil import write_durable
+from storage.logctx import ContextLogger, context_logger
+from storage.manifest import SegmentRecord
+from storage.spool import EVIDENCE
+
+SIDECAR = ".seg.json"
+
+
+@dataclass
+class TrackState:
+    """Per (session, source, track), across peers."""
+
+    source: str
+    track: str
+    next_index: int = 0
+    sealed: int = 0
+    last_end_ns: int | None = None  # wall end of the newest sealed or open media
+    last_rtp: int | None = None
+    pending_gap: tuple[str, int, int | None, str] | None = None  # reason, start_ns, rtp_start, detail
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def allocate(self) -> int:
+        with self.lock:
+            n = self.next_index
+            self.next_index += 1
+            return n
+
+
+@dataclass
+class AudioItem:
+    payload: bytes
+    rtp: int
+
+
+def _sha256(path: Path) -> tuple[str, int]:
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+            size += len(block)
+    return h.hexdigest(), size
+
+
+def seal_file(ctx: RecorderContext, session: str, record: dict[str, Any], path: Path, content_type: str,
+              log: ContextLogger) -> SegmentRecord:
+    """Hash, spool, append the manifest entry (blocking: sealer thread or start-up)."""
+    digest, size = _sha256(path)
+    rec = SegmentRecord(**{**record, "sha256": digest, "bytes": size})
+    ctx.spool.put_file(rec.key, path, sha256=digest, size=size, content_type=content_type, bucket=EVIDENCE)
+    ctx.append(session, "segment", rec.to_body())
+    sidecar = path.with_name(path.name + SIDECAR)
+    sidecar.unlink(missing_ok=True)
+    log.info("segment sealed", extra={"segment": rec.index})
+    return rec
+
+
+class PeerTrack:
+    def __init__(self, *, ctx: RecorderContext, session: str, room: str, source: str, track: str, kind: str,
+                 peer_id: str, state: TrackState, source_clock: SourceClock, loop: asyncio.AbstractEventLoop,
+                 on_gap: Callable[[GapClosed], None], on_first_packet: Callable[[PeerTrack, int], None],
+                 on_sealed: Callable[[SegmentRecord], None]) -> None:
+        s = ctx.settings
+        self.ctx = ctx
+        self.session = session
+        self.source = source
+        self.track = track
+        self.kind = kind
+        self.peer_id = peer_id
+        self.state = state
+        self.loop = loop
+        self.on_gap = on_gap
+        self.on_first_packet = on_first_packet
+        self.on_sealed = on_sealed
+        self.clock_rate = 90000 if kind == "video" else 48000
+        self.clock = TrackClock(self.clock_rate, source_clock)
+        policy = (GapPolicy.video(gap_frames=s.video_gap_frames) if kind == "video"
+                  else GapPolicy.audio(s.audio_gap_ms))
+        self.detector = GapDetector(source, track, self.clock, policy)
+        self.segmenter = Segmenter(kind, self.clock_rate, s.segment_seconds)
+        self.log = context_logger(__name__, room=room, session=session, track=f"{source}/{track}")
+        self._rtp = Unwrapper(32)
+        self.media_ssrc: int | None = None
+        self.receiver: Any = None
+        self.queue: seam.DropQueue | None = None
+        self.first_arrival_ns: int | None = None
+        self.last_arrival_ns: int | None = None
+        self.codec: str | None = None
+        self.writer: SegmentWriter | None = None
+        self._record: dict[str, Any] | None = None
+        self.frames = 0
+        self.dropped_before_key = 0
+        self.ended = asyncio.Event()
+        self.error: str | None = None
+
+    # -- event loop side -------------------------------------------------------------------
+    def attach(self, receiver: Any) -> None:
+        self.receiver = receiver
+        self.queue = seam.attach(receiver, self.kind, self.run, self)
+
+    def _packet(self, packet: RtpPacket, seq: int, repaired: bool, duration: int) -> int:
+        now = time.time_ns()
+        rtp = self._rtp.unwrap(packet.timestamp)
+        if not repaired:
+            self.media_ssrc = packet.ssrc
+            self.clock.on_packet(rtp, now)
+            if self.first_arrival_ns is None:
+                self.first_arrival_ns = now
+                self.on_first_packet(self, rtp)
+            self.last_arrival_ns = now
+        for ev in self.detector.on_packet(seq, rtp, now, repaired=repaired, duration=duration):
+            self.on_gap(ev)
+        return rtp
+
+    def on_rtp(self, packet: RtpPacket, seq: int, repaired: bool) -> None:
+        self._packet(packet, seq, repaired, 0)
+
+    def on_audio(self, packet: RtpPacket) -> None:
+        payload = packet.payload
+        rtp = self._packet(packet, packet.sequence_number, False, opus_duration(payload))
+        if self.queue is not None and payload:
+            self.queue.put(AudioItem(payload, rtp))
+
+    def on_sender_report(self, ntp: int, rtp: int, ssrc: int) -> None:
+        if self.media_ssrc is None or ssrc == self.media_ssrc:
+            self.clock.on_sender_report(ntp, rtp)
+
+    def tick(self, now_ns: int) -> None:
+        for ev in self.detector.tick(now_ns):
+            self.on_gap(ev)
+
+    def flush_gaps(self, now_ns: int) -> None:
+        for ev in self.detector.flush(now_ns):
+            self.on_gap(ev)
+
+    def request_keyframe(self) -> None:
+        if self.receiver is not None and self.media_ssrc is not None and self.kind == "video":
+            asyncio.ensure_future(seam.send_pli(self.receiver, self.media_ssrc))
+
+    def _ended(self) -> None:
+        self.ended.set()
+
+    # -- receiver thread side --------------------------------------------------------------
+    def run(self, q: queue.Queue[Any]) -> None:
+        try:
+            while True:
+                item = q.get()
+                if item is None:
+                    break
+                if isinstance(item, AudioItem):
+                    self.codec = "opus"
+                    self._frame(item.payload, item.rtp, True, None, opus_duration(item.payload))
+                else:
+                    codec, frame = item
+                    name = codec.name.lower()
+                    self.codec = name
+                    key, size = vp8_keyframe(frame.data) if name == "vp8" else h264_keyframe(frame.data)
+                    self._frame(frame.data, frame.timestamp, key, size, None)
+            self._seal(None)
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.log.exception("pipeline failed")
+            if self.writer is not None:
+                self.writer.abort()
+                self._seal_written(None)
+            raise
+        finally:
+            self.loop.call_soon_threadsafe(self._ended)
+
+    def _frame(self, data: bytes, rtp: int, key: bool, size: tuple[int, int] | None, duration: int | None) -> None:
+        d = self.segmenter.on_frame(rtp, key, size)
+        if d.want_keyframe:
+            self.loop.call_soon_threadsafe(self.request_keyframe)
+        if d.drop:
+            self.dropped_before_key += 1
+            return
+        if d.cut:
+            self._seal(rtp)
+            self._open(rtp, size)
+        assert self.writer is not None
+        self.writer.write(data, rtp, key, duration)
+        self.frames += 1
+
+    def _open(self, rtp: int, size: tuple[int, int] | None) -> None:
+        assert self.codec is not None
+        container = CONTAINER_FOR[self.codec]
+        index = self.state.allocate()
+        key = keys.segment_key(self.session, self.source, self.track, index, container)
+        ext = keys.CONTAINER_EXT.get(container, container)
+        path = self.ctx.spool.staging_path(f"{self.session}/{self.source}/{self.track}/{index:08d}.{ext}")
+        self._record = {
+            "source": self.source, "track": self.track, "media": self.kind, "codec": self.codec,
+            "container": container, "index": index, "key": key, "rtp_first": rtp, "rtp_last": rtp,
+            "clock_rate": self.clock_rate, "wall_first_ns": self.clock.wall_ns(rtp), "wall_last_ns": 0,
+            "frames": 0, "bytes": 0, "sha256": "", "recovered": False,
+        }
+        # the sidecar lets a restarted recorder seal this file if we are killed while writing it
+        write_durable(path.with_name(path.name + SIDECAR),
+                      json.dumps({"session": self.session, "record": self._record}).encode())
+        self.writer = SegmentWriter(path, self.codec, self.clock_rate, rtp, size)
+
+    def _seal(self, next_rtp: int | None) -> None:
+        if self.writer is None:
+            return
+        written = self.writer.finish(next_rtp)
+        self._seal_written(written)
+
+    def _seal_written(self, written: Any) -> None:
+        writer, record = self.writer, self._record
+        self.writer, self._record = None, None
+        if writer is None or record is None:
+            return
+        rtp_end = written.rtp_end if written is not None else record["rtp_first"]
+        frames = written.frames if written is not None else writer.frames
+        record.update(rtp_last=rtp_end, wall_last_ns=self.clock.wall_ns(rtp_end), frames=frames)
+        with self.state.lock:
+            self.state.last_end_ns = max(self.state.last_end_ns or 0, record["wall_last_ns"])
+            self.state.last_rtp = rtp_end
+        content_type = CONTENT_TYPE[record["container"]]
+        if record["media"] == "audio":
+            content_type = "audio/webm"
+        path = writer.path
+
+        def job() -> None:
+            rec = seal_file(self.ctx, self.session, record, path, content_type,
+                            self.log.bind(segment=record["index"]))
+            with self.state.lock:
+                self.state.sealed += 1
+            self.on_sealed(rec)
+
+        self.ctx.submit(job)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind, "codec": self.codec, "frames": self.frames, "packets": self.detector.packets,
+            "packets_lost": self.detector.lost, "queue_dropped": self.queue.dropped if self.queue else 0,
+            "waiting_for_keyframe_dropped": self.dropped_before_key, "clock_synced": self.clock.synced,
+            "error": self.error,
+        }
+
+
+def staged_sidecars(staging: Path, session: str) -> list[Path]:
+    d = staging / session
+    if not d.exists():
+        return []
+    return sorted(p for p in d.rglob("*" + SIDECAR))
+
+
+def remove_empty(path: Path) -> None:
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass

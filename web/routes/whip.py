@@ -1,0 +1,99 @@
+"""WHIP ingest (RFC 9725) and the in-room capture page.
+
+    POST    /whip/{session}/{source}            application/sdp offer, Bearer source token
+                                                -> 201, SDP answer, Location, ETag
+    DELETE  /whip/{session}/{source}/{peer}     ends that peer (the session goes on)
+    OPTIONS /whip/{session}/{source}            204, Accept-Post: application/sdp
+    PATCH   /whip/{session}/{source}/{peer}     405: no trickle ICE / ICE restart (aiortc has none);
+                                                a client that lost its connection POSTs a new offer
+    GET     /capture/{session}                  capture page (Chinese UI), tokens in the URL fragment
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from web.auth import bearer_token
+from web.routes.sessions import get_recorder
+
+router = APIRouter(tags=["whip"])
+MAX_OFFER_BYTES = 64 * 1024
+_WEB = Path(__file__).resolve().parent.parent
+
+
+def _error(status: int, detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+async def _read_limited(request: Request) -> bytes | None:
+    length = request.headers.get("content-length")
+    if length is not None:
+        try:
+            if int(length) > MAX_OFFER_BYTES:
+                return None
+        except ValueError:
+            pass
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > MAX_OFFER_BYTES:
+            return None
+    return bytes(data)
+
+
+@router.post("/whip/{sid}/{source}")
+async def whip_post(sid: str, source: str, request: Request) -> Response:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/sdp":
+        return _error(415, f"需要 application/sdp (Content-Type must be application/sdp, got {ctype or 'none'!r})")
+    body = await _read_limited(request)
+    if body is None:
+        return _error(413, f"SDP 超过 64 KiB (offer larger than {MAX_OFFER_BYTES} bytes)")
+    try:
+        offer = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return _error(400, "SDP 不是 UTF-8 文本 (offer is not UTF-8 text)")
+    result = await get_recorder(request).publish(sid, source, bearer_token(request), offer)
+    location = f"/whip/{sid}/{source}/{result['peer_id']}"
+    return Response(content=result["sdp"], status_code=201, media_type="application/sdp",
+                    headers={"Location": location, "ETag": result["etag"]})
+
+
+@router.delete("/whip/{sid}/{source}/{peer_id}")
+async def whip_delete(sid: str, source: str, peer_id: str, request: Request) -> Response:
+    await get_recorder(request).unpublish(sid, source, peer_id, bearer_token(request))
+    return Response(status_code=200)
+
+
+@router.options("/whip/{sid}/{source}")
+async def whip_options(sid: str, source: str) -> Response:
+    return Response(status_code=204, headers={"Allow": "POST, OPTIONS", "Accept-Post": "application/sdp"})
+
+
+@router.patch("/whip/{sid}/{source}/{peer_id}")
+async def whip_patch(sid: str, source: str, peer_id: str) -> Response:
+    return JSONResponse(
+        {"detail": "不支持 trickle ICE / ICE 重启 (trickle ICE and ICE restart are not supported: "
+                   "POST a new offer with the same token to reconnect)"},
+        status_code=405, headers={"Allow": "DELETE"})
+
+
+@router.get("/capture/{sid}", response_class=HTMLResponse)
+async def capture_page(sid: str) -> HTMLResponse:
+    from storage.keys import safe_id
+
+    try:
+        safe_id(sid, "session id")
+    except ValueError:
+        return HTMLResponse("会话编号无效 (invalid session id)", status_code=404)
+    html = (_WEB / "templates" / "capture.html").read_text(encoding="utf-8")
+    return HTMLResponse(html.replace("{{SESSION_ID}}", sid))
+
+
+@router.get("/capture-static/capture.js")
+async def capture_js() -> Response:
+    js = (_WEB / "static" / "capture.js").read_text(encoding="utf-8")
+    return Response(js, media_type="text/javascript; charset=utf-8")
