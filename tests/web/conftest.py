@@ -1,0 +1,85 @@
+"""Fixtures for the web area: a real app on a temp data dir, one user per role, clients."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from tonglu.settings import Settings
+from web.accounts import USER_ROLES
+from web.app import create_app
+from web.services import Services
+
+ADMIN_TOKEN = "test-admin-token-" + "x" * 24
+PASSWORDS = {role: f"pw-{role}-0123456789" for role in USER_ROLES}
+
+
+@pytest.fixture
+def web_settings(tmp_path: Path) -> Settings:
+    return Settings.from_env({
+        "TONGLU_DATA_DIR": str(tmp_path / "data"),
+        "TONGLU_RETENTION_SECONDS": "60",
+        "TONGLU_ADMIN_TOKEN": ADMIN_TOKEN,
+    })
+
+
+@pytest.fixture
+def services(web_settings: Settings) -> Services:
+    return Services.local(web_settings)
+
+
+@pytest.fixture
+def app(services: Services) -> FastAPI:
+    return create_app(services)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app, follow_redirects=False) as c:
+        yield c
+
+
+@dataclass
+class Staff:
+    tokens: dict[str, str]  # role -> Bearer API token of that role's user
+
+    def auth(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+
+@pytest.fixture
+def staff(services: Services) -> Staff:
+    """One user per role (named after it) with an API token."""
+    tokens = {}
+    for role in USER_ROLES:
+        services.accounts.create_user(role, role, PASSWORDS[role], display_name=f"{role} 测试")
+        _rec, token = services.accounts.issue_api_token(role, "tests")
+        tokens[role] = token
+    return Staff(tokens)
+
+
+def start_session(services: Services, sid: str, **extra: Any) -> str:
+    """A session as the recorder starts it: a `session_start` entry in the real ledger."""
+    body = {
+        "room": "room-1", "case_number": f"CASE-{sid}", "suspect": "张三", "interviewers": ["李警官", "王警官"],
+        "reason": "测试", "custody_out_iso": None,
+        "sources": {"main": {"kind": "camera", "label": "近景 close-up"},
+                    "panorama": {"kind": "camera", "label": "全景 panorama"}},
+        "created_by": "tests", "recorder_version": "test",
+    }
+    body.update(extra)
+    services.ledger.append(sid, "session_start", body, now_ns=time.time_ns())
+    return sid
+
+
+def login(client: TestClient, role: str) -> TestClient:
+    r = client.post("/api/auth/login", json={"username": role, "password": PASSWORDS[role]})
+    assert r.status_code == 200, r.text
+    return client

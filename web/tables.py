@@ -1,0 +1,126 @@
+"""The web area's own tables in the index DB (users, tokens, page sessions, invitations, audit).
+
+They live beside the index tables in the same database (`settings.db_url`) but in their own
+`MetaData`, all prefixed `web_`, so `tonglu reindex` never touches them: accounts and the audit
+trail are not derived from the object store.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Engine,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    make_url,
+)
+
+metadata = MetaData()
+
+users = Table(
+    "web_users",
+    metadata,
+    Column("username", String(64), primary_key=True),
+    Column("display_name", String(128), nullable=False, default=""),
+    Column("role", String(32), nullable=False),
+    Column("password_hash", String(256), nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("created_ns", BigInteger, nullable=False),
+    Column("updated_ns", BigInteger, nullable=False),
+)
+
+api_tokens = Table(
+    "web_api_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("username", String(64), nullable=False, index=True),
+    Column("label", String(128), nullable=False, default=""),
+    Column("created_ns", BigInteger, nullable=False),
+    Column("expires_ns", BigInteger, nullable=True),
+    Column("revoked_ns", BigInteger, nullable=True),
+)
+
+page_sessions = Table(
+    "web_page_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("username", String(64), nullable=True, index=True),
+    Column("invitation_id", String(32), nullable=True),
+    Column("created_ns", BigInteger, nullable=False),
+    Column("expires_ns", BigInteger, nullable=False),
+    Column("hard_expires_ns", BigInteger, nullable=False),
+)
+
+invitations = Table(
+    "web_invitations",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("session_id", String(128), nullable=False, index=True),
+    Column("name", String(128), nullable=False),
+    Column("sub_role", String(32), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("created_ns", BigInteger, nullable=False),
+    Column("expires_ns", BigInteger, nullable=False),
+    Column("revoked_ns", BigInteger, nullable=True),
+    Column("revoked_by", String(64), nullable=True),
+)
+
+audit_records = Table(
+    "web_audit",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("time_ns", BigInteger, nullable=False),
+    Column("user", String(128), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("address", String(64), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("object", String(512), nullable=False),
+    Column("outcome", String(32), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("prev", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("raw", Text, nullable=False),
+)
+Index("web_audit_time", audit_records.c.time_ns)
+Index("web_audit_object", audit_records.c.object)
+
+_engines: dict[str, Engine] = {}
+
+
+def engine_for(url: str) -> Engine:
+    """One engine per URL and process, with the web tables created (idempotent)."""
+    engine = _engines.get(url)
+    if engine is not None:
+        return engine
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        database = make_url(url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+    engine = create_engine(url, **kwargs)
+    if url.startswith("sqlite"):
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+    metadata.create_all(engine)
+    _engines[url] = engine
+    return engine
