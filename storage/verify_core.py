@@ -813,6 +813,9 @@ def _p(
     return Problem(code, obj, f"{title_en}: {en}", f"{title_zh}：{zh or en}", severity, session)
 
 
+make_problem = _p  # public name for sources that report their own problems (e.g. the store)
+
+
 class Verifier:
     """Runs every check over one source. `verify()` returns a `Result`; it never raises for
     problems found in the evidence, only `VerifyError` when the source cannot be read at all."""
