@@ -140,7 +140,7 @@ def _package_files(root: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_any_flipped_byte_in_any_file_is_caught_and_named(
     data: st.DataObject, pristine_package: Path, tmp_path_factory: pytest.TempPathFactory

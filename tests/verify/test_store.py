@@ -1,0 +1,124 @@
+"""The verifier against a real SeaweedFS: a session uploaded by the real Uploader, then tampered
+with through S3 (an overwrite creates a second version under WORM; a delete adds a marker)."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from storage.spool import Spool
+from storage.uploader import Uploader
+from storage.verify import local_trusted_keys, verify_store_session
+from tests.verify.session_builder import BuiltSession, build_session
+from tonglu.cli import app
+from tonglu.settings import Settings
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def uploaded(seaweed: Any, tmp_path: Path) -> tuple[Settings, BuiltSession]:
+    settings = seaweed.settings(tmp_path / "data")  # fresh locked buckets; site key uploaded by bootstrap
+    built = build_session(settings.data_dir)
+    assert built.spool.root == settings.spool_dir
+    up = Uploader(Spool(settings.spool_dir), seaweed.object_store(settings, "recorder"), settings, threads=2)
+    try:
+        report = up.drain(max_wait_s=30)
+    finally:
+        up.close()
+    assert report.pending_left == 0 and not report.errors, report
+    return settings, built
+
+
+def env_for(seaweed: Any, settings: Settings, role: str = "reviewer", **over: str) -> dict[str, str]:
+    access, secret = seaweed.credentials[role]
+    env = {
+        "TONGLU_DATA_DIR": str(settings.data_dir),
+        "TONGLU_S3_ENDPOINT": seaweed.endpoint,
+        "TONGLU_S3_ACCESS_KEY": access,
+        "TONGLU_S3_SECRET_KEY": secret,
+        "TONGLU_EVIDENCE_BUCKET": settings.evidence_bucket,
+        "TONGLU_WORK_BUCKET": settings.work_bucket,
+    }
+    env.update(over)
+    return env
+
+
+def cli(env: dict[str, str], *args: str) -> tuple[int, str]:
+    result = runner.invoke(app, ["verify", *args], env=env)
+    return result.exit_code, result.output
+
+
+@pytest.mark.slow
+def test_store_session_verifies_then_an_overwrite_and_a_delete_are_named(
+    seaweed: Any, uploaded: tuple[Settings, BuiltSession]
+) -> None:
+    settings, built = uploaded
+    reviewer = seaweed.object_store(settings, "reviewer")
+    trusted = local_trusted_keys(settings.keys_dir)
+    assert trusted, "the site key is the trust anchor"
+
+    result = verify_store_session(reviewer, built.sid, trusted_keys=trusted)
+    assert result.ok and result.problems == [], result.problems
+    assert (
+        result.sessions[0].segments == 7
+        and result.sessions[0].final_digest == built.ledger.checkpoints(built.sid)[-1].digest
+    )
+    code, out = cli(env_for(seaweed, settings), "--session", built.sid, "--json")
+    assert code == 0, out
+    assert json.loads(out)["source_kind"] == "store"
+
+    # Overwrite one segment with a plain PUT (the recorder identity may write): a second version.
+    recorder = seaweed.object_store(settings, "recorder")
+    victim = built.segment_keys[2]
+    original = recorder.get(victim)
+    forged = bytes(b ^ 0x55 for b in original)
+    recorder.client.put_object(settings.evidence_bucket, victim, io.BytesIO(forged), len(forged))
+    assert recorder.get(victim) == forged
+
+    # Delete another one: Object Lock keeps the data, a delete marker hides it.
+    deleted = built.segment_keys[4]
+    recorder.delete_version(deleted, None)
+
+    result = verify_store_session(reviewer, built.sid, trusted_keys=trusted)
+    found = {(p.code, p.object) for p in result.errors}
+    assert {
+        ("segment_altered", victim),
+        ("object_overwritten", victim),
+        ("segment_missing", deleted),
+        ("object_deleted", deleted),
+    } <= found, found
+
+    code, out = cli(env_for(seaweed, settings), "--session", built.sid)
+    assert code == 1
+    assert "object_overwritten" in out and victim in out and "已篡改" in out
+
+
+def test_unknown_session_in_the_store_is_not_intact(seaweed: Any, tmp_path: Path) -> None:
+    settings = seaweed.settings(tmp_path / "data")
+    code, out = cli(env_for(seaweed, settings), "--session", "no-such-session", "--json")
+    assert code == 1
+    assert "session_empty" in {p["code"] for p in json.loads(out)["problems"]}
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_unreachable_store_and_wrong_key_exit_1_naming_the_cause(seaweed: Any, tmp_path: Path) -> None:
+    settings = seaweed.settings(tmp_path / "data")
+    env = env_for(seaweed, settings, TONGLU_S3_ENDPOINT=f"http://127.0.0.1:{_closed_port()}")
+    code, out = cli(env, "--session", "S1")
+    assert code == 1 and "CANNOT VERIFY" in out and "unreachable" in out
+    env = env_for(seaweed, settings, TONGLU_S3_SECRET_KEY="wrong-secret")
+    code, out = cli(env, "--session", "S1", "--json")
+    doc = json.loads(out)
+    assert code == 1 and doc["verdict"] == "unreadable" and "credentials" in doc["error"]
