@@ -85,7 +85,9 @@ class Built:
         return keys.segment_key(self.sid, source, track, index, "webm")
 
 
-def build(tmp: Path, sc: Scenario, settings: Settings | None = None) -> Built:
+def build(tmp: Path, sc: Scenario, settings: Settings | None = None, spool_segments: bool = False) -> Built:
+    """`spool_segments`: also put the segment bytes in the spool (as the recorder does), for tests
+    that read the session the way the CLI and web app do (spool, then store)."""
     settings = settings or Settings.from_env({"TONGLU_DATA_DIR": str(tmp / "data")})
     spool = Spool(settings.spool_dir)
     key = SiteKey.load_or_create(settings.keys_dir)
@@ -104,6 +106,8 @@ def build(tmp: Path, sc: Scenario, settings: Settings | None = None) -> Built:
         path = evidence.joinpath(*k.split("/"))
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
+        if spool_segments:
+            spool.put_bytes(k, data, content_type="video/webm")
         video = s.track == "video"
         rec = SegmentRecord(
             source=s.source, track=s.track, media="video" if video else "audio", codec="vp8" if video else "opus",
