@@ -1488,80 +1488,92 @@ class Verifier:
                         session=sid,
                     )
                 )
-        self._check_track_order(sid, [e for e, _, _, _, s in refs if s], damaged)
+        gaps = [e for e in entries if e.kind == "gap"]
+        self._check_track_order(sid, [e for e, _, _, _, s in refs if s], gaps, damaged)
         return referenced
 
-    def _check_track_order(self, sid: str, segs: list[_Entry], damaged: bool) -> None:
-        """Index continuity and wall-clock order per track. Index gaps are not reported when the
-        manifest itself is damaged: the missing/edited entry is the cause, named already."""
+    def _check_track_order(self, sid: str, segs: list[_Entry], gaps: list[_Entry], damaged: bool) -> None:
+        """Per track, in index order (the recorder's numbering; seal threads may append entries a
+        little out of order): indexes from 0 without holes or duplicates, wall clock increasing.
+
+        A hole is an error unless a `gap` entry of the track covers the missing time (then the loss
+        is on record: a warning). Holes are not reported when the manifest itself is damaged: the
+        missing/edited entry is the cause and is named already."""
+        gap_spans: dict[tuple[Any, Any], list[tuple[int, int]]] = {}
+        for g in gaps:
+            b = g.body
+            if isinstance(b.get("start_ns"), int) and isinstance(b.get("end_ns"), int):
+                gap_spans.setdefault((b.get("source"), b.get("track")), []).append(
+                    (b["start_ns"], b["end_ns"])
+                )
         tracks: dict[tuple[Any, Any], list[_Entry]] = {}
         for e in segs:
-            tracks.setdefault((e.body.get("source"), e.body.get("track")), []).append(e)
+            b = e.body
+            idx, first, last = b.get("index"), b.get("wall_first_ns"), b.get("wall_last_ns")
+            if not (isinstance(idx, int) and isinstance(first, int) and isinstance(last, int)):
+                self._add(
+                    _p("entry_edited", e.name, "segment entry lacks index / wall clock times", session=sid)
+                )
+                continue
+            if last < first:
+                self._add(
+                    _p(
+                        "segment_time_order",
+                        b["key"],
+                        "ends before it starts",
+                        "结束时间早于开始时间",
+                        session=sid,
+                    )
+                )
+            tracks.setdefault((b.get("source"), b.get("track")), []).append(e)
         for (source, track), items in tracks.items():
+            name = f"{source}/{track}"
+            items.sort(key=lambda e: (e.body["index"], e.file_seq))
             prev: _Entry | None = None
             for e in items:
                 b = e.body
-                idx, first, last = b.get("index"), b.get("wall_first_ns"), b.get("wall_last_ns")
-                if not (isinstance(idx, int) and isinstance(first, int) and isinstance(last, int)):
+                idx = b["index"]
+                expected = 0 if prev is None else prev.body["index"] + 1
+                if prev is not None and idx == prev.body["index"]:
                     self._add(
                         _p(
-                            "entry_edited",
-                            e.name,
-                            "segment entry lacks index / wall clock times",
+                            "segment_duplicate",
+                            b["key"],
+                            f"index {idx} of track {name} appears twice ({prev.name}, {e.name})",
+                            f"轨道 {name} 的编号 {idx} 出现两次",
                             session=sid,
                         )
                     )
                     continue
-                if last < first:
-                    self._add(
-                        _p(
-                            "segment_time_order",
-                            b["key"],
-                            "ends before it starts",
-                            "结束时间早于开始时间",
-                            session=sid,
-                        )
-                    )
-                if prev is not None:
-                    pb = prev.body
-                    if idx <= pb["index"]:
-                        self._add(
-                            _p(
-                                "segment_reordered",
-                                b["key"],
-                                f"index {idx} follows index {pb['index']} in track {source}/{track}",
-                                f"轨道 {source}/{track} 中编号 {idx} 排在 {pb['index']} 之后",
-                                session=sid,
-                            )
-                        )
-                    elif idx != pb["index"] + 1 and not damaged:
-                        self._add(
-                            _p(
-                                "segment_index_gap",
-                                b["key"],
-                                f"index {idx} follows index {pb['index']} in track {source}/{track}: "
-                                f"{idx - pb['index'] - 1} segment(s) never entered the manifest",
-                                f"轨道 {source}/{track} 中编号 {pb['index']} 之后是 {idx}",
-                                session=sid,
-                            )
-                        )
-                    if first < pb["wall_first_ns"]:
-                        self._add(
-                            _p(
-                                "segment_time_order",
-                                b["key"],
-                                f"starts before the previous segment of track {source}/{track}",
-                                f"开始时间早于轨道 {source}/{track} 的上一片段",
-                                session=sid,
-                            )
-                        )
-                elif idx != 0 and not damaged:
+                if idx != expected and not damaged:
+                    lo = prev.body["wall_last_ns"] if prev is not None else None
+                    hi = b["wall_first_ns"]
+                    spans = gap_spans.get((source, track), [])
+                    covered = any(s <= hi and (lo is None or end >= lo) for s, end in spans)
+                    missing = f"{expected}..{idx - 1}" if idx - 1 > expected else str(expected)
                     self._add(
                         _p(
                             "segment_index_gap",
                             b["key"],
-                            f"track {source}/{track} starts at index {idx}",
-                            f"轨道 {source}/{track} 从编号 {idx} 开始",
+                            f"track {name} has no segment {missing} before index {idx}"
+                            + (
+                                "; a gap entry records the loss"
+                                if covered
+                                else " and no gap entry covers that time"
+                            ),
+                            f"轨道 {name} 缺少编号 {missing} 的片段"
+                            + ("（已有缺口记录）" if covered else "（无缺口记录）"),
+                            WARNING if covered else ERROR,
+                            sid,
+                        )
+                    )
+                if prev is not None and b["wall_first_ns"] < prev.body["wall_first_ns"]:
+                    self._add(
+                        _p(
+                            "segment_time_order",
+                            b["key"],
+                            f"index {idx} starts before index {prev.body['index']} of track {name}",
+                            f"轨道 {name} 中编号 {idx} 的开始时间早于编号 {prev.body['index']}",
                             session=sid,
                         )
                     )
