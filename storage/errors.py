@@ -49,3 +49,7 @@ class ObjectConflict(StoreError):
 
 class PackageError(StorageError):
     """An export package or evidence directory is unreadable or lacks required parts."""
+
+
+class ObjectNotFound(StoreError):
+    """The object (or the version asked for) is not in the store."""

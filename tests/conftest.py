@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,3 +16,65 @@ from tonglu.settings import Settings
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings.from_env({"TONGLU_DATA_DIR": str(tmp_path / "data"), "TONGLU_RETENTION_SECONDS": "60"})
+
+
+# -- SeaweedFS (object store) fixtures: owned by the storage_io area -------------------------------
+# `seaweed` (session scope) runs one real `weed mini` on free loopback ports with a generated
+# identities config (admin / recorder / reviewer). `store_settings` gives each test its own data
+# dir and its own freshly bootstrapped evidence (locked) + work buckets on that server.
+
+
+@dataclass
+class SeaweedServer:
+    store: Any  # storage.seaweed.EmbeddedStore
+    endpoint: str  # "http://127.0.0.1:<port>"
+    credentials: dict[str, tuple[str, str]]  # role ("admin"|"recorder"|"reviewer") -> (access, secret)
+
+    def settings(self, data_dir: Path, *, role: str = "recorder", retention_seconds: int = 60,
+                 bootstrap: bool = True, env: dict[str, str] | None = None) -> Settings:
+        """Settings pointing at this server (as an external endpoint) with fresh, unique buckets."""
+        access, secret = self.credentials[role]
+        tag = uuid.uuid4().hex[:10]
+        values = {
+            "TONGLU_DATA_DIR": str(data_dir),
+            "TONGLU_S3_ENDPOINT": self.endpoint,
+            "TONGLU_S3_ACCESS_KEY": access,
+            "TONGLU_S3_SECRET_KEY": secret,
+            "TONGLU_EVIDENCE_BUCKET": f"ev-{tag}",
+            "TONGLU_WORK_BUCKET": f"wk-{tag}",
+            "TONGLU_RETENTION_SECONDS": str(retention_seconds),
+            **(env or {}),
+        }
+        s = Settings.from_env(values)
+        if bootstrap:
+            from storage.bootstrap import bootstrap as do_bootstrap
+            from storage.signing import SiteKey
+
+            do_bootstrap(self.object_store(s, "admin"), s, SiteKey.load_or_create(s.keys_dir))
+        return s
+
+    def object_store(self, settings: Settings, role: str = "recorder") -> Any:
+        from storage.objectstore import ObjectStore
+
+        access, secret = self.credentials[role]
+        return ObjectStore(self.endpoint, access, secret, evidence_bucket=settings.evidence_bucket,
+                           work_bucket=settings.work_bucket, region=settings.s3_region)
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
+    from storage.seaweed import EmbeddedStore
+
+    store = EmbeddedStore(tmp_path_factory.mktemp("seaweed") / "store")
+    ep = store.start()
+    try:
+        creds = {role: (i.access_key, i.secret_key) for role, i in store.identities.items()}
+        yield SeaweedServer(store=store, endpoint=ep.s3_url, credentials=creds)
+    finally:
+        store.stop()
+
+
+@pytest.fixture
+def store_settings(seaweed: SeaweedServer, tmp_path: Path) -> Settings:
+    """Settings (recorder identity) on the shared SeaweedFS, with this test's own buckets."""
+    return seaweed.settings(tmp_path / "data")
