@@ -71,7 +71,7 @@ def render(analysis: Analysis) -> str:
         parts.append(f'<line x1="{x(t):.1f}" x2="{x(t):.1f}" y1="18" y2="{height - 26}" stroke="#2b6cb0" '
                      f'stroke-width="1.5"><title>标记 marker: {escape(str(m.body.get("note", "")))}</title></line>')
     tracks = view.tracks()
-    colors = {CRITICAL: "#d62728", WARNING: "#ff7f0e", INFO: "#9aa5b1"}
+    colors = {CRITICAL: "#d62728", WARNING: "#ff7f0e"}
     for i, (source, track) in enumerate(lanes):
         y = TOP + i * LANE_H
         label = view.expected_sources.get(source, {}).get("label", source)
@@ -81,6 +81,8 @@ def render(analysis: Analysis) -> str:
         for a, b in merge((s.rec.wall_first_ns, s.rec.wall_last_ns) for s in segs):
             parts.append(f'<rect x="{x(a):.1f}" y="{y + 3}" width="{w(a, b):.1f}" height="{LANE_H - 8}" fill="#2ca02c"/>')
         for f in analysis.findings:
+            if f.severity == INFO:
+                continue  # e.g. "upload pending": not a gap, would hide the media underneath
             on_lane = f.source in (source, "*") and (f.track in (track, "*") or track in f.track.split("+"))
             if not on_lane:
                 continue
