@@ -23,6 +23,7 @@ class GapClosed:
     """A gap with known bounds: written into the manifest."""
 
     record: GapRecord
+    seq_resume: int | None = None  # first (unwrapped) sequence number after a hole
 
 
 @dataclass(frozen=True)

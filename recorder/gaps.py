@@ -5,9 +5,10 @@ Rules (documented for the integrity report and the court):
   missing packets arriving (video: NACK/RTX window, 1 s; audio: reordering window, 120 ms - aiortc
   does not NACK audio). One event per contiguous hole, bounds from the end of the last packet
   before it to the first packet after it (RTP time mapped to wall clock), with the number of
-  packets still missing. A hole during which nothing at all arrived for longer than the silence
-  threshold (`silence_ns`: video `video_gap_frames` frame intervals, audio `audio_gap_ms`) is
-  reported once, as `no_packets`.
+  packets still missing: every unrepaired hole is a gap, however short. A hole during which
+  nothing at all arrived for over `outage_ns` (1 s: a network outage) is reported once, as
+  `no_packets`. `silence_ns` (video `video_gap_frames` frame intervals, audio `audio_gap_ms`) is
+  the silence after which the status shows an open gap while it lasts.
 - **Stalls with a contiguous sequence**: audio - Opus DTX sends no packets during silence without
   skipping sequence numbers, so this is *not* a gap (nothing was lost). Video - senders drop their
   frame rate to ~1 fps for static pictures and encoders skip frames under load, so a contiguous
@@ -34,6 +35,8 @@ class GapPolicy:
     silence_ns: int
     stall_ns: int | None
     jump_ns: int = 2_000_000_000
+    outage_ns: int = 1_000_000_000
+    merge_ns: int = 300_000_000  # holes this close after an outage belong to it
 
     @classmethod
     def video(cls, frame_interval_ns: int = 33_333_333, gap_frames: float = 2.0,
@@ -88,6 +91,8 @@ class GapDetector:
     def on_packet(self, seq: int, rtp: int, now_ns: int, *, repaired: bool = False,
                   duration: int = 0) -> list[GapClosed]:
         s = self._seq.unwrap(seq)
+        if not repaired:
+            self.clock.on_packet(rtp, now_ns)
         pkt = _Pkt(s, rtp, now_ns, duration)
         events: list[GapClosed] = []
         last = self._last
@@ -96,9 +101,6 @@ class GapDetector:
             self.packets += 1
             return events
         if s > last.seq:
-            if repaired:
-                # a retransmission ahead of everything seen: treat as a normal arrival
-                pass
             self.packets += 1
             silence = now_ns - last.arrival_ns
             if s - last.seq > MAX_HOLE:
@@ -106,7 +108,7 @@ class GapDetector:
                                           f"sequence jumped by {s - last.seq}: stream reset"))
             elif s > last.seq + 1:
                 hole = _Hole(last.seq + 1, s - 1, set(range(last.seq + 1, s)), last, pkt, now_ns,
-                             silence > self.policy.silence_ns)
+                             silence > self.policy.outage_ns)
                 hole.start_ns = self._end_of(last)
                 hole.end_ns = self.clock.wall_ns(rtp)
                 self._holes.append(hole)
@@ -131,30 +133,48 @@ class GapDetector:
         return events
 
     def _close(self, reason: str, before: _Pkt, after: _Pkt, lost: int | None, detail: str,
-               start_ns: int | None = None, end_ns: int | None = None) -> GapClosed:
+               start_ns: int | None = None, end_ns: int | None = None, resume: int | None = None) -> GapClosed:
         start = self._end_of(before) if start_ns is None else start_ns
         end = self.clock.wall_ns(after.rtp) if end_ns is None else end_ns
         end = max(end, start)
         return GapClosed(GapRecord(source=self.source, track=self.track, reason=reason, start_ns=start,
                                    end_ns=end, rtp_start=before.rtp + before.duration, rtp_end=after.rtp,
-                                   packets_lost=lost, detail=detail))
+                                   packets_lost=lost, detail=detail), resume)
 
     def decide(self, now_ns: int, *, flush: bool = False) -> list[GapClosed]:
         events = []
         keep = []
-        for hole in self._holes:
+        holes = self._holes
+        pending_outage_end: int | None = None
+        i = 0
+        while i < len(holes):
+            hole = holes[i]
+            i += 1
             if not hole.missing:
                 continue  # repaired in time
-            if flush or now_ns - hole.detected_ns >= self.policy.repair_window_ns:
-                n = len(hole.missing)
-                self.lost += n
-                reason = "no_packets" if hole.silent else "rtp_loss"
-                events.append(self._close(
-                    reason, hole.before, hole.after, n,
-                    f"{n} packet(s) lost (seq {hole.first & 0xFFFF}..{hole.last & 0xFFFF}), not repaired",
-                    hole.start_ns, hole.end_ns))
-            else:
+            wait = self.policy.repair_window_ns + (self.policy.merge_ns if hole.silent else 0)
+            held = (pending_outage_end is not None and not flush
+                    and hole.start_ns - pending_outage_end <= self.policy.merge_ns)
+            if held or not (flush or now_ns - hole.detected_ns >= wait):
                 keep.append(hole)
+                if hole.silent or held:
+                    pending_outage_end = hole.end_ns
+                continue
+            n = len(hole.missing)
+            last, after, end_ns = hole.last, hole.after, hole.end_ns
+            if hole.silent:
+                # senders stumble right after an outage (a packet or two never sent): one interruption,
+                # one gap
+                while i < len(holes) and holes[i].start_ns - end_ns <= self.policy.merge_ns:
+                    n += len(holes[i].missing)
+                    last, after, end_ns = holes[i].last, holes[i].after, holes[i].end_ns
+                    i += 1
+            self.lost += n
+            reason = "no_packets" if hole.silent else "rtp_loss"
+            events.append(self._close(
+                reason, hole.before, after, n,
+                f"{n} packet(s) lost (seq {hole.first & 0xFFFF}..{last & 0xFFFF}), not repaired",
+                hole.start_ns, end_ns, last + 1))
         self._holes = keep
         return events
 

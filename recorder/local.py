@@ -43,6 +43,26 @@ TICK_S = 0.1
 EXPECTED_TRACKS = ("video", "audio")
 
 
+RECV_BUFFER_BYTES = 4 * 1024 * 1024
+
+
+def _grow_socket_buffers(pc: Any) -> None:
+    """Bursts (RTX answers to a NACK storm after an outage, keyframes) must not overflow the
+    kernel's receive buffer while the event loop is busy: that would be loss we caused."""
+    import socket
+
+    for t in pc.getTransceivers():
+        try:
+            protocols = t.receiver.transport.transport._connection._protocols
+        except AttributeError:
+            continue
+        for proto in protocols:
+            sock = proto.transport.get_extra_info("socket") if proto.transport else None
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECV_BUFFER_BYTES)
+
+
 class LocalRecorder:
     def __init__(self, settings: Settings, spool: Spool, ledger: Ledger, index: Any = None,
                  owns: Callable[[str], bool] | None = None, store: SessionStore | None = None) -> None:
@@ -256,6 +276,7 @@ class LocalRecorder:
             await self._discard(peer)
             raise OfferMalformed(f"SDP 无法协商 (offer could not be negotiated: {exc})") from exc
         peer.answer = munge_answer(pc.localDescription.sdp)  # type: ignore[attr-defined]
+        _grow_socket_buffers(pc)
         return peer
 
     async def _discard(self, peer: Peer) -> None:

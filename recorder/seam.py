@@ -6,9 +6,10 @@
    every other track. The pipeline gets complete encoded frames (`JitterFrame`, H.264 Annex-B).
 2. Per receiver we swap in: a bounded, never-blocking input queue; a timestamp mapper that keeps
    the sender's RTP time (unwrapped to 64 bit) instead of restarting at 0; a wrapper of
-   `_handle_rtp_packet` (video: observe every packet, RTX repairs included, then aiortc's own
-   handling with NACK and its jitter buffer; audio: take the packet *before* aiortc's lossy audio
-   jitter buffer and feed the pipeline directly); a wrapper of `_handle_rtcp_packet` that sees
+   `_handle_rtp_packet` that keeps aiortc's receive statistics (RTCP receiver reports) and RTX
+   unwrapping but hands every packet to our tap *instead of* aiortc's jitter buffers (audio: its
+   16-packet buffer amplifies loss; video: it stalls for seconds after an unrepaired loss), so
+   the tap assembles frames and sends NACK/PLI itself; a wrapper of `_handle_rtcp_packet` that sees
    sender reports (NTP <-> RTP).
 `tests/recorder/test_seam_contract.py` pins all of this against the installed aiortc.
 """
@@ -24,7 +25,7 @@ from typing import Any, Protocol
 
 import aiortc.rtcrtpreceiver as _rr
 from aiortc.codecs import is_rtx
-from aiortc.rtp import RtcpSrPacket, RtpPacket
+from aiortc.rtp import RtcpSrPacket, RtpPacket, unwrap_rtx
 
 from recorder.clock import Unwrapper
 
@@ -37,7 +38,7 @@ _P = "_RTCRtpReceiver__"
 
 
 class Tap(Protocol):
-    def on_rtp(self, packet: RtpPacket, seq: int, repaired: bool) -> None: ...
+    async def on_video(self, packet: RtpPacket, codec: Any, repaired: bool) -> None: ...
 
     def on_audio(self, packet: RtpPacket) -> None: ...
 
@@ -105,34 +106,34 @@ def attach(receiver: Any, kind: str, runner: Callable[[queue.Queue[Any]], None],
     with _lock:
         _registry[id(receiver._track._queue)] = runner
     codecs: dict[int, Any] = getattr(receiver, _P + "codecs")
-    original_rtp: Callable[..., Awaitable[None]] = receiver._handle_rtp_packet
     original_rtcp: Callable[..., Awaitable[None]] = receiver._handle_rtcp_packet
 
-    if kind == "video":
-        async def handle_rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
-            if receiver._enabled:
-                codec = codecs.get(packet.payload_type)
-                if codec is not None:
-                    if is_rtx(codec):
-                        if len(packet.payload) >= 2:
-                            tap.on_rtp(packet, int.from_bytes(packet.payload[:2], "big"), True)
-                    else:
-                        tap.on_rtp(packet, packet.sequence_number, False)
-            await original_rtp(packet, arrival_time_ms)
-    else:
-        streams: dict[int, Any] = getattr(receiver, _P + "remote_streams")
+    streams: dict[int, Any] = getattr(receiver, _P + "remote_streams")
+    rtx_ssrc: dict[int, int] = getattr(receiver, _P + "rtx_ssrc")
 
-        async def handle_rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
-            if not receiver._enabled:
-                return
-            codec = codecs.get(packet.payload_type)
-            if codec is None:
-                return
-            stats = streams.get(packet.ssrc)
-            if stats is None:
-                stats = streams[packet.ssrc] = _rr.StreamStatistics(codec.clockRate)
-            stats.add(packet)  # keeps RTCP receiver reports right
+    async def handle_rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
+        if not receiver._enabled:
+            return
+        codec = codecs.get(packet.payload_type)
+        if codec is None:
+            return
+        stats = streams.get(packet.ssrc)
+        if stats is None:
+            stats = streams[packet.ssrc] = _rr.StreamStatistics(codec.clockRate)
+        stats.add(packet)  # keeps RTCP receiver reports right
+        if kind == "audio":
             tap.on_audio(packet)
+            return
+        repaired = False
+        if is_rtx(codec):
+            original = rtx_ssrc.get(packet.ssrc)
+            apt = codec.parameters.get("apt")
+            if original is None or len(packet.payload) < 2 or not isinstance(apt, int) or apt not in codecs:
+                return  # RTX padding probe, or unknown
+            packet = unwrap_rtx(packet, payload_type=apt, ssrc=original)
+            codec = codecs[apt]
+            repaired = True
+        await tap.on_video(packet, codec, repaired)
 
     async def handle_rtcp(packet: Any) -> None:
         if isinstance(packet, RtcpSrPacket):
@@ -154,3 +155,7 @@ def unregister(receiver: Any) -> None:
 
 async def send_pli(receiver: Any, media_ssrc: int) -> None:
     await receiver._send_rtcp_pli(media_ssrc)
+
+
+async def send_nack(receiver: Any, media_ssrc: int, lost: list[int]) -> None:
+    await receiver._send_rtcp_nack(media_ssrc, lost)

@@ -22,9 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aiortc.codecs import depayload
+from aiortc.jitterbuffer import JitterFrame
+from aiortc.rtcrtpreceiver import NackGenerator
 from aiortc.rtp import RtpPacket
 
 from recorder import seam
+from recorder.assembler import FrameAssembler, h264_frame_start, vp8_frame_start
 from recorder.clock import SourceClock, TrackClock, Unwrapper
 from recorder.codecs import h264_keyframe, opus_duration, vp8_keyframe
 from recorder.context import RecorderContext
@@ -115,6 +119,11 @@ class PeerTrack:
         self.segmenter = Segmenter(kind, self.clock_rate, s.segment_seconds)
         self.log = context_logger(__name__, room=room, session=session, track=f"{source}/{track}")
         self._rtp = Unwrapper(32)
+        self._seq = Unwrapper(16)
+        self.nack = NackGenerator()
+        self._nacked_ns = 0
+        self.assembler = FrameAssembler()
+        self._codec_params: Any = None
         self.media_ssrc: int | None = None
         self.receiver: Any = None
         self.queue: seam.DropQueue | None = None
@@ -138,17 +147,38 @@ class PeerTrack:
         rtp = self._rtp.unwrap(packet.timestamp)
         if not repaired:
             self.media_ssrc = packet.ssrc
-            self.clock.on_packet(rtp, now)
+        events = self.detector.on_packet(seq, rtp, now, repaired=repaired, duration=duration)
+        if not repaired:
             if self.first_arrival_ns is None:
                 self.first_arrival_ns = now
                 self.on_first_packet(self, rtp)
             self.last_arrival_ns = now
-        for ev in self.detector.on_packet(seq, rtp, now, repaired=repaired, duration=duration):
-            self.on_gap(ev)
+        for ev in events:
+            self._handle_gap(ev)
         return rtp
 
-    def on_rtp(self, packet: RtpPacket, seq: int, repaired: bool) -> None:
-        self._packet(packet, seq, repaired, 0)
+    async def on_video(self, packet: RtpPacket, codec: Any, repaired: bool) -> None:
+        self._codec_params = codec
+        seq = self._seq.unwrap(packet.sequence_number)
+        if self.nack.add(packet):
+            await seam.send_nack(self.receiver, packet.ssrc, sorted(self.nack.missing))
+            self._nacked_ns = time.time_ns()
+        rtp = self._packet(packet, packet.sequence_number, repaired, 0)
+        payload = packet.payload
+        name = codec.name
+        start = vp8_frame_start(payload) if name == "VP8" else h264_frame_start(payload)
+        try:
+            data = depayload(codec, payload) if payload else b""
+        except ValueError:
+            data, start = b"", False
+        frames = self.assembler.add(seq, rtp, packet.marker == 1, data, start)
+        self._emit(codec, frames)
+
+    def _emit(self, codec: Any, frames: list[tuple[int, bytes]]) -> None:
+        if self.queue is None:
+            return
+        for ts, data in frames:
+            self.queue.put((codec, JitterFrame(data, ts)))
 
     def on_audio(self, packet: RtpPacket) -> None:
         payload = packet.payload
@@ -160,9 +190,25 @@ class PeerTrack:
         if self.media_ssrc is None or ssrc == self.media_ssrc:
             self.clock.on_sender_report(ntp, rtp)
 
+    def _handle_gap(self, ev: GapClosed) -> None:
+        self.on_gap(ev)
+        if self.kind == "video" and ev.seq_resume is not None:
+            # the hole is final: stop waiting for it, forget it in NACKs, ask for a keyframe
+            resume = ev.seq_resume
+            self.nack.missing = {s for s in self.nack.missing if not self._before(s, resume)}
+            self._emit(self._codec_params, self.assembler.skip_to(resume))
+            self.request_keyframe()
+
+    def _before(self, seq16: int, resume64: int) -> bool:
+        return ((resume64 - seq16) & 0xFFFF) < 0x8000 and (resume64 & 0xFFFF) != seq16
+
     def tick(self, now_ns: int) -> None:
         for ev in self.detector.tick(now_ns):
-            self.on_gap(ev)
+            self._handle_gap(ev)
+        if (self.kind == "video" and self.nack.missing and self.media_ssrc is not None
+                and now_ns - self._nacked_ns > 200_000_000):
+            self._nacked_ns = now_ns
+            asyncio.ensure_future(seam.send_nack(self.receiver, self.media_ssrc, sorted(self.nack.missing)))
 
     def flush_gaps(self, now_ns: int) -> None:
         for ev in self.detector.flush(now_ns):
@@ -268,7 +314,7 @@ class PeerTrack:
     def stats(self) -> dict[str, Any]:
         return {
             "kind": self.kind, "codec": self.codec, "frames": self.frames, "packets": self.detector.packets,
-            "packets_lost": self.detector.lost, "queue_dropped": self.queue.dropped if self.queue else 0,
+            "packets_lost": self.detector.lost, "packets_skipped": self.assembler.skipped_packets, "queue_dropped": self.queue.dropped if self.queue else 0,
             "waiting_for_keyframe_dropped": self.dropped_before_key, "clock_synced": self.clock.synced,
             "error": self.error,
         }

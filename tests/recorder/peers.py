@@ -97,7 +97,7 @@ class WhipPublisher:
         sdp = self.pc.localDescription.sdp
         return munge(sdp) if munge else sdp
 
-    async def start(self, munge: Any = None, expect: int = 201) -> httpx.Response:
+    async def start(self, munge: Any = None, expect: int = 201, answer_hook: Any = None) -> httpx.Response:
         sdp = await self.offer(munge)
         async with httpx.AsyncClient() as c:
             r = await c.post(self.url, content=sdp, headers={
@@ -106,7 +106,8 @@ class WhipPublisher:
         if r.status_code == 201:
             self.location = r.headers["location"]
             self.answer = r.text
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
+            answer = await answer_hook(r.text) if answer_hook else r.text
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         return r
 
     async def wait_connected(self, timeout: float = 15) -> None:
@@ -115,6 +116,13 @@ class WhipPublisher:
             if time.time() > deadline:
                 raise TimeoutError(f"peer state {self.pc.connectionState}")
             await asyncio.sleep(0.05)
+
+    async def delete(self) -> int:
+        assert self.location
+        base = self.url.split("/whip/")[0]
+        async with httpx.AsyncClient() as c:
+            r = await c.delete(base + self.location, headers={"Authorization": f"Bearer {self.token}"})
+        return r.status_code
 
     async def close(self) -> None:
         await self.pc.close()
