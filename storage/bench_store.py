@@ -134,6 +134,7 @@ def bench_seal(
             ledger.append(sid, "session_start", {"room": sid, "case_number": "BENCH", "sources": {}})
         # (close_ns, segment key, manifest key)
         sealed: list[tuple[int, str, str]] = []
+        spool_lat: list[float] = []  # close -> segment and manifest entry fsynced in the spool
         lag_max = [0.0]
         t0 = time.monotonic() + 0.5
         n_rounds = max(1, int(seconds / segment_seconds))
@@ -170,8 +171,10 @@ def bench_seal(
                 sha256=digest,
             )
             entry = ledger.append(sid, "segment", rec.to_body())
+            spooled_ns = time.time_ns()
             with lock:
                 sealed.append((close_ns, key, keys.manifest_key(sid, entry.seq)))
+                spool_lat.append((spooled_ns - close_ns) / 1e9)
 
         def producer(mine: list[int]) -> None:
             schedule = sorted(
@@ -225,6 +228,9 @@ def bench_seal(
             "seal_p50_s": round(percentile(latencies, 50), 4),
             "seal_p99_s": round(percentile(latencies, 99), 4),
             "seal_max_s": round(max(latencies), 4) if latencies else None,
+            "spool_p50_s": round(percentile(spool_lat, 50), 4),
+            "spool_p99_s": round(percentile(spool_lat, 99), 4),
+            "load_avg_1m": round(os.getloadavg()[0], 2),
             "segments": len(sealed),
             "segments_not_sealed": missing,
             "one_version_per_key": one_each,

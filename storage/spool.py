@@ -169,6 +169,8 @@ class Spool:
             try:
                 items.append(self._load(meta_path))
             except SpoolCorrupt as exc:
+                if not meta_path.exists():
+                    continue  # confirmed (removed) by an uploader while we listed: not corruption
                 self._quarantine_paths([meta_path, meta_path.with_name(meta_path.name.removesuffix(".meta.json") + ".data")], str(exc))
         return items
 

@@ -19,12 +19,19 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from storage.errors import ObjectConflict, SpoolCorrupt, StoreAuthError, StoreError, StoreUnavailable
+from storage.errors import (
+    ObjectConflict,
+    ObjectNotFound,
+    SpoolCorrupt,
+    StoreAuthError,
+    StoreError,
+    StoreUnavailable,
+)
 from storage.logctx import context_logger
 from storage.objectstore import ObjectStore
 from storage.spool import EVIDENCE, Spool, SpoolItem
@@ -42,6 +49,7 @@ class UploadReport:
     already_present: int = 0  # identical object was already there (confirmed)
     quarantined: int = 0
     pending_left: int = 0  # items not stored on this pass (store unavailable / refused)
+    skipped: int = 0  # not tried on this pass because the store had just failed
     bytes: int = 0
     seal_latencies_s: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -89,6 +97,7 @@ class Uploader:
         self.poll_interval_s = poll_interval_s
         self.on_confirmed = on_confirmed
         self.latencies_s: deque[float] = deque(maxlen=100_000)
+        self.totals = UploadReport()  # what `run` did so far (latencies are in `latencies_s`)
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
@@ -107,15 +116,38 @@ class Uploader:
             return None
         return datetime.now(UTC) + timedelta(seconds=self.settings.object_lock_retention_seconds)
 
+    def _already_stored(self, item: SpoolItem) -> bool:
+        bucket = self.store.evidence_bucket if item.bucket == EVIDENCE else self.store.work_bucket
+        try:
+            info = self.store.stat(item.key, bucket=bucket)
+        except ObjectNotFound:
+            return False
+        return info.sha256 == item.sha256 and info.size == item.size
+
     def _one(self, item: SpoolItem, report: UploadReport, abort: threading.Event) -> None:
         if abort.is_set():
             with self._lock:
                 report.pending_left += 1
+                report.skipped += 1
             return
         ilog = log.bind(**_ids_of(item.key))
         try:
             self.spool.check(item)
         except SpoolCorrupt as exc:
+            try:
+                stored = not item.data_path.exists() and self._already_stored(item)
+            except (StoreUnavailable, StoreAuthError) as store_exc:
+                abort.set()
+                with self._lock:
+                    report.pending_left += 1
+                    report.unavailable = str(store_exc)
+                return
+            if stored:
+                # A crash inside `spool.confirm` (data unlinked, sidecar not yet): finish the confirm.
+                self.spool.confirm(item)
+                with self._lock:
+                    report.already_present += 1
+                return
             where = self.spool.quarantine(item, str(exc))
             msg = f"corrupt spool file quarantined to {where}: {exc}"
             ilog.error(msg)
@@ -229,26 +261,75 @@ class Uploader:
             delay = min(self.backoff_max_s, delay * 2)
         return total
 
+    def _one_report(self, item: SpoolItem, abort: threading.Event) -> UploadReport:
+        r = UploadReport()
+        self._one(item, r, abort)
+        return r
+
     def run(self, stop: threading.Event) -> None:
-        """Upload until `stop` is set; never gives up on an item."""
+        """Upload until `stop` is set; never gives up on an item.
+
+        Pipelined: new spool items are started as soon as they appear (at most `threads` at once,
+        in spool order), without waiting for a whole pass. On StoreUnavailable/StoreAuthError the
+        in-flight items are let finish, then everything waits with exponential backoff.
+        """
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="tonglu-upload")
+        inflight: dict[str, Future[UploadReport]] = {}
+        retry_at: dict[str, float] = {}  # items a store refused (not unavailable): retried slowly
+        abort = threading.Event()
         delay = self.backoff_initial_s
         while not stop.is_set():
+            failure: UploadReport | None = None
+            for name in [n for n, f in inflight.items() if f.done()]:
+                r = inflight.pop(name).result()
+                self._add(self.totals, r)
+                if r.unavailable:
+                    failure = r
+                elif r.pending_left > r.skipped:
+                    retry_at[name] = time.monotonic() + self.backoff_max_s
+                else:
+                    retry_at.pop(name, None)
+                if r.confirmed:
+                    delay = self.backoff_initial_s
+            if failure is not None or abort.is_set():
+                abort.set()
+                for f in inflight.values():
+                    self._add(self.totals, f.result())
+                inflight.clear()
+                if failure is not None and failure.auth_failed:
+                    log.error(
+                        "object store refuses our credentials; items stay spooled: %s", failure.unavailable
+                    )
+                elif failure is not None:
+                    log.warning("object store unavailable, items stay spooled: %s", failure.unavailable)
+                self._sleep(stop, delay)
+                delay = min(self.backoff_max_s, delay * 2)
+                abort = threading.Event()
+                continue
             try:
-                r = self.drain_once()
-            except StoreError as exc:  # e.g. a bucket missing: keep everything, retry slowly
-                log.error("upload pass failed, retrying: %s", exc)
+                items = self.spool.pending()
+            except StoreError as exc:  # keep everything, retry slowly
+                log.error("cannot list the spool, retrying: %s", exc)
                 self._sleep(stop, delay)
-                delay = min(self.backoff_max_s, delay * 2)
                 continue
-            if r.unavailable or (r.pending_left and not r.confirmed):
-                if r.auth_failed:
-                    log.error("object store refuses our credentials; items stay spooled: %s", r.unavailable)
-                self._sleep(stop, delay)
-                delay = min(self.backoff_max_s, delay * 2)
-                continue
-            delay = self.backoff_initial_s
-            if r.confirmed == 0 and r.quarantined == 0:
-                self._sleep(stop, self.poll_interval_s)
+            now = time.monotonic()
+            for item in items:
+                if item.name in inflight or retry_at.get(item.name, 0.0) > now:
+                    continue
+                inflight[item.name] = self._pool.submit(self._one_report, item, abort)
+            self._sleep(stop, self.poll_interval_s)
+        abort.set()
+        for f in inflight.values():
+            self._add(self.totals, f.result())
+
+    @staticmethod
+    def _add(total: UploadReport, r: UploadReport) -> None:
+        total.uploaded += r.uploaded
+        total.already_present += r.already_present
+        total.quarantined += r.quarantined
+        total.bytes += r.bytes
+        total.errors += r.errors
 
     @staticmethod
     def _sleep(stop: threading.Event | None, seconds: float) -> None:

@@ -174,3 +174,18 @@ def test_reader_serves_spool_then_store(parts, store_settings: Settings, tmp_pat
     with pytest.raises(SpoolCorrupt):
         reader.read(rot.key)
     assert hashlib.sha256(store.get(item.key)).hexdigest() == item.sha256
+
+
+def test_crash_inside_confirm_is_finished_not_quarantined(parts, store_settings: Settings) -> None:
+    spool, _, store = parts
+    item = spool.put_bytes(seg_key("S7", 0), b"stored already")
+    store.put_if_absent(item.key, b"stored already", item.sha256)
+    item.data_path.unlink()  # the crash: data gone, sidecar left
+    report = Uploader(spool, store, store_settings, threads=1).drain_once()
+    assert (report.already_present, report.quarantined) == (1, 0)
+    assert spool.pending() == [] and spool.quarantined() == []
+    # Without the object in the store, the same state is a real loss: quarantined and named.
+    lost = spool.put_bytes(seg_key("S7", 1), b"never uploaded")
+    lost.data_path.unlink()
+    report = Uploader(spool, store, store_settings, threads=1).drain_once()
+    assert report.quarantined == 1 and "missing" in report.errors[0]

@@ -7,6 +7,7 @@ or credentials file, corrupt spool file); nothing spooled is ever deleted by an 
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 import threading
@@ -40,6 +41,7 @@ def _run(fn: Callable[[], int | None]) -> None:
     from storage.logctx import configure_logging
 
     configure_logging(_settings().log_level)
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # our errors name the cause
     try:
         code = fn()
     except StorageError as exc:
@@ -154,6 +156,8 @@ def upload(
         if once:
             report = uploader.drain(max_wait_s=max_wait)
             uploader.close()
+            if report.confirmed == 0 and not report.unavailable and not report.quarantined:
+                store.ping()  # nothing to upload: still say whether the store is reachable
             left = len(spool.pending())
             typer.echo(
                 json.dumps(
