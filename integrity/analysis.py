@@ -62,7 +62,11 @@ def _merge_same_id(findings: list[Finding]) -> list[Finding]:
             by_id[f.id] = f
             continue
         severity = min(old.severity, f.severity, key=SEVERITIES.index)
-        reason = old.reason if old.reason == f.reason else ",".join(filter(None, {old.reason or "", f.reason or ""}))
+        reason = (
+            old.reason
+            if old.reason == f.reason
+            else ",".join(filter(None, {old.reason or "", f.reason or ""}))
+        )
         by_id[f.id] = replace(
             old,
             severity=severity,
@@ -80,8 +84,13 @@ def track_coverage(view: SessionView) -> list[TrackCoverage]:
         spans = merge((s.rec.wall_first_ns, s.rec.wall_last_ns) for s in segs)
         out.append(
             TrackCoverage(
-                source, track, len(segs), min(s.rec.wall_first_ns for s in segs), max(s.rec.wall_last_ns for s in segs),
-                sum(b - a for a, b in spans), sum(s.rec.bytes for s in segs),
+                source,
+                track,
+                len(segs),
+                min(s.rec.wall_first_ns for s in segs),
+                max(s.rec.wall_last_ns for s in segs),
+                sum(b - a for a, b in spans),
+                sum(s.rec.bytes for s in segs),
             )
         )
     return out

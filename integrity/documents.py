@@ -49,12 +49,23 @@ def html_to_pdf(html_text: str, output: Path, timeout_s: float = 90.0) -> Path:
         page.write_text(html_text, encoding="utf-8")
         out = Path(tmp) / "report.pdf"
         cmd = [
-            chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run", "--no-pdf-header-footer",
-            f"--user-data-dir={tmp}/profile", f"--print-to-pdf={out}", page.as_uri(),
+            chromium,
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--no-pdf-header-footer",
+            f"--user-data-dir={tmp}/profile",
+            f"--print-to-pdf={out}",
+            page.as_uri(),
         ]
         try:
-            proc = subprocess.run(cmd, capture_output=True, timeout=timeout_s, env={**os.environ, "LANG": "zh_CN.UTF-8"})
+            proc = subprocess.run(
+                cmd, capture_output=True, timeout=timeout_s, env={**os.environ, "LANG": "zh_CN.UTF-8"}
+            )
         except subprocess.TimeoutExpired as exc:
             raise ToolError(f"chromium did not finish printing the PDF within {timeout_s:.0f} s") from exc
         if proc.returncode != 0 or not out.exists() or out.stat().st_size == 0:

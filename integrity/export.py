@@ -39,8 +39,20 @@ from integrity.timefmt import local_text
 from storage import canonical, keys, verify_core
 
 CHUNK = 1 << 20
-AUDIT_COLUMNS = ("seq", "time_utc", "time_ns", "user", "role", "address", "action", "object", "outcome",
-                 "detail", "prev", "hash")
+AUDIT_COLUMNS = (
+    "seq",
+    "time_utc",
+    "time_ns",
+    "user",
+    "role",
+    "address",
+    "action",
+    "object",
+    "outcome",
+    "detail",
+    "prev",
+    "hash",
+)
 # Already-compressed media is stored; text is deflated.
 STORED_SUFFIXES = (".webm", ".mkv", ".mka", ".ts", ".ogg", ".mp4", ".m4a", ".opus")
 
@@ -58,9 +70,17 @@ class ExportResult:
     workcopy: bool
 
     def to_json(self) -> dict[str, Any]:
-        return {"session": self.session, "path": str(self.path), "files": self.files, "bytes": self.bytes,
-                "segments": self.segments, "verified": self.verified, "gaps": self.gaps,
-                "unexplained": self.unexplained, "workcopy": self.workcopy}
+        return {
+            "session": self.session,
+            "path": str(self.path),
+            "files": self.files,
+            "bytes": self.bytes,
+            "segments": self.segments,
+            "verified": self.verified,
+            "gaps": self.gaps,
+            "unexplained": self.unexplained,
+            "workcopy": self.workcopy,
+        }
 
 
 class _Writer:
@@ -139,13 +159,14 @@ def readme(loaded: Loaded, doc: dict[str, Any], key_id: str, workcopy_name: str 
     return f"""同录 Tonglu 出庭证据包 / Court export package
 ==========================================
 
-案件编号 Case number : {f.get('case_number') or '—'}
+案件编号 Case number : {f.get("case_number") or "—"}
 会话 Session         : {loaded.session}
-讯问室 Room          : {f.get('room') or '—'}
-录制时间 Recorded     : {local_text(loaded.view.start_ns or 0)} 至 {local_text(loaded.view.stop_ns or 0)}（北京时间 Beijing time, UTC+8）
-生成时间 Generated    : {doc['generated']} (UTC)
+讯问室 Room          : {f.get("room") or "—"}
+录制时间 Recorded     : {local_text(loaded.view.start_ns or 0)} 至 {local_text(loaded.view.stop_ns or 0)}
+                       （北京时间 Beijing time, UTC+8）
+生成时间 Generated    : {doc["generated"]} (UTC)
 最新签名摘要 Digest   : {final}
-间断 Gaps            : {doc['summary']['gaps']}（未说明 unexplained: {doc['summary']['unexplained']}）
+间断 Gaps            : {doc["summary"]["gaps"]}（未说明 unexplained: {doc["summary"]["unexplained"]}）
 
 一、内容 Contents
   sessions/{loaded.session}/segments/   原始录像片段（未经转码，按录制原样保存） master segments, as recorded
@@ -170,7 +191,8 @@ def readme(loaded: Loaded, doc: dict[str, Any], key_id: str, workcopy_name: str 
   file matches SHA256SUMS; any altered byte, added/removed segment or edited entry is named.
 
 三、说明 Notes
-  工作副本由原始片段重新编码，仅供播放；证据以原始片段为准。间断在工作副本中显示为“录像中断 N 秒”卡片，未被剪除。
+  工作副本由原始片段重新编码，仅供播放；证据以原始片段为准。
+  间断在工作副本中显示为“录像中断 N 秒”卡片，未被剪除。
   The working copy is re-encoded for playback only; the master segments are the evidence. Gaps are
   shown in it as cards of their real length, never cut out.
 """
@@ -186,8 +208,15 @@ def _session_objects(loaded: Loaded) -> list[tuple[str, str]]:
     return out
 
 
-def export_session(review: Review, session: str, output: Path, *, with_workcopy: bool = True,
-                   workcopy_height: int = 720, now_ns: int | None = None) -> ExportResult:
+def export_session(
+    review: Review,
+    session: str,
+    output: Path,
+    *,
+    with_workcopy: bool = True,
+    workcopy_height: int = 720,
+    now_ns: int | None = None,
+) -> ExportResult:
     loaded = review.load(session)
     if loaded.view.recording:
         raise SessionStillRecording(
@@ -226,13 +255,18 @@ def export_session(review: Review, session: str, output: Path, *, with_workcopy:
             writer.add_file(f"workcopy/{wc.mp4.name}", wc.mp4)
             writer.add_file(f"workcopy/{wc.sidecar.name}", wc.sidecar)
         writer.add_bytes("audit/audit.csv", audit_csv(audit_rows(review.audit, session)))
-        writer.add_bytes("README.txt", readme(loaded, doc, review.site_key.key_id,
-                                              wc.mp4.name if wc else None).encode())
+        writer.add_bytes(
+            "README.txt", readme(loaded, doc, review.site_key.key_id, wc.mp4.name if wc else None).encode()
+        )
         writer.add_bytes("verify.py", Path(verify_core.__file__).read_bytes())
         sums = "".join(f"{digest}  {name}\n" for name, digest in sorted(writer.sums.items())).encode()
         writer.add_bytes(verify_core.SUMS_NAME, sums)
-        sig = canonical.encode({"key_id": review.site_key.key_id,
-                                "signature": base64.b64encode(review.site_key.sign(sums)).decode()})
+        sig = canonical.encode(
+            {
+                "key_id": review.site_key.key_id,
+                "signature": base64.b64encode(review.site_key.sign(sums)).decode(),
+            }
+        )
         writer.zf.writestr(writer._info(verify_core.SUMS_SIG_NAME), sig)
         files = len(writer.sums) + 1
         total = writer.total + len(sig)
@@ -242,6 +276,14 @@ def export_session(review: Review, session: str, output: Path, *, with_workcopy:
         writer.close()
         tmp.unlink(missing_ok=True)
         raise
-    return ExportResult(session, output, files, total, segments, analysis.verified, doc["summary"]["gaps"],
-                        doc["summary"]["unexplained"], wc is not None)
-
+    return ExportResult(
+        session,
+        output,
+        files,
+        total,
+        segments,
+        analysis.verified,
+        doc["summary"]["gaps"],
+        doc["summary"]["unexplained"],
+        wc is not None,
+    )

@@ -42,7 +42,9 @@ def facts(view: SessionView) -> dict[str, Any]:
         "stop": _iso_or_none(end),
         "stopped_by": (view.stop or {}).get("stopped_by"),
         "stop_reason": (view.stop or {}).get("reason"),
-        "duration_ms": (end - view.start_ns) // 1_000_000 if end is not None and view.start_ns is not None else None,
+        "duration_ms": (end - view.start_ns) // 1_000_000
+        if end is not None and view.start_ns is not None
+        else None,
         "media_first": _iso_or_none(bounds[0]) if bounds else None,
         "media_last": _iso_or_none(bounds[1]) if bounds else None,
         "entries": view.entries_count,
@@ -53,15 +55,28 @@ def custody_trail(view: SessionView) -> list[dict[str, Any]]:
     trail: list[dict[str, Any]] = []
     out_iso = view.facts.get("custody_out_iso")
     if isinstance(out_iso, str) and out_iso:
-        trail.append({"event": "out", "label": "提押 taken out of custody", "time": out_iso,
-                      "by": view.facts.get("created_by"), "seq": 0, "origin": "session_start"})
+        trail.append(
+            {
+                "event": "out",
+                "label": "提押 taken out of custody",
+                "time": out_iso,
+                "by": view.facts.get("created_by"),
+                "seq": 0,
+                "origin": "session_start",
+            }
+        )
     for a in view.custody:
         event = a.body.get("event")
-        trail.append({
-            "event": event,
-            "label": "提押 taken out of custody" if event == "out" else "还押 returned to custody",
-            "time": a.body.get("time_iso"), "by": a.body.get("by"), "seq": a.seq, "origin": "custody",
-        })
+        trail.append(
+            {
+                "event": event,
+                "label": "提押 taken out of custody" if event == "out" else "还押 returned to custody",
+                "time": a.body.get("time_iso"),
+                "by": a.body.get("by"),
+                "seq": a.seq,
+                "origin": "custody",
+            }
+        )
     return trail
 
 
@@ -71,13 +86,31 @@ def build(analysis: Analysis, *, generated_ns: int | None = None) -> dict[str, A
     findings = [f.to_json() for f in analysis.findings]
     gaps = [f for f in findings if f["severity"] in (CRITICAL, WARNING)]
     v = analysis.verification
-    verification = v.to_json() if v is not None else {"ok": False, "source": None, "problems": [], "checkpoints": [],
-                                                      "final_digest": None, "not_run": True}
+    verification = (
+        v.to_json()
+        if v is not None
+        else {
+            "ok": False,
+            "source": None,
+            "problems": [],
+            "checkpoints": [],
+            "final_digest": None,
+            "not_run": True,
+        }
+    )
     for cp in verification.get("checkpoints", []):
         cp["time"] = iso_utc(cp["time_ns"])
     breaks = [
-        {"break_id": b.break_id, "reason_code": b.reason_code, "reason_label": REASON_LABELS.get(b.reason_code, b.reason_code),
-         "start": iso_utc(b.start_ns), "end": _iso_or_none(b.end_ns), "text": b.text, "approver": b.approver, "by": b.by}
+        {
+            "break_id": b.break_id,
+            "reason_code": b.reason_code,
+            "reason_label": REASON_LABELS.get(b.reason_code, b.reason_code),
+            "start": iso_utc(b.start_ns),
+            "end": _iso_or_none(b.end_ns),
+            "text": b.text,
+            "approver": b.approver,
+            "by": b.by,
+        }
         for b in view.breaks
     ]
     rt = view.record_times.body if view.record_times is not None else None
@@ -104,8 +137,15 @@ def build(analysis: Analysis, *, generated_ns: int | None = None) -> dict[str, A
             "session_start": _iso_or_none(view.start_ns),
             "session_end": _iso_or_none(view.stop_ns),
             "tracks": [
-                {"source": c.source, "track": c.track, "segments": c.segments, "first": iso_utc(c.first_ns),
-                 "last": iso_utc(c.last_ns), "covered_ms": c.media_ns // 1_000_000, "bytes": c.bytes}
+                {
+                    "source": c.source,
+                    "track": c.track,
+                    "segments": c.segments,
+                    "first": iso_utc(c.first_ns),
+                    "last": iso_utc(c.last_ns),
+                    "covered_ms": c.media_ns // 1_000_000,
+                    "bytes": c.bytes,
+                }
                 for c in analysis.coverage
             ],
         },
@@ -113,9 +153,17 @@ def build(analysis: Analysis, *, generated_ns: int | None = None) -> dict[str, A
         "custody": custody_trail(view),
         "record_times": rt,
         "breaks": breaks,
-        "markers": [{"time": iso_utc(int(m.body.get("time_ns", m.time_ns))), "note": m.body.get("note"),
-                     "by": m.body.get("by")} for m in view.markers],
-        "participants": [{"time": iso_utc(int(p.body.get("time_ns", p.time_ns))), **p.body} for p in view.participants],
+        "markers": [
+            {
+                "time": iso_utc(int(m.body.get("time_ns", m.time_ns))),
+                "note": m.body.get("note"),
+                "by": m.body.get("by"),
+            }
+            for m in view.markers
+        ],
+        "participants": [
+            {"time": iso_utc(int(p.body.get("time_ns", p.time_ns))), **p.body} for p in view.participants
+        ],
         "transcripts": [t.body for t in view.transcripts],
         "orphan_explanations": [e.to_json() for e in analysis.orphan_explanations],
         "manifest_problems": view.problems,

@@ -81,7 +81,9 @@ class Review:
         return {self.site_key.key_id: self.site_key.public_pem}
 
     def verify(self, loaded: Loaded) -> verification.VerificationSummary:
-        source = LedgerSource(loaded.session, loaded.entries, loaded.checkpoints, self.public_pems(), self.files)
+        source = LedgerSource(
+            loaded.session, loaded.entries, loaded.checkpoints, self.public_pems(), self.files
+        )
         return verification.verify(source, loaded.session, trusted_keys=(self.site_key.public_pem,))
 
     def analyse(self, session: str, *, now_ns: int | None = None, verify: bool = True) -> Analysis:
@@ -97,7 +99,14 @@ class Review:
 
     # -- explanations ----------------------------------------------------------------------------
     def explain(
-        self, session: str, finding_id: str, *, reason_code: str, text: str, approver: str, by: str,
+        self,
+        session: str,
+        finding_id: str,
+        *,
+        reason_code: str,
+        text: str,
+        approver: str,
+        by: str,
         now_ns: int | None = None,
     ) -> ManifestEntry:
         """Append an `explanation` entry for a finding, then a checkpoint so a signature covers it."""
@@ -113,13 +122,22 @@ class Review:
             raise InvalidExplanation("缺少填写人 the author (by) is required")
         analysis = self.analyse(session, verify=False, now_ns=now_ns)
         if analysis.find(finding_id) is None:
-            raise UnknownFinding(f"会话 {session} 中没有编号为 {finding_id} 的问题 (no finding {finding_id!r})")
-        body = {"finding_id": finding_id, "reason_code": reason_code, "text": text.strip(),
-                "approver": approver.strip(), "by": by.strip()}
+            raise UnknownFinding(
+                f"会话 {session} 中没有编号为 {finding_id} 的问题 (no finding {finding_id!r})"
+            )
+        body = {
+            "finding_id": finding_id,
+            "reason_code": reason_code,
+            "text": text.strip(),
+            "approver": approver.strip(),
+            "by": by.strip(),
+        }
         entry = self.ledger.append(session, "explanation", body, now_ns=now_ns)
         if self.on_entry is not None:
             self.on_entry(entry)
         self.ledger.checkpoint(session, final=not analysis.view.recording, now_ns=now_ns)
         log = context_logger(__name__, session=session)
-        log.info("explanation %s for finding %s (%s, approved by %s)", entry.seq, finding_id, reason_code, approver)
+        log.info(
+            "explanation %s for finding %s (%s, approved by %s)", entry.seq, finding_id, reason_code, approver
+        )
         return entry

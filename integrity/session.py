@@ -127,7 +127,10 @@ class SessionView:
     def media_bounds(self) -> tuple[int, int] | None:
         if not self.segments:
             return None
-        return (min(s.rec.wall_first_ns for s in self.segments), max(s.rec.wall_last_ns for s in self.segments))
+        return (
+            min(s.rec.wall_first_ns for s in self.segments),
+            max(s.rec.wall_last_ns for s in self.segments),
+        )
 
     def explanations_for(self, finding_id: str) -> list[ExplanationRec]:
         return [e for e in self.explanations if e.finding_id == finding_id]
@@ -172,8 +175,13 @@ def build_view(session: str, entries: Sequence[ManifestEntry]) -> SessionView:
             elif e.kind == "explanation":
                 view.explanations.append(
                     ExplanationRec(
-                        e.seq, e.time_ns, _str(body, "finding_id"), _str(body, "reason_code"),
-                        _str(body, "text"), _str(body, "approver"), _str(body, "by"),
+                        e.seq,
+                        e.time_ns,
+                        _str(body, "finding_id"),
+                        _str(body, "reason_code"),
+                        _str(body, "text"),
+                        _str(body, "approver"),
+                        _str(body, "by"),
                     )
                 )
             elif e.kind == "break":

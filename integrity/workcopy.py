@@ -63,8 +63,9 @@ def cjk_font() -> str:
         if os.path.exists(path):
             return path
     try:
-        out = subprocess.run(["fc-match", "-f", "%{file}", "Noto Sans CJK SC"], capture_output=True, text=True,
-                             timeout=10)
+        out = subprocess.run(
+            ["fc-match", "-f", "%{file}", "Noto Sans CJK SC"], capture_output=True, text=True, timeout=10
+        )
         if out.returncode == 0 and out.stdout and os.path.exists(out.stdout):
             return out.stdout
     except (OSError, subprocess.TimeoutExpired):
@@ -125,9 +126,15 @@ def geometry_for(height: int) -> Geometry:
 def clock_filter_kwargs(geo: Geometry, font: str, textfile: str) -> dict[str, Any]:
     """The one drawtext the burned-in clock uses (tests render reference text with the same)."""
     return {
-        "fontfile": font, "textfile": textfile, "fontsize": geo.clock_size, "fontcolor": "white",
-        "box": 1, "boxcolor": "black", "boxborderw": max(2, geo.clock_size // 5),
-        "x": geo.clock_x, "y": geo.clock_y,
+        "fontfile": font,
+        "textfile": textfile,
+        "fontsize": geo.clock_size,
+        "fontcolor": "white",
+        "box": 1,
+        "boxcolor": "black",
+        "boxborderw": max(2, geo.clock_size // 5),
+        "x": geo.clock_x,
+        "y": geo.clock_y,
     }
 
 
@@ -145,8 +152,9 @@ def _concat_list(placed: list[Placed], paths: dict[str, Path], target: Path) -> 
     return placed[0].offset_ns / NS
 
 
-def _video_lane(placed: list[Placed], paths: dict[str, Path], tmp: Path, name: str, w: int, h: int,
-                dur: float) -> Any:
+def _video_lane(
+    placed: list[Placed], paths: dict[str, Path], tmp: Path, name: str, w: int, h: int, dur: float
+) -> Any:
     if not placed:
         return ffmpeg.input(f"color=c=black:s={w}x{h}:r={FPS}:d={dur:.6f}", f="lavfi").video
     lst = tmp / f"{name}.ffconcat"
@@ -176,8 +184,14 @@ def _cards(stream: Any, cards: list[Card], tmp: Path, lane: str, w: int, h: int,
         text_file.write_text(card.text, encoding="utf-8")
         stream = stream.filter("drawbox", x=0, y=0, w=w, h=h, color="0x202020", t="fill", enable=enable)
         stream = stream.filter(
-            "drawtext", fontfile=font, textfile=str(text_file), fontsize=max(8, h // 10), fontcolor="0xff5050",
-            x="(w-text_w)/2", y="(h-text_h)/2", enable=enable,
+            "drawtext",
+            fontfile=font,
+            textfile=str(text_file),
+            fontsize=max(8, h // 10),
+            fontcolor="0xff5050",
+            x="(w-text_w)/2",
+            y="(h-text_h)/2",
+            enable=enable,
         )
     return stream
 
@@ -194,7 +208,11 @@ def build_graph(p: Plan, paths: dict[str, Path], tmp: Path, output: Path, geo: G
     clock_file = tmp / "clock.txt"
     clock_file.write_text(clock_expansion(p.t0_ns), encoding="utf-8")
     base = base.filter("drawtext", **clock_filter_kwargs(geo, font, str(clock_file)))
-    audios = [_audio_lane(placed, paths, tmp, f"audio{i}", dur) for i, placed in enumerate(p.audio.values()) if placed]
+    audios = [
+        _audio_lane(placed, paths, tmp, f"audio{i}", dur)
+        for i, placed in enumerate(p.audio.values())
+        if placed
+    ]
     if not audios:
         audio = ffmpeg.input(f"anullsrc=r=48000:cl=mono:d={dur:.6f}", f="lavfi").audio
     elif len(audios) == 1:
@@ -203,8 +221,19 @@ def build_graph(p: Plan, paths: dict[str, Path], tmp: Path, output: Path, geo: G
         audio = ffmpeg.filter(audios, "amix", inputs=len(audios), duration="longest", normalize=0)
         audio = audio.filter("atrim", end=f"{dur:.6f}")
     return ffmpeg.output(
-        base, audio, str(output), vcodec="libx264", preset="veryfast", crf=23, pix_fmt="yuv420p", r=FPS,
-        acodec="aac", audio_bitrate="96k", ar=48000, movflags="+faststart", t=f"{dur:.6f}",
+        base,
+        audio,
+        str(output),
+        vcodec="libx264",
+        preset="veryfast",
+        crf=23,
+        pix_fmt="yuv420p",
+        r=FPS,
+        acodec="aac",
+        audio_bitrate="96k",
+        ar=48000,
+        movflags="+faststart",
+        t=f"{dur:.6f}",
         metadata=f"comment=tonglu workcopy session={p.session} t0_ns={p.t0_ns} clock=Asia/Shanghai",
         **{"metadata:g:1": f"creation_time={iso_utc(p.t0_ns)}"},
     ).global_args("-nostdin", "-hide_banner", "-loglevel", "error", "-y")
@@ -224,9 +253,18 @@ class WorkcopyResult:
     excluded: int
 
     def to_json(self) -> dict[str, Any]:
-        return {"session": self.session, "mp4": str(self.mp4), "sidecar": str(self.sidecar), "key": self.key,
-                "sha256": self.sha256, "bytes": self.bytes, "duration_ms": self.duration_ms,
-                "segments": self.segments, "cards": self.cards, "excluded": self.excluded}
+        return {
+            "session": self.session,
+            "mp4": str(self.mp4),
+            "sidecar": str(self.sidecar),
+            "key": self.key,
+            "sha256": self.sha256,
+            "bytes": self.bytes,
+            "duration_ms": self.duration_ms,
+            "segments": self.segments,
+            "cards": self.cards,
+            "excluded": self.excluded,
+        }
 
 
 def _sha256_file(path: Path) -> str:
@@ -261,8 +299,9 @@ def _materialise(review: Review, segs: list[Any], dest: Path) -> tuple[dict[str,
     return paths, bad
 
 
-def build_for_session(review: Review, session: str, *, height: int = 720, out_dir: Path | None = None,
-                      spool: bool = True) -> WorkcopyResult:
+def build_for_session(
+    review: Review, session: str, *, height: int = 720, out_dir: Path | None = None, spool: bool = True
+) -> WorkcopyResult:
     loaded = review.load(session)
     log = context_logger(__name__, session=session)
     out_dir = out_dir or review.settings.data_dir / "workcopies" / keys.safe_id(session, "session id")
@@ -278,29 +317,62 @@ def build_for_session(review: Review, session: str, *, height: int = 720, out_di
         out_tmp = tmp / "workcopy.mp4"
         graph = build_graph(p, paths, tmp, out_tmp, geo, font)
         args = graph.compile(cmd=ffmpeg_binary())
-        log.info("building working copy: %d segments, %d cards, %.1f s", len(paths), len(p.cards),
-                 p.duration_ns / NS)
+        log.info(
+            "building working copy: %d segments, %d cards, %.1f s",
+            len(paths),
+            len(p.cards),
+            p.duration_ns / NS,
+        )
         proc = subprocess.run(args, capture_output=True)
         if proc.returncode != 0 or not out_tmp.exists():
-            raise ToolError(f"ffmpeg 生成工作副本失败 (ffmpeg failed, exit {proc.returncode}): "
-                            f"{proc.stderr.decode(errors='replace')[-800:]}")
+            raise ToolError(
+                f"ffmpeg 生成工作副本失败 (ffmpeg failed, exit {proc.returncode}): "
+                f"{proc.stderr.decode(errors='replace')[-800:]}"
+            )
         digest = _sha256_file(out_tmp)
         size = out_tmp.stat().st_size
         made_from = [
-            {"key": s.rec.key, "sha256": s.rec.sha256, "bytes": s.rec.bytes, "source": s.rec.source,
-             "track": s.rec.track, "index": s.rec.index, "wall_first": iso_utc(s.rec.wall_first_ns),
-             "wall_last": iso_utc(s.rec.wall_last_ns)}
+            {
+                "key": s.rec.key,
+                "sha256": s.rec.sha256,
+                "bytes": s.rec.bytes,
+                "source": s.rec.source,
+                "track": s.rec.track,
+                "index": s.rec.index,
+                "wall_first": iso_utc(s.rec.wall_first_ns),
+                "wall_last": iso_utc(s.rec.wall_last_ns),
+            }
             for s in p.segments()
         ]
         sidecar = {
-            "kind": "tonglu-workcopy", "version": 1, "session": session, "mp4_sha256": digest, "mp4_bytes": size,
-            "start": iso_utc(p.t0_ns), "end": iso_utc(p.t1_ns), "t0_ns": p.t0_ns, "t1_ns": p.t1_ns,
-            "duration_ms": p.duration_ns // 1_000_000, "fps": FPS, "width": geo.width, "height": geo.height,
-            "main_source": p.main, "pip_source": p.pip, "clock": "Asia/Shanghai (UTC+8), burned in from segment wall clock",
+            "kind": "tonglu-workcopy",
+            "version": 1,
+            "session": session,
+            "mp4_sha256": digest,
+            "mp4_bytes": size,
+            "start": iso_utc(p.t0_ns),
+            "end": iso_utc(p.t1_ns),
+            "t0_ns": p.t0_ns,
+            "t1_ns": p.t1_ns,
+            "duration_ms": p.duration_ns // 1_000_000,
+            "fps": FPS,
+            "width": geo.width,
+            "height": geo.height,
+            "main_source": p.main,
+            "pip_source": p.pip,
+            "clock": "Asia/Shanghai (UTC+8), burned in from segment wall clock",
             "manifest_entries": len(loaded.entries),
-            "cards": [{"lane": c.lane, "start_ms": c.start_ns // 1_000_000, "end_ms": c.end_ns // 1_000_000,
-                       "text": c.text} for c in p.cards],
-            "made_from": made_from, "excluded": p.excluded,
+            "cards": [
+                {
+                    "lane": c.lane,
+                    "start_ms": c.start_ns // 1_000_000,
+                    "end_ms": c.end_ns // 1_000_000,
+                    "text": c.text,
+                }
+                for c in p.cards
+            ],
+            "made_from": made_from,
+            "excluded": p.excluded,
         }
         name = f"workcopy-{digest[:16]}"
         mp4 = out_dir / f"{name}.mp4"
@@ -314,12 +386,30 @@ def build_for_session(review: Review, session: str, *, height: int = 720, out_di
             os.link(mp4, staged)
         except OSError:
             shutil.copyfile(mp4, staged)
-        review.ledger.spool.put_file(key, staged, sha256=digest, size=size, content_type="video/mp4", bucket=WORK)
-        review.ledger.spool.put_bytes(key.removesuffix(".mp4") + ".json", side.read_bytes(),
-                                      content_type="application/json", bucket=WORK)
-    (out_dir / "latest.json").write_text(json.dumps({"mp4": mp4.name, "sidecar": side.name}), encoding="utf-8")
-    return WorkcopyResult(session, mp4, side, key, digest, size, p.duration_ns // 1_000_000, len(made_from),
-                          len(p.cards), len(p.excluded))
+        review.ledger.spool.put_file(
+            key, staged, sha256=digest, size=size, content_type="video/mp4", bucket=WORK
+        )
+        review.ledger.spool.put_bytes(
+            key.removesuffix(".mp4") + ".json",
+            side.read_bytes(),
+            content_type="application/json",
+            bucket=WORK,
+        )
+    (out_dir / "latest.json").write_text(
+        json.dumps({"mp4": mp4.name, "sidecar": side.name}), encoding="utf-8"
+    )
+    return WorkcopyResult(
+        session,
+        mp4,
+        side,
+        key,
+        digest,
+        size,
+        p.duration_ns // 1_000_000,
+        len(made_from),
+        len(p.cards),
+        len(p.excluded),
+    )
 
 
 def latest(review: Review, session: str) -> tuple[Path, Path] | None:

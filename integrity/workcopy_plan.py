@@ -61,8 +61,11 @@ class Plan:
 
 
 def _place(segs: list[Seg], t0: int, t1: int) -> list[Placed]:
-    segs = [s for s in sorted(segs, key=lambda s: (s.rec.wall_first_ns, s.rec.index))
-            if s.rec.wall_last_ns > t0 and s.rec.wall_first_ns < t1]
+    segs = [
+        s
+        for s in sorted(segs, key=lambda s: (s.rec.wall_first_ns, s.rec.index))
+        if s.rec.wall_last_ns > t0 and s.rec.wall_first_ns < t1
+    ]
     out = []
     for i, s in enumerate(segs):
         nxt = segs[i + 1].rec.wall_first_ns if i + 1 < len(segs) else s.rec.wall_last_ns
@@ -75,7 +78,8 @@ def choose_cameras(view: SessionView) -> tuple[str | None, str | None]:
     tracks = view.tracks()
     with_video = [src for src in view.sources() if f"{src}/video" in tracks]
     expected = [s for s, m in view.expected_sources.items() if m.get("kind", "camera") == "camera"]
-    main = "main" if "main" in expected or "main" in with_video else (expected or with_video or [None])[0]
+    candidates: list[str | None] = [*expected, *with_video] or [None]
+    main = "main" if "main" in expected or "main" in with_video else candidates[0]
     others = [s for s in (*expected, *with_video) if s != main]
     pip = "panorama" if "panorama" in others else (others[0] if others else None)
     return main, pip
@@ -95,7 +99,9 @@ def plan(view: SessionView, excluded_keys: set[str] | None = None) -> Plan:
     tracks = view.tracks()
     for seg in view.segments:
         if seg.rec.key in excluded_keys:
-            p.excluded.append({"key": seg.rec.key, "sha256": seg.rec.sha256, "start": iso_utc(seg.rec.wall_first_ns)})
+            p.excluded.append(
+                {"key": seg.rec.key, "sha256": seg.rec.sha256, "start": iso_utc(seg.rec.wall_first_ns)}
+            )
     for lane, source in (("main", main), ("pip", pip)):
         if source is None:
             continue

@@ -12,6 +12,8 @@ holes. Inside one segment, a wall span that differs from the media span is also 
 
 from __future__ import annotations
 
+import itertools
+
 from integrity.checks.intervals import subtract
 from integrity.checks.tracks import (
     frame_ns,
@@ -41,13 +43,18 @@ def check_track(view: SessionView, segs: list[Seg], config: AnalysisConfig) -> l
             lo, hi = sorted((rec.wall_first_ns, rec.wall_last_ns))
             findings.append(
                 Finding(
-                    CLOCK_STEP, rec.source, rec.track, lo, hi, WARNING,
+                    CLOCK_STEP,
+                    rec.source,
+                    rec.track,
+                    lo,
+                    hi,
+                    WARNING,
                     f"片段内墙钟跨度 {_ms(wall_span)} 与媒体时钟跨度 {_ms(media_span)} 不符 "
                     f"(wall span {_ms(wall_span)} vs RTP span {_ms(media_span)} inside segment {rec.index})",
                     objects=(rec.key,),
                 )
             )
-    for prev, nxt in zip(segs, segs[1:], strict=False):
+    for prev, nxt in itertools.pairwise(segs):
         p, n = prev.rec, nxt.rec
         fr = frame_ns(prev, config)
         threshold = hole_threshold_ns(prev, config)
@@ -66,7 +73,12 @@ def check_track(view: SessionView, segs: list[Seg], config: AnalysisConfig) -> l
                 direction = "倒退 backwards" if wall_gap < 0 else "跳变 jump"
                 findings.append(
                     Finding(
-                        CLOCK_STEP, p.source, p.track, lo, hi, WARNING,
+                        CLOCK_STEP,
+                        p.source,
+                        p.track,
+                        lo,
+                        hi,
+                        WARNING,
                         f"墙钟{direction}：墙钟间隔 {_ms(wall_gap)}，媒体时钟间隔 {_ms(rtp_gap)} "
                         f"(wall clock gap {_ms(wall_gap)} vs RTP gap {_ms(rtp_gap)} between segments "
                         f"{p.index} and {n.index}){index_note}",
@@ -87,7 +99,12 @@ def check_track(view: SessionView, segs: list[Seg], config: AnalysisConfig) -> l
                 continue
             findings.append(
                 Finding(
-                    CONTINUITY, p.source, p.track, lo, hi, CRITICAL,
+                    CONTINUITY,
+                    p.source,
+                    p.track,
+                    lo,
+                    hi,
+                    CRITICAL,
                     f"片段 {p.index} 与 {n.index} 之间缺少 {_ms(hi - lo)} 的媒体，录制端未记录该间断 "
                     f"({_ms(hi - lo)} of media missing between segments {p.index} and {n.index}, "
                     f"not reported by the recorder){index_note}",

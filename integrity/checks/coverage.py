@@ -37,22 +37,38 @@ def check(view: SessionView, config: AnalysisConfig, now_ns: int | None) -> list
     end = session_end_ns(view, now_ns, config)
     tracks = view.tracks()
     for source, meta in view.expected_sources.items():
-        source_tracks = {tid.split("/", 1)[1]: segs for tid, segs in tracks.items() if tid.split("/", 1)[0] == source}
+        source_tracks = {
+            tid.split("/", 1)[1]: segs for tid, segs in tracks.items() if tid.split("/", 1)[0] == source
+        }
         if not source_tracks:
             stop = end if end is not None and end > start else (now_ns or start)
             out.append(
                 Finding(
-                    NEVER_PUBLISHED, source, "*", start, max(start, stop), CRITICAL,
+                    NEVER_PUBLISHED,
+                    source,
+                    "*",
+                    start,
+                    max(start, stop),
+                    CRITICAL,
                     f"预期信号源「{meta.get('label', source)}」从未推流，无任何录像 "
                     f"(expected source {source} never published any media)",
                 )
             )
             continue
-        if meta.get("kind", "camera") == "camera" and "audio" not in source_tracks and "video" in source_tracks:
+        if (
+            meta.get("kind", "camera") == "camera"
+            and "audio" not in source_tracks
+            and "video" in source_tracks
+        ):
             stop = end if end is not None and end > start else (now_ns or start)
             out.append(
                 Finding(
-                    NEVER_PUBLISHED, source, "audio", start, max(start, stop), WARNING,
+                    NEVER_PUBLISHED,
+                    source,
+                    "audio",
+                    start,
+                    max(start, stop),
+                    WARNING,
                     f"信号源「{meta.get('label', source)}」只有画面，没有声音 "
                     f"(source {source} sent video but never audio)",
                 )
@@ -73,8 +89,14 @@ def check(view: SessionView, config: AnalysisConfig, now_ns: int | None) -> list
                     severity = CRITICAL if hi - lo > config.critical_hole_s * 1_000_000_000 else WARNING
                     out.append(
                         Finding(
-                            COVERAGE, source, track, lo, hi, severity,
-                            f"会话{zh} {duration_text(hi - lo)} 无录像 ({(hi - lo) / 1e9:.3f} s without media {en})",
+                            COVERAGE,
+                            source,
+                            track,
+                            lo,
+                            hi,
+                            severity,
+                            f"会话{zh} {duration_text(hi - lo)} 无录像 "
+                            f"({(hi - lo) / 1e9:.3f} s without media {en})",
                         )
                     )
     out.extend(check_record_times(view, config))
@@ -100,7 +122,12 @@ def check_record_times(view: SessionView, config: AnalysisConfig) -> list[Findin
         except ValueError:
             out.append(
                 Finding(
-                    RECORD_TIME_OUTSIDE, RECORD_SOURCE, "*", first, first, CRITICAL,
+                    RECORD_TIME_OUTSIDE,
+                    RECORD_SOURCE,
+                    "*",
+                    first,
+                    first,
+                    CRITICAL,
                     f"笔录{zh}时间无法识别：{raw!r} (unreadable record time {name})",
                 )
             )
@@ -115,9 +142,15 @@ def check_record_times(view: SessionView, config: AnalysisConfig) -> list[Findin
             continue
         out.append(
             Finding(
-                RECORD_TIME_OUTSIDE, RECORD_SOURCE, "*", lo, hi, CRITICAL,
+                RECORD_TIME_OUTSIDE,
+                RECORD_SOURCE,
+                "*",
+                lo,
+                hi,
+                CRITICAL,
                 f"笔录记载的{zh}时间 {raw} 在录像范围之外，相差 {duration_text(hi - lo)} "
-                f"(the written record's {name.split('_')[1]} time lies {(hi - lo) / 1e9:.3f} s outside the recording)",
+                f"(the written record's {name.split('_')[1]} time lies {(hi - lo) / 1e9:.3f} s "
+                "outside the recording)",
             )
         )
     return out

@@ -13,6 +13,8 @@ A constant offset present from the first frame cannot be seen from the manifest 
 
 from __future__ import annotations
 
+import bisect
+
 from integrity.checks.tracks import RTP_RESET_REASONS, frame_ns, rtp_to_ns
 from integrity.config import AnalysisConfig
 from integrity.findings import AV_DRIFT, CRITICAL, WARNING, Finding
@@ -32,16 +34,23 @@ def _slips(view: SessionView, segs: list[Seg], config: AnalysisConfig) -> list[i
             p, n = prev.rec, seg.rec
             rtp_gap = rtp_to_ns(n.rtp_first - p.rtp_last, p.clock_rate) - frame_ns(prev, config)
             wall_gap = n.wall_first_ns - p.wall_last_ns
-            reset = n.rtp_first < p.rtp_last or n.clock_rate != p.clock_rate or abs(wall_gap - rtp_gap) > step_ns
+            reset = (
+                n.rtp_first < p.rtp_last or n.clock_rate != p.clock_rate or abs(wall_gap - rtp_gap) > step_ns
+            )
             reset = reset or any(
-                g.rec.source == p.source and g.rec.reason in RTP_RESET_REASONS
-                and g.rec.start_ns <= n.wall_first_ns and g.rec.end_ns >= p.wall_last_ns
+                g.rec.source == p.source
+                and g.rec.reason in RTP_RESET_REASONS
+                and g.rec.start_ns <= n.wall_first_ns
+                and g.rec.end_ns >= p.wall_last_ns
                 for g in view.gaps
             )
             if reset:
                 anchor = seg
         a = anchor.rec
-        slips.append((seg.rec.wall_first_ns - a.wall_first_ns) - rtp_to_ns(seg.rec.rtp_first - a.rtp_first, a.clock_rate))
+        slips.append(
+            (seg.rec.wall_first_ns - a.wall_first_ns)
+            - rtp_to_ns(seg.rec.rtp_first - a.rtp_first, a.clock_rate)
+        )
         prev = seg
     return slips
 
@@ -57,12 +66,13 @@ def check(view: SessionView, config: AnalysisConfig) -> list[Finding]:
         v_slips = _slips(view, video, config)
         a_slips = _slips(view, audio, config)
         run: list[tuple[Seg, int]] = []
+        a_starts = [a.rec.wall_first_ns for a in audio]
         for v, v_slip in zip(video, v_slips, strict=True):
             w = v.rec.wall_first_ns
-            covering = [i for i, a in enumerate(audio) if a.rec.wall_first_ns <= w < a.rec.wall_last_ns]
+            i = bisect.bisect_right(a_starts, w) - 1  # the audio segment playing when this video starts
             offset = None
-            if covering:
-                offset = v_slip - a_slips[covering[0]]
+            if i >= 0 and w < audio[i].rec.wall_last_ns + config.drift_accept_lag_ms * 1_000_000:
+                offset = v_slip - a_slips[i]
             outside = offset is not None and (
                 offset > config.drift_lead_ms * 1_000_000 or offset < -config.drift_lag_ms * 1_000_000
             )
@@ -79,12 +89,19 @@ def check(view: SessionView, config: AnalysisConfig) -> list[Finding]:
 
 def _finding(source: str, run: list[tuple[Seg, int]], config: AnalysisConfig) -> Finding:
     worst = max((o for _, o in run), key=abs)
-    beyond = worst > config.drift_accept_lead_ms * 1_000_000 or worst < -config.drift_accept_lag_ms * 1_000_000
+    beyond = (
+        worst > config.drift_accept_lead_ms * 1_000_000 or worst < -config.drift_accept_lag_ms * 1_000_000
+    )
     side = "声音超前画面 sound ahead of picture" if worst > 0 else "声音滞后画面 sound behind picture"
     return Finding(
-        AV_DRIFT, source, "video+audio", run[0][0].rec.wall_first_ns, run[-1][0].rec.wall_last_ns,
+        AV_DRIFT,
+        source,
+        "video+audio",
+        run[0][0].rec.wall_first_ns,
+        run[-1][0].rec.wall_last_ns,
         CRITICAL if beyond else WARNING,
-        f"音画偏差最大 {worst / 1e6:+.0f} ms（{side}），超出 +{config.drift_lead_ms}/−{config.drift_lag_ms} ms "
+        f"音画偏差最大 {worst / 1e6:+.0f} ms（{side}），"
+        f"超出 +{config.drift_lead_ms}/−{config.drift_lag_ms} ms "
         f"(A/V offset up to {worst / 1e6:+.0f} ms over {len(run)} video segments)",
         objects=tuple(v.rec.key for v, _ in run),
     )

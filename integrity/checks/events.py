@@ -52,8 +52,14 @@ def recorder_gaps(view: SessionView) -> list[Finding]:
         lost = f"; 丢失 {r.packets_lost} 个包 ({r.packets_lost} packets lost)" if r.packets_lost else ""
         out.append(
             Finding(
-                RECORDER_GAP, r.source, r.track or "*", r.start_ns, r.end_ns, CRITICAL,
-                f"录制端记录的中断：{label}{lost}{extra}", reason=r.reason,
+                RECORDER_GAP,
+                r.source,
+                r.track or "*",
+                r.start_ns,
+                r.end_ns,
+                CRITICAL,
+                f"录制端记录的中断：{label}{lost}{extra}",
+                reason=r.reason,
             )
         )
     return out
@@ -69,7 +75,12 @@ def availability(view: SessionView, where: Mapping[str, str]) -> list[Finding]:
         if state == SPOOL:
             out.append(
                 Finding(
-                    SEGMENT_UNCONFIRMED, r.source, r.track, r.wall_first_ns, r.wall_last_ns, INFO,
+                    SEGMENT_UNCONFIRMED,
+                    r.source,
+                    r.track,
+                    r.wall_first_ns,
+                    r.wall_last_ns,
+                    INFO,
                     f"片段 {r.index} 仍在本地缓冲，尚未确认写入对象存储 (segment still in the local spool)",
                     objects=(r.key,),
                 )
@@ -77,7 +88,12 @@ def availability(view: SessionView, where: Mapping[str, str]) -> list[Finding]:
         else:
             out.append(
                 Finding(
-                    SEGMENT_MISSING, r.source, r.track, r.wall_first_ns, r.wall_last_ns, CRITICAL,
+                    SEGMENT_MISSING,
+                    r.source,
+                    r.track,
+                    r.wall_first_ns,
+                    r.wall_last_ns,
+                    CRITICAL,
                     f"清单记载的片段 {r.index} 在对象存储和本地缓冲中都不存在 "
                     f"(segment in the manifest but in neither store nor spool)",
                     objects=(r.key,),
@@ -86,7 +102,9 @@ def availability(view: SessionView, where: Mapping[str, str]) -> list[Finding]:
     return out
 
 
-def verifier_failures(view: SessionView, summary: VerificationSummary, skip_missing: set[str]) -> list[Finding]:
+def verifier_failures(
+    view: SessionView, summary: VerificationSummary, skip_missing: set[str]
+) -> list[Finding]:
     by_key = view.by_key()
     bounds = view.media_bounds()
     lo = view.start_ns if view.start_ns is not None else (bounds[0] if bounds else 0)
@@ -102,10 +120,30 @@ def verifier_failures(view: SessionView, summary: VerificationSummary, skip_miss
         if seg is not None:
             r = seg.rec
             out.append(
-                Finding(VERIFIER_FAILURE, r.source, r.track, r.wall_first_ns, r.wall_last_ns, severity,
-                        p.message, reason=p.code, objects=(p.object,))
+                Finding(
+                    VERIFIER_FAILURE,
+                    r.source,
+                    r.track,
+                    r.wall_first_ns,
+                    r.wall_last_ns,
+                    severity,
+                    p.message,
+                    reason=p.code,
+                    objects=(p.object,),
+                )
             )
         else:
-            out.append(Finding(VERIFIER_FAILURE, "*", "*", lo, max(lo, hi), severity, p.message, reason=p.code,
-                               objects=(p.object,) if p.object else ()))
+            out.append(
+                Finding(
+                    VERIFIER_FAILURE,
+                    "*",
+                    "*",
+                    lo,
+                    max(lo, hi),
+                    severity,
+                    p.message,
+                    reason=p.code,
+                    objects=(p.object,) if p.object else (),
+                )
+            )
     return out

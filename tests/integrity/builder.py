@@ -26,7 +26,10 @@ T0 = 1_714_543_200 * S  # 2024-05-01T06:00:00Z = 14:00:00 Beijing time
 SEG_S = 2
 VIDEO_FRAMES, VIDEO_RATE, VIDEO_TICKS = 50, 90_000, 3600
 AUDIO_FRAMES, AUDIO_RATE, AUDIO_TICKS = 100, 48_000, 960
-SOURCES = {"main": {"kind": "camera", "label": "近景 close-up"}, "panorama": {"kind": "camera", "label": "全景 panorama"}}
+SOURCES = {
+    "main": {"kind": "camera", "label": "近景 close-up"},
+    "panorama": {"kind": "camera", "label": "全景 panorama"},
+}
 
 
 def media_file(source: str, track: str, index: int) -> Path:
@@ -48,11 +51,24 @@ class SegSpec:
 def default_segments(start_ns: int = T0) -> list[SegSpec]:
     out = []
     for source in SOURCES:
-        for track, frames, ticks in (("video", VIDEO_FRAMES, VIDEO_TICKS), ("audio", AUDIO_FRAMES, AUDIO_TICKS)):
+        for track, frames, ticks in (
+            ("video", VIDEO_FRAMES, VIDEO_TICKS),
+            ("audio", AUDIO_FRAMES, AUDIO_TICKS),
+        ):
             for k in range(3):
                 rtp0 = 1000 + k * frames * ticks
-                out.append(SegSpec(source, track, k, k, start_ns + k * SEG_S * S, start_ns + (k + 1) * SEG_S * S,
-                                   rtp0, rtp0 + (frames - 1) * ticks))
+                out.append(
+                    SegSpec(
+                        source,
+                        track,
+                        k,
+                        k,
+                        start_ns + k * SEG_S * S,
+                        start_ns + (k + 1) * SEG_S * S,
+                        rtp0,
+                        rtp0 + (frames - 1) * ticks,
+                    )
+                )
     return out
 
 
@@ -94,11 +110,22 @@ def build(tmp: Path, sc: Scenario, settings: Settings | None = None, spool_segme
     ledger = Ledger(settings.ledger_dir, spool, key)
     evidence = tmp / "evidence"
     sid = sc.sid
-    ledger.append(sid, "session_start", {
-        "room": "讯问室 3", "case_number": "A-2024-0501", "suspect": "张三", "interviewers": ["李警官", "王警官"],
-        "reason": "涉嫌盗窃 讯问", "custody_out_iso": "2024-05-01T05:50:00Z", "sources": sc.sources,
-        "created_by": "interviewer1", "recorder_version": "test",
-    }, now_ns=sc.start_ns)
+    ledger.append(
+        sid,
+        "session_start",
+        {
+            "room": "讯问室 3",
+            "case_number": "A-2024-0501",
+            "suspect": "张三",
+            "interviewers": ["李警官", "王警官"],
+            "reason": "涉嫌盗窃 讯问",
+            "custody_out_iso": "2024-05-01T05:50:00Z",
+            "sources": sc.sources,
+            "created_by": "interviewer1",
+            "recorder_version": "test",
+        },
+        now_ns=sc.start_ns,
+    )
     events: list[tuple[int, str, dict[str, Any]]] = []
     for s in sc.segments:
         data = media_file(s.source, s.track, s.file_index).read_bytes()
@@ -110,10 +137,21 @@ def build(tmp: Path, sc: Scenario, settings: Settings | None = None, spool_segme
             spool.put_bytes(k, data, content_type="video/webm")
         video = s.track == "video"
         rec = SegmentRecord(
-            source=s.source, track=s.track, media="video" if video else "audio", codec="vp8" if video else "opus",
-            container="webm", index=s.index, key=k, rtp_first=s.rtp_first, rtp_last=s.rtp_last,
-            clock_rate=VIDEO_RATE if video else AUDIO_RATE, wall_first_ns=s.wall_first_ns, wall_last_ns=s.wall_last_ns,
-            frames=VIDEO_FRAMES if video else AUDIO_FRAMES, bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
+            source=s.source,
+            track=s.track,
+            media="video" if video else "audio",
+            codec="vp8" if video else "opus",
+            container="webm",
+            index=s.index,
+            key=k,
+            rtp_first=s.rtp_first,
+            rtp_last=s.rtp_last,
+            clock_rate=VIDEO_RATE if video else AUDIO_RATE,
+            wall_first_ns=s.wall_first_ns,
+            wall_last_ns=s.wall_last_ns,
+            frames=VIDEO_FRAMES if video else AUDIO_FRAMES,
+            bytes=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
         )
         events.append((s.wall_last_ns, "segment", rec.to_body()))
     for g in sc.gaps:
@@ -124,11 +162,15 @@ def build(tmp: Path, sc: Scenario, settings: Settings | None = None, spool_segme
         ledger.append(sid, kind, body, now_ns=max(t, sc.start_ns))
     ledger.checkpoint(sid, now_ns=sc.start_ns + 3 * S)
     if sc.stop_ns is not None:
-        ledger.append(sid, "session_stop", {"stopped_by": "interviewer1", "reason": "讯问结束"}, now_ns=sc.stop_ns)
+        ledger.append(
+            sid, "session_stop", {"stopped_by": "interviewer1", "reason": "讯问结束"}, now_ns=sc.stop_ns
+        )
         ledger.checkpoint(sid, final=True, now_ns=sc.stop_ns)
     (evidence / "site" / "keys").mkdir(parents=True, exist_ok=True)
     (evidence / "site" / "keys" / f"{key.key_id}.pem").write_bytes(key.public_pem)
-    review = Review(settings, ledger, key, DirEvidence(evidence), config=AnalysisConfig.from_settings(settings))
+    review = Review(
+        settings, ledger, key, DirEvidence(evidence), config=AnalysisConfig.from_settings(settings)
+    )
     return Built(settings, ledger, key, spool, evidence, review, sid)
 
 

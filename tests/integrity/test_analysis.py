@@ -53,7 +53,10 @@ def test_recorder_gap_event_found_with_its_bounds(tmp_path: Path) -> None:
     assert (f.start_ns, f.end_ns) == (gap.start_ns, gap.end_ns)
     assert f.id == finding_id(RECORDER_GAP, "main", "audio", gap.start_ns, gap.end_ns)
     doc = build_report(b.review.analyse(b.sid))
-    assert doc["gaps"][0]["start"] == "2024-05-01T06:00:02.500Z" and doc["gaps"][0]["end"] == "2024-05-01T06:00:02.620Z"
+    assert (
+        doc["gaps"][0]["start"] == "2024-05-01T06:00:02.500Z"
+        and doc["gaps"][0]["end"] == "2024-05-01T06:00:02.620Z"
+    )
     assert doc["gaps"][0]["explained"] is False
 
 
@@ -120,14 +123,22 @@ def test_camera_without_audio_is_flagged(tmp_path: Path) -> None:
 
 
 def test_record_time_outside_recording(tmp_path: Path) -> None:
-    body = {"record_start_iso": "2024-05-01T13:59:30+08:00", "record_end_iso": "2024-05-01T06:00:05Z", "by": "李警官"}
+    body = {
+        "record_start_iso": "2024-05-01T13:59:30+08:00",
+        "record_end_iso": "2024-05-01T06:00:05Z",
+        "by": "李警官",
+    }
     b = build(tmp_path, Scenario(annotations=[("record_times", body, T0 + 5 * S)]))
     [f] = b.review.analyse(b.sid).findings
     assert (f.kind, f.start_ns, f.end_ns) == (RECORD_TIME_OUTSIDE, T0 - 30 * S, T0)
 
 
 def test_record_end_after_recording(tmp_path: Path) -> None:
-    body = {"record_start_iso": "2024-05-01T06:00:00Z", "record_end_iso": "2024-05-01T06:00:20Z", "by": "李警官"}
+    body = {
+        "record_start_iso": "2024-05-01T06:00:00Z",
+        "record_end_iso": "2024-05-01T06:00:20Z",
+        "by": "李警官",
+    }
     b = build(tmp_path, Scenario(annotations=[("record_times", body, T0 + 5 * S)]))
     [f] = b.review.analyse(b.sid).findings
     assert (f.kind, f.start_ns, f.end_ns) == (RECORD_TIME_OUTSIDE, T0 + 6 * S, T0 + 20 * S)
@@ -153,7 +164,13 @@ def test_clock_step(tmp_path: Path) -> None:
     seg.wall_last_ns += S
     b = build(tmp_path, sc)
     [f] = b.review.analyse(b.sid).findings
-    assert (f.kind, f.source, f.track, f.start_ns, f.end_ns) == (CLOCK_STEP, "panorama", "video", T0 + 4 * S, T0 + 5 * S)
+    assert (f.kind, f.source, f.track, f.start_ns, f.end_ns) == (
+        CLOCK_STEP,
+        "panorama",
+        "video",
+        T0 + 4 * S,
+        T0 + 5 * S,
+    )
 
 
 def test_clock_going_backwards(tmp_path: Path) -> None:
@@ -184,7 +201,9 @@ def test_explained_gap_shows_as_explained_and_is_signed(tmp_path: Path) -> None:
     gap = GapRecord("panorama", "video", "peer_disconnect", T0 + 3 * S, T0 + 3500 * MS)
     b = build(tmp_path, Scenario(gaps=[gap]))
     [f] = b.review.analyse(b.sid).findings
-    entry = b.review.explain(b.sid, f.id, reason_code="network", text="交换机重启", approver="张所长", by="李警官")
+    entry = b.review.explain(
+        b.sid, f.id, reason_code="network", text="交换机重启", approver="张所长", by="李警官"
+    )
     analysis = b.review.analyse(b.sid)
     [g] = analysis.findings
     assert g.id == f.id and g.explained

@@ -53,8 +53,13 @@ def test_report_json_and_html(app_session) -> None:
     assert doc["verified"] is True
     [gap] = doc["gaps"]
     assert {k: gap[k] for k in ("source", "track", "kind", "start", "end", "explained")} == {
-        "source": "main", "track": "video", "kind": "recorder_gap", "start": "2024-05-01T06:00:03.000Z",
-        "end": "2024-05-01T06:00:03.500Z", "explained": False}
+        "source": "main",
+        "track": "video",
+        "kind": "recorder_gap",
+        "start": "2024-05-01T06:00:03.000Z",
+        "end": "2024-05-01T06:00:03.500Z",
+        "explained": False,
+    }
     assert doc["facts"]["case_number"] == "A-2024-0501" and doc["verification"]["final_digest"]
     h = client.get(f"/api/sessions/{b.sid}/report?format=html", headers=AUTH)
     assert h.status_code == 200 and h.headers["content-type"].startswith("text/html")
@@ -139,8 +144,21 @@ def test_cli_report_explain_export(cli_session) -> None:
     doc = json.loads(r.stdout)
     assert doc["verified"] is True and len(doc["gaps"]) == 1
     fid = doc["gaps"][0]["id"]
-    e = run_cli(tmp, "gap", "explain", b.sid, fid, "--reason", "equipment_fault", "--text", "麦克风故障",
-                "--approver", "张所长", "--by", "李警官")
+    e = run_cli(
+        tmp,
+        "gap",
+        "explain",
+        b.sid,
+        fid,
+        "--reason",
+        "equipment_fault",
+        "--text",
+        "麦克风故障",
+        "--approver",
+        "张所长",
+        "--by",
+        "李警官",
+    )
     assert e.returncode == 0, e.stderr
     doc = json.loads(run_cli(tmp, "report", b.sid).stdout)
     assert doc["gaps"][0]["explained"] is True
@@ -160,15 +178,20 @@ def test_cli_bad_input(cli_session) -> None:
     x = run_cli(tmp, "export", "live-001", "-o", str(tmp / "live.zip"))
     assert x.returncode == 1 and "仍在录制" in x.stderr and not (tmp / "live.zip").exists()
     live = run_cli(tmp, "report", "live-001")
-    assert live.returncode == 0 and json.loads(live.stdout)["status_text"] == "录制进行中 recording in progress"
-    e = run_cli(tmp, "gap", "explain", b.sid, "ffffffffffffffff", "--reason", "rest", "--text", "x",
-                "--approver", "y")
+    assert (
+        live.returncode == 0 and json.loads(live.stdout)["status_text"] == "录制进行中 recording in progress"
+    )
+    e = run_cli(
+        tmp, "gap", "explain", b.sid, "ffffffffffffffff", "--reason", "rest", "--text", "x", "--approver", "y"
+    )
     assert e.returncode == 1 and "ffffffffffffffff" in e.stderr
     f = run_cli(tmp, "report", b.sid, "--format", "xml")
     assert f.returncode == 2
 
 
-@pytest.mark.skipif(not shutil.which("pdftoppm") or not shutil.which("chromium"), reason="needs chromium + poppler")
+@pytest.mark.skipif(
+    not shutil.which("pdftoppm") or not shutil.which("chromium"), reason="needs chromium + poppler"
+)
 def test_cli_pdf_renders_chinese(cli_session) -> None:
     tmp, b = cli_session
     pdf = tmp / "report.pdf"
@@ -178,9 +201,13 @@ def test_cli_pdf_renders_chinese(cli_session) -> None:
     fonts = subprocess.run(["pdffonts", str(pdf)], capture_output=True, text=True, check=True).stdout
     rows = [ln.split() for ln in fonts.splitlines()[2:] if ln.strip()]
     assert rows and all("yes" in r[-5:-2][:1] for r in rows), fonts  # every font embedded (emb = yes)
-    text = subprocess.run(["pdftotext", "-l", "1", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    text = subprocess.run(
+        ["pdftotext", "-l", "1", str(pdf), "-"], capture_output=True, text=True, check=True
+    ).stdout
     assert "完整性审查报告" in text and "案件编号" in text  # real Chinese text, not tofu boxes
-    subprocess.run(["pdftoppm", "-gray", "-r", "30", "-f", "1", "-l", "1", str(pdf), str(tmp / "page")], check=True)
+    subprocess.run(
+        ["pdftoppm", "-gray", "-r", "30", "-f", "1", "-l", "1", str(pdf), str(tmp / "page")], check=True
+    )
     [page] = list(tmp.glob("page*.pgm"))
     pixels = page.read_bytes()[-20000:]
     assert sum(1 for p in pixels if p < 128) > 200  # ink on the page: the text rendered

@@ -37,8 +37,14 @@ def package(tmp_path_factory: pytest.TempPathFactory):
     return b, result, out, bundled
 
 
-def rewrite(src: Path, dst: Path, *, change: dict[str, bytes] | None = None, drop: set[str] | None = None,
-            add: dict[str, bytes] | None = None) -> Path:
+def rewrite(
+    src: Path,
+    dst: Path,
+    *,
+    change: dict[str, bytes] | None = None,
+    drop: set[str] | None = None,
+    add: dict[str, bytes] | None = None,
+) -> Path:
     change, drop, add = change or {}, drop or set(), add or {}
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
         for info in zin.infolist():
@@ -54,8 +60,9 @@ def rewrite(src: Path, dst: Path, *, change: dict[str, bytes] | None = None, dro
 def both(path: Path, bundled: Path) -> tuple[dict, dict]:
     """Run `tonglu verify --json` and the bundled verifier; return both JSON results."""
     a = subprocess.run([TONGLU, "verify", str(path), "--json"], capture_output=True, text=True, timeout=120)
-    b = subprocess.run([PYTHON3, "-I", "-S", str(bundled), str(path), "--json"], capture_output=True, text=True,
-                       timeout=120)
+    b = subprocess.run(
+        [PYTHON3, "-I", "-S", str(bundled), str(path), "--json"], capture_output=True, text=True, timeout=120
+    )
     ra, rb = json.loads(a.stdout), json.loads(b.stdout)
     ra["_rc"], rb["_rc"] = a.returncode, b.returncode
     return ra, rb
@@ -75,12 +82,22 @@ def test_fresh_package_verifies_with_both_verifiers(package) -> None:
     with zipfile.ZipFile(out) as zf:
         names = set(zf.namelist())
         infos = {i.filename: i for i in zf.infolist()}
-    for required in ("README.txt", "verify.py", "SHA256SUMS", "SHA256SUMS.sig", "report/report.html",
-                     "report/report.json", "audit/audit.csv", f"site/keys/{b.key.key_id}.pem"):
+    for required in (
+        "README.txt",
+        "verify.py",
+        "SHA256SUMS",
+        "SHA256SUMS.sig",
+        "report/report.html",
+        "report/report.json",
+        "audit/audit.csv",
+        f"site/keys/{b.key.key_id}.pem",
+    ):
         assert required in names
     assert any(n.startswith("workcopy/") and n.endswith(".mp4") for n in names)
     assert len([n for n in names if "/segments/" in n]) == 12 == result.segments
-    assert all(i.compress_type == zipfile.ZIP_STORED for n, i in infos.items() if n.endswith((".webm", ".mp4")))
+    assert all(
+        i.compress_type == zipfile.ZIP_STORED for n, i in infos.items() if n.endswith((".webm", ".mp4"))
+    )
     with zipfile.ZipFile(out) as zf:
         doc = json.loads(zf.read("report/report.json"))
         readme = zf.read("README.txt").decode()
@@ -117,9 +134,24 @@ def resolve(names: list[str], role: str) -> str:
     return next(n for n in names if n.endswith(kind))
 
 
-ROLES = ["manifest:0", "manifest:3", "manifest:last", "checkpoint:0", "checkpoint:last", "key",
-         *[f"segment:{i}" for i in range(12)], "report.html", "report.json", "workcopy.mp4",
-         "workcopy.json", "audit.csv", "README.txt", "verify.py", "SHA256SUMS", "SHA256SUMS.sig"]
+ROLES = [
+    "manifest:0",
+    "manifest:3",
+    "manifest:last",
+    "checkpoint:0",
+    "checkpoint:last",
+    "key",
+    *[f"segment:{i}" for i in range(12)],
+    "report.html",
+    "report.json",
+    "workcopy.mp4",
+    "workcopy.json",
+    "audit.csv",
+    "README.txt",
+    "verify.py",
+    "SHA256SUMS",
+    "SHA256SUMS.sig",
+]
 
 
 def test_parametrization_covers_every_kind_of_file(package) -> None:
@@ -170,8 +202,11 @@ def test_added_segment_is_named(package, tmp_path: Path) -> None:
 def test_edited_manifest_entry_is_named(package, tmp_path: Path) -> None:
     _, _, out, bundled = package
     with zipfile.ZipFile(out) as zf:
-        name = next(n for n in zf.namelist() if "/manifest/" in n
-                    and ManifestEntry.from_bytes(zf.read(n)).kind == "segment")
+        name = next(
+            n
+            for n in zf.namelist()
+            if "/manifest/" in n and ManifestEntry.from_bytes(zf.read(n)).kind == "segment"
+        )
         entry = ManifestEntry.from_bytes(zf.read(name))
     body = dict(entry.body, wall_first_ns=entry.body["wall_first_ns"] + S)  # move a segment by 1 s
     edited = canonical.encode({**entry.to_json(), "body": body})  # still canonical, still parses
@@ -198,7 +233,9 @@ def test_corrupt_package_is_a_clear_error(package, tmp_path: Path, kind: str) ->
     else:
         bad.write_bytes(out.read_bytes()[: out.stat().st_size // 2])
     a = subprocess.run([TONGLU, "verify", str(bad)], capture_output=True, text=True, timeout=60)
-    c = subprocess.run([PYTHON3, "-I", "-S", str(bundled), str(bad)], capture_output=True, text=True, timeout=60)
+    c = subprocess.run(
+        [PYTHON3, "-I", "-S", str(bundled), str(bad)], capture_output=True, text=True, timeout=60
+    )
     assert a.returncode == 1 and c.returncode == 1
     for proc in (a, c):
         text = proc.stdout + proc.stderr

@@ -43,15 +43,45 @@ def made(tmp_path_factory: pytest.TempPathFactory):
 
 
 def probe(path: Path) -> dict:
-    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries",
-                          "format=duration,format_name:stream=codec_name,codec_type,pix_fmt,duration,nb_frames",
-                          "-of", "json", str(path)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration,format_name:stream=codec_name,codec_type,pix_fmt,duration,nb_frames",
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout)
 
 
 def frame_gray(path: Path, t: float) -> np.ndarray:
-    out = subprocess.run([ffmpeg_binary(), "-v", "error", "-ss", f"{t:.3f}", "-i", str(path), "-frames:v", "1",
-                          "-f", "rawvideo", "-pix_fmt", "gray", "-"], capture_output=True, check=True)
+    out = subprocess.run(
+        [
+            ffmpeg_binary(),
+            "-v",
+            "error",
+            "-ss",
+            f"{t:.3f}",
+            "-i",
+            str(path),
+            "-frames:v",
+            "1",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "gray",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+    )
     return np.frombuffer(out.stdout, dtype=np.uint8).reshape(GEO.height, GEO.width)
 
 
@@ -61,9 +91,28 @@ def render_clock(text: str, tmp: Path) -> np.ndarray:
     tf.write_text(text.replace(":", "\\:"), encoding="utf-8")
     kw = clock_filter_kwargs(GEO, cjk_font(), str(tf))
     vf = "drawtext=" + ":".join(f"{k}={v}" for k, v in kw.items())
-    out = subprocess.run([ffmpeg_binary(), "-v", "error", "-f", "lavfi", "-i",
-                          f"color=c=0x808080:s={GEO.width}x{GEO.height}:d=1", "-vf", vf, "-frames:v", "1",
-                          "-f", "rawvideo", "-pix_fmt", "gray", "-"], capture_output=True, check=True)
+    out = subprocess.run(
+        [
+            ffmpeg_binary(),
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            f"color=c=0x808080:s={GEO.width}x{GEO.height}:d=1",
+            "-vf",
+            vf,
+            "-frames:v",
+            "1",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "gray",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+    )
     return np.frombuffer(out.stdout, dtype=np.uint8).reshape(GEO.height, GEO.width)
 
 
@@ -117,13 +166,15 @@ def test_burned_in_clock_matches_master_wall_clock(made, t: float) -> None:
 
 
 def test_gap_is_a_card_not_closed_up(made) -> None:
-    b, result, _ = made
+    _, result, _ = made
     in_gap = frame_gray(result.mp4, 4.5)  # main camera has no media from 4 s to 5 s
     normal = frame_gray(result.mp4, 3.5)
     region = (slice(GEO.pip_y + GEO.pip_h + 4, GEO.clock_y - 8), slice(0, GEO.pip_x - 4))
     card_share = np.mean(np.abs(in_gap[region].astype(int) - 0x20) <= 6)
     assert card_share > 0.85  # the dark card covers the picture...
-    assert np.mean(np.abs(normal[region].astype(int) - 0x20) <= 6) < 0.3  # ...which it does not outside the gap
+    assert (
+        np.mean(np.abs(normal[region].astype(int) - 0x20) <= 6) < 0.3
+    )  # ...which it does not outside the gap
     sidecar = json.loads(result.sidecar.read_text(encoding="utf-8"))
     cards = [(c["lane"], c["start_ms"], c["end_ms"], c["text"]) for c in sidecar["cards"]]
     assert ("main", 4000, 5000, "录像中断 1 秒 (gap)") in cards
@@ -133,7 +184,9 @@ def test_sidecar_names_the_master_segments_and_work_bucket_copy(made) -> None:
     b, result, _ = made
     sidecar = json.loads(result.sidecar.read_text(encoding="utf-8"))
     view = b.review.load(b.sid).view
-    assert {(m["key"], m["sha256"]) for m in sidecar["made_from"]} == {(s.rec.key, s.rec.sha256) for s in view.segments}
+    assert {(m["key"], m["sha256"]) for m in sidecar["made_from"]} == {
+        (s.rec.key, s.rec.sha256) for s in view.segments
+    }
     assert sidecar["mp4_sha256"] == result.sha256 and sidecar["excluded"] == []
     spooled = {i.key: i for i in b.spool.pending() if i.bucket == WORK}
     assert result.key in spooled and spooled[result.key].sha256 == result.sha256

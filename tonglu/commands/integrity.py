@@ -49,7 +49,9 @@ def _guard(fn: Any) -> Any:
 def report(
     session: str = typer.Argument(..., help="session id"),
     fmt: str = typer.Option("json", "--format", "-f", help="json | html | pdf"),
-    output: Path | None = typer.Option(None, "--output", "-o", help="write here instead of stdout (pdf: required)"),
+    output: str | None = typer.Option(
+        None, "--output", "-o", help="write here instead of stdout (pdf: required)"
+    ),
 ) -> None:
     """审查报告 The integrity review report of a session (verified, gaps, coverage, custody)."""
     if fmt not in ("json", "html", "pdf"):
@@ -61,13 +63,13 @@ def report(
     review = _review()
     if fmt == "pdf":
         assert output is not None
-        _guard(lambda: documents.report_pdf(review, session, output))
+        _guard(lambda: documents.report_pdf(review, session, Path(output)))
         typer.echo(str(output))
         return
     doc = _guard(lambda: documents.report_bundle(review, session))
     text = json.dumps(doc.json, ensure_ascii=False, indent=1) if fmt == "json" else doc.html
     if output is not None:
-        output.write_text(text, encoding="utf-8")
+        Path(output).write_text(text, encoding="utf-8")
         typer.echo(str(output))
     else:
         sys.stdout.write(text + ("\n" if not text.endswith("\n") else ""))
@@ -77,21 +79,29 @@ def report(
 def gap_explain(
     session: str = typer.Argument(..., help="session id"),
     finding_id: str = typer.Argument(..., help="finding id (16 hex digits, from the report)"),
-    reason: str = typer.Option(..., "--reason", help="rest | meal | equipment_fault | lawyer_consultation | network | other"),
+    reason: str = typer.Option(
+        ..., "--reason", help="rest | meal | equipment_fault | lawyer_consultation | network | other"
+    ),
     text: str = typer.Option(..., "--text", help="what happened"),
     approver: str = typer.Option(..., "--approver", help="who approved"),
     by: str = typer.Option("cli", "--by", help="who writes this explanation"),
 ) -> None:
     """为间断追加说明 Append a signed explanation to a finding (nothing is ever edited or deleted)."""
     review = _review()
-    entry = _guard(lambda: review.explain(session, finding_id, reason_code=reason, text=text, approver=approver, by=by))
-    typer.echo(json.dumps({"session": session, "finding_id": finding_id, "seq": entry.seq,
-                           "entry_hash": entry.entry_hash}, ensure_ascii=False))
+    entry = _guard(
+        lambda: review.explain(session, finding_id, reason_code=reason, text=text, approver=approver, by=by)
+    )
+    typer.echo(
+        json.dumps(
+            {"session": session, "finding_id": finding_id, "seq": entry.seq, "entry_hash": entry.entry_hash},
+            ensure_ascii=False,
+        )
+    )
 
 
 def workcopy(
     session: str = typer.Argument(..., help="session id"),
-    output: Path | None = typer.Option(None, "--output", "-o", help="also copy the MP4 here"),
+    output: str | None = typer.Option(None, "--output", "-o", help="also copy the MP4 here"),
     height: int = typer.Option(720, "--height", help="output picture height (width follows 16:9)"),
 ) -> None:
     """工作副本 Picture-in-picture MP4 (H.264/AAC) with burned-in Beijing time; gaps shown as cards."""
@@ -108,7 +118,7 @@ def workcopy(
 
 def export(
     session: str = typer.Argument(..., help="session id"),
-    output: Path = typer.Option(..., "--output", "-o", help="FILE.zip"),
+    output: str = typer.Option(..., "--output", "-o", help="FILE.zip"),
     no_workcopy: bool = typer.Option(False, "--no-workcopy", help="leave the working copy out"),
 ) -> None:
     """出庭证据包 Court export package (masters, manifest, checkpoints, key, report, working copy,
@@ -116,7 +126,7 @@ def export(
     from integrity import export as ex
 
     review = _review()
-    result = _guard(lambda: ex.export_session(review, session, output, with_workcopy=not no_workcopy))
+    result = _guard(lambda: ex.export_session(review, session, Path(output), with_workcopy=not no_workcopy))
     typer.echo(json.dumps(result.to_json(), ensure_ascii=False))
 
 

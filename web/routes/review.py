@@ -63,8 +63,9 @@ _register_rules()
 
 
 class ExplanationIn(BaseModel):
-    reason_code: Literal["rest", "meal", "equipment_fault", "lawyer_consultation", "network", "other"] = Field(
-        description="理由代码 reason code: " + ", ".join(REASON_CODES))
+    reason_code: Literal["rest", "meal", "equipment_fault", "lawyer_consultation", "network", "other"] = (
+        Field(description="理由代码 reason code: " + ", ".join(REASON_CODES))
+    )
     text: str = Field(min_length=1, max_length=4000, description="说明 what happened")
     approver: str = Field(min_length=1, max_length=200, description="批准人 who approved")
 
@@ -94,8 +95,10 @@ def _scope(principal: Principal, sid: str) -> None:
 
 @router.get("/api/sessions/{sid}/report", response_model=None)
 def get_report(
-    sid: str, request: Request, principal: Annotated[Principal, Depends(require_roles(*READ))],
-    format: Literal["json", "html"] = Query("json", description="json | html"),  # noqa: A002
+    sid: str,
+    request: Request,
+    principal: Annotated[Principal, Depends(require_roles(*READ))],
+    format: Literal["json", "html"] = Query("json", description="json | html"),
 ) -> JSONResponse | HTMLResponse:
     """审查报告 Integrity review report: `verified`, `gaps` ({source, track, kind, start, end,
     explained}, ISO-8601 UTC), session facts, coverage, checkpoint digests, custody trail."""
@@ -112,36 +115,60 @@ def get_report(
 
 
 @router.get("/api/sessions/{sid}/gaps")
-def get_gaps(sid: str, request: Request, principal: Annotated[Principal, Depends(require_roles(*READ))]) -> Any:
+def get_gaps(
+    sid: str, request: Request, principal: Annotated[Principal, Depends(require_roles(*READ))]
+) -> Any:
     """All findings of the gap analysis (info included), each with its explanations."""
     _scope(principal, sid)
     try:
         analysis = _review(request).analyse(sid)
     except IntegrityError as exc:
         raise _errors(exc) from exc
-    return {"session": sid, "verified": analysis.verified, "recording": analysis.view.recording,
-            "findings": [f.to_json() for f in analysis.findings]}
+    return {
+        "session": sid,
+        "verified": analysis.verified,
+        "recording": analysis.view.recording,
+        "findings": [f.to_json() for f in analysis.findings],
+    }
 
 
 @router.post("/api/sessions/{sid}/gaps/{finding_id}/explanations", status_code=201)
 def post_explanation(
-    sid: str, finding_id: str, body: ExplanationIn, request: Request,
+    sid: str,
+    finding_id: str,
+    body: ExplanationIn,
+    request: Request,
     principal: Annotated[Principal, Depends(require_roles(*EXPLAIN))],
 ) -> Any:
     """追加说明 Append an explanation (signed: a checkpoint follows it). Nothing is edited or deleted."""
     _scope(principal, sid)
     try:
-        entry = _review(request).explain(sid, finding_id, reason_code=body.reason_code, text=body.text,
-                                         approver=body.approver, by=principal.user)
+        entry = _review(request).explain(
+            sid,
+            finding_id,
+            reason_code=body.reason_code,
+            text=body.text,
+            approver=body.approver,
+            by=principal.user,
+        )
     except IntegrityError as exc:
         raise _errors(exc) from exc
-    return {"session": sid, "finding_id": finding_id, "seq": entry.seq, "entry_hash": entry.entry_hash,
-            "by": principal.user, "reason_code": body.reason_code, "approver": body.approver}
+    return {
+        "session": sid,
+        "finding_id": finding_id,
+        "seq": entry.seq,
+        "entry_hash": entry.entry_hash,
+        "by": principal.user,
+        "reason_code": body.reason_code,
+        "approver": body.approver,
+    }
 
 
 @router.post("/api/sessions/{sid}/workcopy", status_code=201)
 def post_workcopy(
-    sid: str, request: Request, principal: Annotated[Principal, Depends(require_roles(*READ))],
+    sid: str,
+    request: Request,
+    principal: Annotated[Principal, Depends(require_roles(*READ))],
     height: int = Query(720, ge=90, le=2160),
 ) -> Any:
     """Build the working copy now (PiP MP4 with burned-in Beijing time; gaps shown as cards)."""
@@ -169,17 +196,20 @@ def _latest_workcopy(request: Request, sid: str) -> tuple[Path, Path]:
 
 
 @router.get("/api/sessions/{sid}/workcopy.mp4", response_model=None)
-def get_workcopy(sid: str, request: Request,
-                 principal: Annotated[Principal, Depends(require_roles(*READ))]) -> FileResponse:
+def get_workcopy(
+    sid: str, request: Request, principal: Annotated[Principal, Depends(require_roles(*READ))]
+) -> FileResponse:
     _scope(principal, sid)
     mp4, _ = _latest_workcopy(request, sid)
-    return FileResponse(mp4, media_type="video/mp4", filename=f"{sid}-workcopy.mp4",
-                        content_disposition_type="inline")
+    return FileResponse(
+        mp4, media_type="video/mp4", filename=f"{sid}-workcopy.mp4", content_disposition_type="inline"
+    )
 
 
 @router.get("/api/sessions/{sid}/workcopy.json", response_model=None)
-def get_workcopy_sidecar(sid: str, request: Request,
-                         principal: Annotated[Principal, Depends(require_roles(*READ))]) -> FileResponse:
+def get_workcopy_sidecar(
+    sid: str, request: Request, principal: Annotated[Principal, Depends(require_roles(*READ))]
+) -> FileResponse:
     _scope(principal, sid)
     _, side = _latest_workcopy(request, sid)
     return FileResponse(side, media_type="application/json")
@@ -187,7 +217,9 @@ def get_workcopy_sidecar(sid: str, request: Request,
 
 @router.get("/api/sessions/{sid}/export.zip", response_model=None)
 def get_export(
-    sid: str, request: Request, principal: Annotated[Principal, Depends(require_roles(*EXPORT))],
+    sid: str,
+    request: Request,
+    principal: Annotated[Principal, Depends(require_roles(*EXPORT))],
     workcopy: bool = Query(True, description="include the working copy"),
 ) -> FileResponse:
     """出庭证据包 Court export package (zip). 409 while the session is still recording."""
