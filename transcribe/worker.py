@@ -1,0 +1,146 @@
+"""A transcription worker process: claims jobs from the queue, transcribes, commits (one CPU thread).
+
+    python -m transcribe.worker --data-dir D --worker-id w1 [--model base] [--language zh] ...
+
+Started by `transcribe.workers.start_workers`. SIGTERM stops it after giving back the job in hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from storage.logctx import configure_logging, context_logger
+from transcribe.audio import RATE, assemble
+from transcribe.engine import Engine, speech_chunks
+from transcribe.errors import LeaseLost
+from transcribe.lines import to_wall
+from transcribe.live import plan_cut
+from transcribe.models import resolve_model
+from transcribe.queue import FinalJob, Job, JobQueue, LiveJob
+
+
+def queue_path(data_dir: Path) -> Path:
+    return data_dir / "transcribe" / "queue.db"
+
+
+class _Heartbeat(threading.Thread):
+    def __init__(self, queue: JobQueue, job: Job, owner: str, every_s: float) -> None:
+        super().__init__(daemon=True)
+        self.queue, self.job, self.owner, self.every_s = queue, job, owner, every_s
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self.every_s):
+            if not self.queue.renew(self.job, self.owner):
+                return
+
+
+def process_live(
+    job: LiveJob, engine: Engine, read: Callable[[str], bytes], queue: JobQueue, owner: str
+) -> int:
+    if not job.segments:
+        return queue.commit_live(job, owner, [], [], job.carry_ns)
+    start = max(job.carry_ns or 0, job.segments[0].wall_first_ns)
+    window = assemble(job.segments, read, start_ns=start)
+    cut_s = plan_cut(speech_chunks(window.audio), window.duration_s, closing=job.closing)
+    raw, _ = engine.transcribe(window.audio[: round(cut_s * RATE)])
+    lines = [to_wall(r, window.start_ns, job.source, job.track, r.text) for r in raw]
+    return queue.commit_live(job, owner, lines, window.bad, window.wall_ns(cut_s))
+
+
+def process_final(
+    job: FinalJob, engine: Engine, read: Callable[[str], bytes], queue: JobQueue, owner: str
+) -> int:
+    window = assemble(job.segments, read)
+    raw, _ = engine.transcribe(window.audio, thorough=True)
+    lines = [to_wall(r, window.start_ns, job.source, job.track, r.text) for r in raw]
+    queue.commit_final(job, owner, lines, window.bad)
+    return len(lines)
+
+
+def run(
+    data_dir: Path,
+    worker_id: str,
+    engine: Engine,
+    read: Callable[[str], bytes],
+    *,
+    lease_s: float,
+    stop: threading.Event,
+    poll_s: float = 0.1,
+) -> None:
+    log = context_logger("transcribe.worker")
+    queue = JobQueue(queue_path(data_dir), lease_s=lease_s)
+    while not stop.is_set():
+        job = queue.claim(worker_id)
+        if job is None:
+            stop.wait(poll_s)
+            continue
+        jlog = log.bind(
+            session=job.sid,
+            track=f"{job.source}/{job.track}",
+            segment=f"{job.segments[0].index}-{job.segments[-1].index}" if job.segments else "-",
+        )
+        beat = _Heartbeat(queue, job, worker_id, max(0.2, lease_s / 3))
+        beat.start()
+        t0 = time.monotonic()
+        try:
+            if isinstance(job, LiveJob):
+                n = process_live(job, engine, read, queue, worker_id)
+            else:
+                n = process_final(job, engine, read, queue, worker_id)
+            jlog.info(
+                "%s done: %d lines in %.2f s (attempt %d, worker %s)",
+                job.name,
+                n,
+                time.monotonic() - t0,
+                job.attempt,
+                worker_id,
+            )
+        except LeaseLost as exc:
+            jlog.warning("%s", exc)
+        except Exception:
+            jlog.exception(
+                "%s failed (attempt %d); it will be retried after its lease", job.name, job.attempt
+            )
+            stop.wait(1.0)
+        finally:
+            beat.done.set()
+    queue.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="transcribe.worker")
+    ap.add_argument("--data-dir", required=True, type=Path)
+    ap.add_argument("--worker-id", required=True)
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--compute-type", default="int8")
+    ap.add_argument("--language", default="zh")
+    ap.add_argument("--lease-s", type=float, default=30.0)
+    args = ap.parse_args(argv)
+    from tonglu.settings import Settings
+    from transcribe.source import evidence_reader
+
+    env = dict(os.environ)
+    env["TONGLU_DATA_DIR"] = str(args.data_dir)
+    settings = Settings.from_env(env)
+    configure_logging(settings.log_level)
+    logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # its lines carry no session ids
+    engine = Engine(resolve_model(args.model), compute_type=args.compute_type, language=args.language or None)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    print(f"ready {args.worker_id}", flush=True)
+    run(args.data_dir, args.worker_id, engine, evidence_reader(settings), lease_s=args.lease_s, stop=stop)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
