@@ -57,6 +57,7 @@ class StoreSource(Source):
     """One session of the evidence bucket (plus the site keys) as a verifier source."""
 
     kind = "store"
+    parallel_reads = True
 
     def __init__(
         self, store: ObjectStore, session: str, *, bucket: str | None = None, workers: int = 4

@@ -139,3 +139,10 @@ def test_digest_streams_large_files(tmp_path: Path) -> None:
     (tmp_path / "f").write_bytes(data)
     d = verify_core.DirSource(str(tmp_path)).digest("f")
     assert (d.sha256, d.size, d.error) == (hashlib.sha256(data).hexdigest(), len(data), None)
+
+
+@given(st.lists(st.binary(max_size=8), max_size=70), st.data())
+def test_merkle_roots_at_every_prefix(leaves: list[bytes], data: st.DataObject) -> None:
+    sizes = data.draw(st.sets(st.integers(0, len(leaves))))
+    roots = verify_core.merkle_roots_at(leaves, sizes)
+    assert roots == {n: merkle.root(leaves[:n]) for n in sizes}
