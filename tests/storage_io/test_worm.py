@@ -253,3 +253,26 @@ def test_identity_files_are_private(seaweed) -> None:
     for name in ("identities.json", "s3.json", "security.toml", "endpoint.json"):
         assert (d / name).stat().st_mode & 0o077 == 0, name
     assert "[jwt.filer_signing]" in (d / "security.toml").read_text()
+
+
+def test_racing_writers_one_wins(rec: ObjectStore) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    bodies = [f"writer {i}".encode() * 1000 for i in range(8)]
+
+    def attempt(body: bytes) -> str:
+        try:
+            return "created" if rec.put_if_absent("k/race", body, sha(body)).created else "same"
+        except ObjectConflict:
+            return "conflict"
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(attempt, bodies))
+    assert outcomes.count("created") == 1 and outcomes.count("conflict") == 7
+    assert len(rec.versions("k/race")) == 1
+    assert rec.get("k/race") == bodies[outcomes.index("created")]
+    # Identical bodies racing: one creates, the others find it identical.
+    same = b"identical" * 1000
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: rec.put_if_absent("k/race2", same, sha(same)).created, range(8)))
+    assert results.count(True) == 1 and len(rec.versions("k/race2")) == 1
