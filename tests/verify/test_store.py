@@ -73,6 +73,16 @@ def test_store_session_verifies_then_an_overwrite_and_a_delete_are_named(
     code, out = cli(env_for(seaweed, settings), "--session", built.sid, "--json")
     assert code == 0, out
     assert json.loads(out)["source_kind"] == "store"
+    # The fixture's store lives in <dir>/store, i.e. the store_dir of data dir <dir>.
+    assert seaweed.store.store_dir.name == "store"
+    # No S3 variables: the embedded store found through `store_dir/endpoint.json` (reviewer identity).
+    embedded = {
+        "TONGLU_DATA_DIR": str(seaweed.store.store_dir.parent),
+        "TONGLU_EVIDENCE_BUCKET": settings.evidence_bucket,
+        "TONGLU_WORK_BUCKET": settings.work_bucket,
+    }
+    code, out = cli(embedded, "--session", built.sid)
+    assert code == 0 and "完整 INTACT" in out, out
 
     # Overwrite one segment with a plain PUT (the recorder identity may write): a second version.
     recorder = seaweed.object_store(settings, "recorder")
