@@ -171,3 +171,15 @@ def test_store_up_runs_bootstraps_and_stops_on_sigterm(tmp_path: Path) -> None:
     with pytest.raises(ProcessLookupError):
         os.kill(weed_pid, 0)
     assert not (s.store_dir / "weed.pid").exists()
+
+
+def test_bench_store_prints_one_json_object(tmp_path: Path) -> None:
+    s = Settings.from_env({"TONGLU_DATA_DIR": str(tmp_path / "unused")})
+    r = run_tonglu(s, "bench", "store", "--seconds", "4", "--streams", "8", "--verify-mb", "8", timeout=180)
+    assert r.returncode == 0, r.stderr
+    (line,) = r.stdout.strip().splitlines()
+    out = json.loads(line)
+    for k in ("seal_p50_s", "seal_p99_s", "verify_mb_s", "sha256sum_mb_s"):
+        assert isinstance(out[k], float) and out[k] > 0, k
+    assert out["segments"] == 8 and out["segments_not_sealed"] == 0 and out["one_version_per_key"]
+    assert out["seal_p50_s"] <= out["seal_p99_s"]
