@@ -13,7 +13,10 @@ from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 ID_FIELDS = ("room", "session", "track", "segment")
-FORMAT = "%(asctime)s %(levelname)s %(name)s room=%(room)s session=%(session)s track=%(track)s segment=%(segment)s %(message)s"
+FORMAT = (
+    "%(asctime)s %(levelname)s %(name)s "
+    "room=%(room)s session=%(session)s track=%(track)s segment=%(segment)s %(message)s"
+)
 
 
 class _Defaults(logging.Filter):
@@ -24,7 +27,7 @@ class _Defaults(logging.Filter):
         return True
 
 
-class ContextLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+class ContextLogger(logging.LoggerAdapter):  # type: ignore[type-arg,unused-ignore]
     """A logger adapter that merges fixed ids with the ids given per call."""
 
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:

@@ -171,7 +171,8 @@ class Spool:
             except SpoolCorrupt as exc:
                 if not meta_path.exists():
                     continue  # confirmed (removed) by an uploader while we listed: not corruption
-                self._quarantine_paths([meta_path, meta_path.with_name(meta_path.name.removesuffix(".meta.json") + ".data")], str(exc))
+                data_path = meta_path.with_name(meta_path.name.removesuffix(".meta.json") + ".data")
+                self._quarantine_paths([meta_path, data_path], str(exc))
         return items
 
     def check(self, item: SpoolItem) -> None:

@@ -200,6 +200,9 @@ class _Server(uvicorn_server_base()):  # type: ignore[misc]
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
+    should_exit: bool
+    force_exit: bool
+
     def _ask_exit(self, sig: int, frame: Any) -> None:
         if self.should_exit:
             self.force_exit = True

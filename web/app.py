@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from web.services import Services
@@ -42,7 +42,7 @@ def create_app(services: Services) -> FastAPI:
             setup(app)
 
     @app.exception_handler(ValueError)
-    async def _value_error(_request, exc: ValueError) -> JSONResponse:  # type: ignore[no-untyped-def]
+    async def _value_error(_request: Request, exc: ValueError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
     return app

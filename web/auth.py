@@ -47,8 +47,8 @@ def resolve_principal(request: Request) -> Principal | None:
     accounts = services.accounts
     if accounts is not None:
         if token:
-            return accounts.resolve_bearer(token)  # type: ignore[no-any-return]
-        return accounts.resolve_cookie(request)  # type: ignore[no-any-return]
+            return accounts.resolve_bearer(token)  # type: ignore[no-any-return,unused-ignore]
+        return accounts.resolve_cookie(request)  # type: ignore[no-any-return,unused-ignore]
     return None
 
 

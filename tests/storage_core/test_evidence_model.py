@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import hashlib
 
 import pytest
@@ -74,7 +76,7 @@ def test_chain_links_each_entry_to_the_previous_one() -> None:
     chain = HashChain("s1")
     entries = [chain.append("segment", _segment(i).to_body(), now_ns=i) for i in range(4)]
     assert entries[0].prev == GENESIS
-    for before, after in zip(entries, entries[1:], strict=False):
+    for before, after in itertools.pairwise(entries):
         assert after.prev == before.entry_hash
         assert after.seq == before.seq + 1
     assert ManifestEntry.from_bytes(entries[2].to_bytes()) == entries[2]

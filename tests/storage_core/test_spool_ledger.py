@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import multiprocessing
 import os
 from pathlib import Path
@@ -106,5 +108,5 @@ def test_ledger_appends_from_several_processes_form_one_chain(tmp_path: Path) ->
         assert p.exitcode == 0
     entries = _ledger(tmp_path).entries("s1")
     assert [e.seq for e in entries] == list(range(75))
-    for before, after in zip(entries, entries[1:], strict=False):
+    for before, after in itertools.pairwise(entries):
         assert after.prev == before.entry_hash
