@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 CORPUS = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "speech"
 _EN_NUM = (
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
@@ -90,3 +92,23 @@ _SPACES = re.compile(r"\s+")
 
 def join_lines(texts: Sequence[str], language: str) -> str:
     return _SPACES.sub(" ", ("" if language.startswith("zh") else " ").join(texts)).strip()
+
+
+def noise_clips(seconds: float = 20.0, rate: int = 16_000) -> dict[str, np.ndarray]:
+    """Deterministic non-speech audio: silence, white, brown noise, mains hum, clicks, fan-like noise."""
+    rng = np.random.default_rng(20240601)
+    n = round(seconds * rate)
+    brown = np.cumsum(rng.standard_normal(n))
+    brown = (brown - np.convolve(brown, np.ones(4001) / 4001, mode="same")) / 400
+    clicks = np.zeros(n)
+    clicks[rng.integers(0, n, 40)] = 0.8
+    t = np.arange(n) / rate
+    sets = {
+        "silence": np.zeros(n),
+        "white": rng.standard_normal(n) * 0.05,
+        "brown": brown,
+        "hum": 0.1 * np.sin(2 * np.pi * 50 * t) + 0.03 * np.sin(2 * np.pi * 150 * t),
+        "clicks": clicks,
+        "fan": np.convolve(rng.standard_normal(n), np.ones(8) / 8, mode="same") * 0.1,
+    }
+    return {k: np.clip(v, -1, 1).astype(np.float32) for k, v in sets.items()}

@@ -15,7 +15,7 @@ from storage.signing import SiteKey
 from storage.spool import Spool
 from tonglu.settings import Settings
 from transcribe.audio import RATE, decode
-from transcribe.evaluation import CORPUS
+from transcribe.evaluation import CORPUS, noise_clips
 
 SPEECH = CORPUS
 LIBRIVOX = sorted((SPEECH / "en" / "librivox").glob("*.wav"))
@@ -61,23 +61,7 @@ def compose(clips: list[tuple[Path, float]], tail_s: float = 2.0) -> tuple[np.nd
 
 
 def noise_set(seconds: float = 20.0) -> dict[str, np.ndarray]:
-    """Deterministic non-speech audio: silence, white, pink-ish/brown noise, mains hum, clicks."""
-    rng = np.random.default_rng(20240601)
-    n = round(seconds * RATE)
-    brown = np.cumsum(rng.standard_normal(n))
-    brown = (brown - np.convolve(brown, np.ones(4001) / 4001, mode="same")) / 400
-    clicks = np.zeros(n, np.float32)
-    clicks[rng.integers(0, n, 40)] = 0.8
-    t = np.arange(n) / RATE
-    sets = {
-        "silence": np.zeros(n, np.float32),
-        "white": rng.standard_normal(n) * 0.05,
-        "brown": brown,
-        "hum": 0.1 * np.sin(2 * np.pi * 50 * t) + 0.03 * np.sin(2 * np.pi * 150 * t),
-        "clicks": clicks,
-        "fan": np.convolve(rng.standard_normal(n), np.ones(8) / 8, mode="same") * 0.1,
-    }
-    return {k: np.clip(v, -1, 1).astype(np.float32) for k, v in sets.items()}
+    return noise_clips(seconds)
 
 
 @pytest.fixture(scope="session")
@@ -105,8 +89,14 @@ class Env:
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[Env]:
-    settings = Settings.from_env({"TONGLU_DATA_DIR": str(tmp_path / "data"), "TONGLU_RETENTION_SECONDS": "60",
-                                  "TONGLU_WHISPER_MODEL": "tiny.en", "TONGLU_WHISPER_LANGUAGE": "en"})
+    settings = Settings.from_env(
+        {
+            "TONGLU_DATA_DIR": str(tmp_path / "data"),
+            "TONGLU_RETENTION_SECONDS": "60",
+            "TONGLU_WHISPER_MODEL": "tiny.en",
+            "TONGLU_WHISPER_LANGUAGE": "en",
+        }
+    )
     spool = Spool(settings.spool_dir)
     ledger = Ledger(settings.ledger_dir, spool, SiteKey.load_or_create(settings.keys_dir))
     yield Env(settings, spool, ledger)

@@ -33,7 +33,9 @@ def test_lease_lost_commit_is_refused(tmp_path) -> None:  # type: ignore[no-unty
     line = Line("main", "audio", T0, T0 + 10**9, "hello", 0.9)
     with pytest.raises(LeaseLost):
         q.commit_live(job_a, "A", [line], [], T0 + 4 * 10**9)
-    assert q.commit_live(job_b, "B", [line], [BadSpan(T0, T0 + 1, ref, "decode_error: x")], T0 + 4 * 10**9) == 1
+    assert (
+        q.commit_live(job_b, "B", [line], [BadSpan(T0, T0 + 1, ref, "decode_error: x")], T0 + 4 * 10**9) == 1
+    )
     assert [r["text"] for r in q.live_rows("S") if r["kind"] == "line"] == ["hello"]
     assert q.claim("C") is None  # nothing left
     # a stop creates the final job; the same records again create nothing new (idempotent)
@@ -52,8 +54,11 @@ def test_worker_killed_mid_job_is_retried_once_by_another(env: Env) -> None:
     sim.add_track("panorama", audio, T0)
     sim.seal_all(4.0)
     sim.stop()
-    handle = start_workers(env.settings, workers=2, model="tiny.en", lease_s=3, spool=env.spool, ledger=env.ledger)
+    handle = start_workers(
+        env.settings, workers=2, model="tiny.en", lease_s=3, spool=env.spool, ledger=env.ledger
+    )
     try:
+
         def running_final():  # type: ignore[no-untyped-def]
             jobs = [j for j in handle.queue.final_jobs(sid) if j["owner"] and j["state"] == "pending"]
             return jobs[0] if jobs else None
@@ -63,16 +68,27 @@ def test_worker_killed_mid_job_is_retried_once_by_another(env: Env) -> None:
         time.sleep(0.3)  # well inside the job (it takes seconds)
         os.kill(handle.procs[victim_id].pid, signal.SIGKILL)
         killed_owner = job["owner"]
-        published = wait_for(lambda: [v for v in env.ledger.entries(sid) if v.kind == "transcript"
-                                      and v.body["origin"] == "final"], 180, "the final version after the kill")
+        published = wait_for(
+            lambda: [
+                v for v in env.ledger.entries(sid) if v.kind == "transcript" and v.body["origin"] == "final"
+            ],
+            180,
+            "the final version after the kill",
+        )
         assert len(published) == 1
         final_job = next(j for j in handle.queue.final_jobs(sid) if j["id"] == job["id"])
         assert final_job["state"] == "done" and final_job["attempts"] >= 2
         commits = [c for c in handle.queue.commits() if c["job"] == f"final:{job['id']}"]
         assert len(commits) == 1 and commits[0]["owner"] != killed_owner  # done once, by another worker
         doc_lines = __import__("json").loads(
-            (env.settings.data_dir / "transcribe" / "versions" / sid / f"{published[0].body['version']:04d}.json")
-            .read_text())["lines"]
+            (
+                env.settings.data_dir
+                / "transcribe"
+                / "versions"
+                / sid
+                / f"{published[0].body['version']:04d}.json"
+            ).read_text()
+        )["lines"]
         starts = [ln["start_ns"] for ln in doc_lines]
         assert len(starts) == len(set(starts)), "a line was transcribed twice into the version"
         # every clip is there exactly once (first word within 0.5 s)

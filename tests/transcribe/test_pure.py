@@ -44,13 +44,23 @@ def test_clean_text_simplifies_chinese_only() -> None:
 
 
 def test_speakers_by_source_and_participants() -> None:
-    start = {"suspect": "张三", "sources": {"main": {"kind": "camera"}, "panorama": {"kind": "camera"},
-                                            "side": {"kind": "camera", "speaker_role": "lawyer"}}}
+    start = {
+        "suspect": "张三",
+        "sources": {
+            "main": {"kind": "camera"},
+            "panorama": {"kind": "camera"},
+            "side": {"kind": "camera", "speaker_role": "lawyer"},
+        },
+    }
     assert speaker_for("main", start) == {"role": "suspect", "label": "被讯问人 张三", "qa": "答"}
     assert speaker_for("panorama", start) == {"role": "interviewer", "label": "讯问人", "qa": "问"}
     assert speaker_for("side", start)["label"] == "律师"
     parts = {"remote-7": {"role": "prosecutor", "name": "赵检察官"}}
-    assert speaker_for("remote-7", start, parts) == {"role": "prosecutor", "label": "检察官 赵检察官", "qa": "问"}
+    assert speaker_for("remote-7", start, parts) == {
+        "role": "prosecutor",
+        "label": "检察官 赵检察官",
+        "qa": "问",
+    }
     assert speaker_for("remote-9", start, parts)["role"] == "participant"
 
 
@@ -67,7 +77,9 @@ def test_iso_round_trip_and_wall_mapping() -> None:
     assert parse_iso("2024-06-01T08:00:01.234+08:00") == T0 + 1_234_000_000
     with pytest.raises(ValueError):
         parse_iso("2024-06-01T00:00:01")
-    r = RawLine(1.0, 2.5, "hi there", -0.1, 0.0, 1.0, (RawWord(1.2, 1.5, "hi", 0.9), RawWord(1.6, 2.4, "there", 0.8)))
+    r = RawLine(
+        1.0, 2.5, "hi there", -0.1, 0.0, 1.0, (RawWord(1.2, 1.5, "hi", 0.9), RawWord(1.6, 2.4, "there", 0.8))
+    )
     ln = to_wall(r, T0, "main", "audio", "hi there")
     assert (ln.start_ns, ln.end_ns) == (T0 + 1_200_000_000, T0 + 2_400_000_000)
     assert ln.confidence == pytest.approx(0.85)
@@ -83,17 +95,45 @@ def test_error_rates_normalise_numbers_and_punctuation() -> None:
 
 
 def _doc() -> dict:
-    segs = [SegmentRef("panorama", "audio", 0, "k/p0", "a" * 64, T0, T0 + 4 * 10**9),
-            SegmentRef("main", "audio", 0, "k/m0", "b" * 64, T0, T0 + 4 * 10**9)]
-    lines = [Line("panorama", "audio", T0 + 10**9, T0 + 2 * 10**9, "你叫什么名字", 0.9,
-                  (Word(T0 + 10**9, T0 + 2 * 10**9, "你叫什么名字", 0.9),)),
-             Line("main", "audio", T0 + 3 * 10**9, T0 + 4 * 10**9, "我叫张三", 0.8)]
-    bad = [{"start_ns": T0 + 4 * 10**9, "end_ns": T0 + 8 * 10**9, "reason": "decode_error: x", "segment_key": "k/m1",
-            "source": "main", "track": "audio"}]
+    segs = [
+        SegmentRef("panorama", "audio", 0, "k/p0", "a" * 64, T0, T0 + 4 * 10**9),
+        SegmentRef("main", "audio", 0, "k/m0", "b" * 64, T0, T0 + 4 * 10**9),
+    ]
+    lines = [
+        Line(
+            "panorama",
+            "audio",
+            T0 + 10**9,
+            T0 + 2 * 10**9,
+            "你叫什么名字",
+            0.9,
+            (Word(T0 + 10**9, T0 + 2 * 10**9, "你叫什么名字", 0.9),),
+        ),
+        Line("main", "audio", T0 + 3 * 10**9, T0 + 4 * 10**9, "我叫张三", 0.8),
+    ]
+    bad = [
+        {
+            "start_ns": T0 + 4 * 10**9,
+            "end_ns": T0 + 8 * 10**9,
+            "reason": "decode_error: x",
+            "segment_key": "k/m1",
+            "source": "main",
+            "track": "audio",
+        }
+    ]
     start = {"suspect": "张三", "case_number": "A-1", "room": "R1", "interviewers": ["李四"], "sources": {}}
-    doc = documents.build(sid="S1", origin="final", lines=lines, bad=bad, segments=segs,
-                          model={"name": "whisper-base", "sha256": "f" * 64}, session_start=start, participants={},
-                          created_by="asr", now_ns=T0 + 10 * 10**9)
+    doc = documents.build(
+        sid="S1",
+        origin="final",
+        lines=lines,
+        bad=bad,
+        segments=segs,
+        model={"name": "whisper-base", "sha256": "f" * 64},
+        session_start=start,
+        participants={},
+        created_by="asr",
+        now_ns=T0 + 10 * 10**9,
+    )
     doc["version"] = 2
     return doc
 
@@ -114,21 +154,39 @@ def test_correction_keeps_diff_and_verification() -> None:
     new = documents.correct(doc, edited, by="li4", verified=False, note="名字", now_ns=T0, asr=doc)
     assert new["draft"] is True and new["origin"] == "correction" and new["corrected_by"] == "li4"
     assert new["base_version"] == 2 and new["asr_version"] == 2
-    assert new["diff"] == [{"op": "replace",
-                            "before": [{k: doc["lines"][1][k] for k in ("start", "end", "speaker", "text")}],
-                            "after": [{k: new["lines"][1][k] for k in ("start", "end", "speaker", "text")}]}]
+    assert new["diff"] == [
+        {
+            "op": "replace",
+            "before": [{k: doc["lines"][1][k] for k in ("start", "end", "speaker", "text")}],
+            "after": [{k: new["lines"][1][k] for k in ("start", "end", "speaker", "text")}],
+        }
+    ]
     assert new["lines"][0]["words"] == doc["lines"][0]["words"]  # unchanged line keeps ASR word times
     verified = documents.correct(new, new["lines"], by="li4", verified=True, note="", now_ns=T0, asr=doc)
     assert verified["draft"] is False and verified["verified_by"] == "li4" and verified["diff"] == []
     assert verified["diff_from_asr"] == new["diff"]
     with pytest.raises(CorrectionError):
-        documents.correct(doc, [{"start": "x", "end": "y", "text": ""}], by="a", verified=False, note="", now_ns=T0,
-                          asr=None)
+        documents.correct(
+            doc,
+            [{"start": "x", "end": "y", "text": ""}],
+            by="a",
+            verified=False,
+            note="",
+            now_ns=T0,
+            asr=None,
+        )
     with pytest.raises(CorrectionError):
         documents.correct(doc, [], by="a", verified=False, note="", now_ns=T0, asr=None)
     with pytest.raises(CorrectionError):
-        documents.correct(doc, [{"start": iso(T0 + 5 * 10**9), "end": iso(T0), "text": "a"}], by="a", verified=False,
-                          note="", now_ns=T0, asr=None)
+        documents.correct(
+            doc,
+            [{"start": iso(T0 + 5 * 10**9), "end": iso(T0), "text": "a"}],
+            by="a",
+            verified=False,
+            note="",
+            now_ns=T0,
+            asr=None,
+        )
 
 
 def test_exports_vtt_srt_docx() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import time
+from typing import ClassVar
 
 import pytest
 from fastapi.testclient import TestClient
@@ -36,8 +37,11 @@ def wait_for(pred, timeout: float, what: str, step: float = 0.2):  # type: ignor
 class _Accounts:
     """Bearer tokens for the role checks (the accounts system itself belongs to the web area)."""
 
-    TOKENS = {"t-int": Principal("li4", "interviewer"), "t-rev": Principal("rev", "reviewer"),
-              "t-aud": Principal("aud", "auditor")}
+    TOKENS: ClassVar[dict[str, Principal]] = {
+        "t-int": Principal("li4", "interviewer"),
+        "t-rev": Principal("rev", "reviewer"),
+        "t-aud": Principal("aud", "auditor"),
+    }
 
     def resolve_bearer(self, token: str) -> Principal | None:
         return self.TOKENS.get(token)
@@ -54,9 +58,13 @@ def test_live_draft_then_final_version_with_wall_clock_lines(env: Env) -> None:
     sim = SimSession(env.spool, env.ledger, sid)
     sim.add_track("panorama", q_audio, T0)
     sim.add_track("main", a_audio, T0)
-    handle = start_workers(env.settings, workers=2, model="tiny.en", lease_s=10, spool=env.spool, ledger=env.ledger)
+    handle = start_workers(
+        env.settings, workers=2, model="tiny.en", lease_s=10, spool=env.spool, ledger=env.ledger
+    )
     services = Services.local(env.settings)
-    services.transcripts = TranscriptService(env.settings, env.spool, env.ledger, read=evidence_reader(env.settings))
+    services.transcripts = TranscriptService(
+        env.settings, env.spool, env.ledger, read=evidence_reader(env.settings)
+    )
     services.accounts = _Accounts()
     client = TestClient(__import__("web.app", fromlist=["create_app"]).create_app(services))
     try:
@@ -78,11 +86,19 @@ def test_live_draft_then_final_version_with_wall_clock_lines(env: Env) -> None:
         live_seen_before_stop = any(ln["text"] for ln in live["lines"])
         assert live_seen_before_stop
         sim.stop()
-        versions = wait_for(lambda: [v for v in services.transcripts.versions(sid) if v["origin"] == "final"]
-                            and services.transcripts.versions(sid), 180, "final version")
+        versions = wait_for(
+            lambda: (
+                [v for v in services.transcripts.versions(sid) if v["origin"] == "final"]
+                and services.transcripts.versions(sid)
+            ),
+            180,
+            "final version",
+        )
         assert [v["origin"] for v in versions] == ["live", "final"]
         assert [v["version"] for v in versions] == [1, 2]
-        assert all(v["model"]["name"] == "whisper-tiny.en" and len(v["model"]["sha256"]) == 64 for v in versions)
+        assert all(
+            v["model"]["name"] == "whisper-tiny.en" and len(v["model"]["sha256"]) == 64 for v in versions
+        )
 
         r = client.get(f"/api/sessions/{sid}/transcript", headers={"Authorization": "Bearer t-int"})
         final = r.json()
@@ -110,12 +126,20 @@ def test_live_draft_then_final_version_with_wall_clock_lines(env: Env) -> None:
                 assert near, f"no line within 0.5 s of {p.wav.name} at {p.speech_start_s:.2f} s"
                 assert near[0]["speaker"] == speaker
         q_lines = [ln["text"] for ln in final["lines"] if ln["source"] == "panorama"]
-        assert error_rate([join_lines([p.text for p in q_placed], "en")], [join_lines(q_lines, "en")], "en") <= 0.15
+        assert (
+            error_rate([join_lines([p.text for p in q_placed], "en")], [join_lines(q_lines, "en")], "en")
+            <= 0.15
+        )
         # the live draft (version 1) has the same words, within a looser bound (windows cut at segment edges)
-        v1 = client.get(f"/api/sessions/{sid}/transcript?version=1", headers={"Authorization": "Bearer t-rev"}).json()
+        v1 = client.get(
+            f"/api/sessions/{sid}/transcript?version=1", headers={"Authorization": "Bearer t-rev"}
+        ).json()
         assert v1["origin"] == "live"
         live_q = [ln["text"] for ln in v1["lines"] if ln["source"] == "panorama"]
-        assert error_rate([join_lines([p.text for p in q_placed], "en")], [join_lines(live_q, "en")], "en") <= 0.35
+        assert (
+            error_rate([join_lines([p.text for p in q_placed], "en")], [join_lines(live_q, "en")], "en")
+            <= 0.35
+        )
 
         # exports
         vtt = client.get(f"/api/sessions/{sid}/transcript.vtt", headers={"Authorization": "Bearer t-rev"})
@@ -131,8 +155,9 @@ def test_live_draft_then_final_version_with_wall_clock_lines(env: Env) -> None:
 
         # server-sent events: every live line, the versions, then the end
         events = []
-        with client.stream("GET", f"/api/sessions/{sid}/transcript/live",
-                           headers={"Authorization": "Bearer t-rev"}) as s:
+        with client.stream(
+            "GET", f"/api/sessions/{sid}/transcript/live", headers={"Authorization": "Bearer t-rev"}
+        ) as s:
             assert s.headers["content-type"].startswith("text/event-stream")
             for line in s.iter_lines():
                 if line.startswith("event: "):
@@ -143,35 +168,73 @@ def test_live_draft_then_final_version_with_wall_clock_lines(env: Env) -> None:
         # corrections: roles, validation, new version with who/when and the diff
         body = {"lines": [dict(ln) for ln in final["lines"]]}
         body["lines"][0]["text"] = "He was not an ill-disposed young man, sir."
-        assert client.post(f"/api/sessions/{sid}/transcript/corrections", json=body,
-                           headers={"Authorization": "Bearer t-rev"}).status_code == 403
+        assert (
+            client.post(
+                f"/api/sessions/{sid}/transcript/corrections",
+                json=body,
+                headers={"Authorization": "Bearer t-rev"},
+            ).status_code
+            == 403
+        )
         assert client.post(f"/api/sessions/{sid}/transcript/corrections", json=body).status_code == 401
         bad_body = {"lines": [{"start": "yesterday", "end": "today", "text": "x"}]}
-        r = client.post(f"/api/sessions/{sid}/transcript/corrections", json=bad_body,
-                        headers={"Authorization": "Bearer t-int"})
+        r = client.post(
+            f"/api/sessions/{sid}/transcript/corrections",
+            json=bad_body,
+            headers={"Authorization": "Bearer t-int"},
+        )
         assert r.status_code == 422 and "invalid correction" in r.text
-        r = client.post(f"/api/sessions/{sid}/transcript/corrections", json=body,
-                        headers={"Authorization": "Bearer t-int"})
+        r = client.post(
+            f"/api/sessions/{sid}/transcript/corrections",
+            json=body,
+            headers={"Authorization": "Bearer t-int"},
+        )
         assert r.status_code == 201, r.text
         corr = r.json()
         assert corr["version"] == 3 and corr["corrected_by"] == "li4" and corr["draft"] is True
         assert corr["diff"][0]["after"][0]["text"] == "He was not an ill-disposed young man, sir."
-        r = client.post(f"/api/sessions/{sid}/transcript/corrections",
-                        json={**body, "verified": True}, headers={"Authorization": "Bearer t-int"})
+        r = client.post(
+            f"/api/sessions/{sid}/transcript/corrections",
+            json={**body, "verified": True},
+            headers={"Authorization": "Bearer t-int"},
+        )
         assert r.json()["draft"] is False and r.json()["verified_by"] == "li4"
         assert r.json()["diff_from_asr"] == corr["diff"]
-        listed = client.get(f"/api/sessions/{sid}/transcript/versions", headers={"Authorization": "Bearer t-rev"})
-        assert [v["origin"] for v in listed.json()["versions"]] == ["live", "final", "correction", "correction"]
-        assert client.get(f"/api/sessions/{sid}/transcript", headers={"Authorization": "Bearer t-aud"}).status_code == 403
-        assert client.get("/api/sessions/nope/transcript", headers={"Authorization": "Bearer t-rev"}).status_code == 404
-        assert client.get(f"/api/sessions/{sid}/transcript?version=99",
-                          headers={"Authorization": "Bearer t-rev"}).status_code == 404
+        listed = client.get(
+            f"/api/sessions/{sid}/transcript/versions", headers={"Authorization": "Bearer t-rev"}
+        )
+        assert [v["origin"] for v in listed.json()["versions"]] == [
+            "live",
+            "final",
+            "correction",
+            "correction",
+        ]
+        assert (
+            client.get(
+                f"/api/sessions/{sid}/transcript", headers={"Authorization": "Bearer t-aud"}
+            ).status_code
+            == 403
+        )
+        assert (
+            client.get("/api/sessions/nope/transcript", headers={"Authorization": "Bearer t-rev"}).status_code
+            == 404
+        )
+        assert (
+            client.get(
+                f"/api/sessions/{sid}/transcript?version=99", headers={"Authorization": "Bearer t-rev"}
+            ).status_code
+            == 404
+        )
         # versions are in the evidence spool under their keys, one object per version, and in the manifest
         keys = [i.key for i in env.spool.pending() if "/transcripts/" in i.key]
         assert keys == [f"sessions/{sid}/transcripts/{n:04d}.json" for n in (1, 2, 3, 4)]
         entries = [e for e in env.ledger.entries(sid) if e.kind == "transcript"]
         assert [e.body["version"] for e in entries] == [1, 2, 3, 4]
-        stored = json.loads(next(i for i in env.spool.pending() if i.key.endswith("/transcripts/0002.json")).data_path.read_bytes())
+        stored = json.loads(
+            next(
+                i for i in env.spool.pending() if i.key.endswith("/transcripts/0002.json")
+            ).data_path.read_bytes()
+        )
         assert stored == {k: v for k, v in final.items() if k != "live"}
     finally:
         handle.stop()

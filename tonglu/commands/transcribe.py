@@ -140,5 +140,6 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             json.dumps(
                 run_bench(model=model, sessions=sessions, live_seconds=live_seconds, rtf_seconds=rtf_seconds),
                 ensure_ascii=False,
+                default=float,
             )
         )
