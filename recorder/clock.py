@@ -4,7 +4,7 @@ Each track maps its (unwrapped) RTP timestamps to the sender's NTP clock using t
 sender report; the sender's NTP clock is brought onto ours with one offset per *source* (shared
 by its audio and video, which keeps them in sync), estimated as the windowed minimum of
 `arrival - sender_time` (the least-delayed packet). Before the first sender report the track is
-anchored on the arrival time of its first packet.
+anchored on its least-delayed packet (windowless minimum of arrival minus RTP time).
 """
 
 from __future__ import annotations
@@ -69,8 +69,12 @@ class TrackClock:
         self.last_rtp: int | None = None
 
     def on_packet(self, rtp64: int, arrival_ns: int) -> None:
-        if self._anchor is None:
-            self._anchor = (rtp64, arrival_ns)
+        # arrival anchor: the least-delayed packet so far defines RTP time 0 on our clock
+        if self._anchor is None or arrival_ns - self._since_anchor(rtp64) < self._anchor[1]:
+            self._anchor = (
+                self._anchor[0] if self._anchor else rtp64,
+                arrival_ns - self._since_anchor(rtp64),
+            )
         self.last_rtp = rtp64
         if self._sr is not None:
             self.source.observe(arrival_ns - self._sender_ns(rtp64), arrival_ns)
@@ -84,6 +88,11 @@ class TrackClock:
         if delta >= 1 << 31:
             delta -= 1 << 32
         self._sr = (base + delta, ntp_to_unix_ns(ntp))
+
+    def _since_anchor(self, rtp64: int) -> int:
+        if self._anchor is None:
+            return 0
+        return (rtp64 - self._anchor[0]) * 1_000_000_000 // self.clock_rate
 
     def _sender_ns(self, rtp64: int) -> int:
         assert self._sr is not None

@@ -20,20 +20,28 @@ def register_h264_profiles() -> None:
     from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters
 
     video = CODECS["video"]
-    used = {c.payloadType for c in video}
+    used = {c.payloadType for c in video if c.payloadType is not None}
     pt = max(used) + 1 if used else 97
     for plid in EXTRA_H264_PROFILES:
         if any(c.parameters.get("profile-level-id") == plid for c in video):
             continue
         video.append(
             RTCRtpCodecParameters(
-                mimeType="video/H264", clockRate=90000, payloadType=pt,
+                mimeType="video/H264",
+                clockRate=90000,
+                payloadType=pt,
                 rtcpFeedback=[RTCRtcpFeedback(type="nack"), RTCRtcpFeedback(type="nack", parameter="pli")],
-                parameters={"level-asymmetry-allowed": "1", "packetization-mode": "1", "profile-level-id": plid},
+                parameters={
+                    "level-asymmetry-allowed": "1",
+                    "packetization-mode": "1",
+                    "profile-level-id": plid,
+                },
             )
         )
         video.append(
-            RTCRtpCodecParameters(mimeType="video/rtx", clockRate=90000, payloadType=pt + 1, parameters={"apt": pt})
+            RTCRtpCodecParameters(
+                mimeType="video/rtx", clockRate=90000, payloadType=pt + 1, parameters={"apt": pt}
+            )
         )
         pt += 2
     _registered = True

@@ -13,6 +13,15 @@ from storage.manifest import ManifestEntry
 from storage.spool import Spool
 from tonglu.settings import Settings
 
+_background: set[asyncio.Future[Any]] = set()
+
+
+def spawn(coro: Any) -> None:
+    """Run a coroutine in the background, keeping a reference until it is done."""
+    fut = asyncio.ensure_future(coro)
+    _background.add(fut)
+    fut.add_done_callback(_background.discard)
+
 
 @dataclass
 class RecorderContext:
@@ -21,11 +30,14 @@ class RecorderContext:
     ledger: Ledger
     index: Any = None  # storage.index.Index when the storage area provides it
     sealer: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="seal"))
+        default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="seal")
+    )
     _pending: set[Future[Any]] = field(default_factory=set)
     _plock: threading.Lock = field(default_factory=threading.Lock)
 
-    def append(self, session: str, kind: str, body: dict[str, Any], now_ns: int | None = None) -> ManifestEntry:
+    def append(
+        self, session: str, kind: str, body: dict[str, Any], now_ns: int | None = None
+    ) -> ManifestEntry:
         """Blocking (fsync): call from a thread."""
         entry = self.ledger.append(session, kind, body, now_ns)
         if self.index is not None:

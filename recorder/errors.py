@@ -80,8 +80,19 @@ class WorkerUnavailable(RecorderError):
 ERRORS: dict[str, type[RecorderError]] = {
     cls.__name__: cls
     for cls in (
-        RecorderError, SessionNotFound, SourceNotFound, PeerNotFound, SessionStopped, SourceBusy,
-        TokenMissing, TokenInvalid, OfferError, OfferMalformed, OfferNoMedia, OfferUnsupportedCodec,
-        BadRequest, WorkerUnavailable,
+        RecorderError,
+        SessionNotFound,
+        SourceNotFound,
+        PeerNotFound,
+        SessionStopped,
+        SourceBusy,
+        TokenMissing,
+        TokenInvalid,
+        OfferError,
+        OfferMalformed,
+        OfferNoMedia,
+        OfferUnsupportedCodec,
+        BadRequest,
+        WorkerUnavailable,
     )
 }

@@ -39,9 +39,12 @@ class GapPolicy:
     merge_ns: int = 300_000_000  # holes this close after an outage belong to it
 
     @classmethod
-    def video(cls, frame_interval_ns: int = 33_333_333, gap_frames: float = 2.0,
-              stall_ns: int = 1_000_000_000) -> GapPolicy:
-        return cls(repair_window_ns=1_000_000_000, silence_ns=int(frame_interval_ns * gap_frames), stall_ns=stall_ns)
+    def video(
+        cls, frame_interval_ns: int = 33_333_333, gap_frames: float = 2.0, stall_ns: int = 1_000_000_000
+    ) -> GapPolicy:
+        return cls(
+            repair_window_ns=1_000_000_000, silence_ns=int(frame_interval_ns * gap_frames), stall_ns=stall_ns
+        )
 
     @classmethod
     def audio(cls, gap_ms: int = 60) -> GapPolicy:
@@ -88,8 +91,9 @@ class GapDetector:
     def _end_of(self, pkt: _Pkt) -> int:
         return self.clock.wall_ns(pkt.rtp + pkt.duration)
 
-    def on_packet(self, seq: int, rtp: int, now_ns: int, *, repaired: bool = False,
-                  duration: int = 0) -> list[GapClosed]:
+    def on_packet(
+        self, seq: int, rtp: int, now_ns: int, *, repaired: bool = False, duration: int = 0
+    ) -> list[GapClosed]:
         s = self._seq.unwrap(seq)
         if not repaired:
             self.clock.on_packet(rtp, now_ns)
@@ -104,26 +108,50 @@ class GapDetector:
             self.packets += 1
             silence = now_ns - last.arrival_ns
             if s - last.seq > MAX_HOLE:
-                events.append(self._close("timestamp_jump", last, pkt, None,
-                                          f"sequence jumped by {s - last.seq}: stream reset"))
+                events.append(
+                    self._close(
+                        "timestamp_jump", last, pkt, None, f"sequence jumped by {s - last.seq}: stream reset"
+                    )
+                )
             elif s > last.seq + 1:
-                hole = _Hole(last.seq + 1, s - 1, set(range(last.seq + 1, s)), last, pkt, now_ns,
-                             silence > self.policy.outage_ns)
+                hole = _Hole(
+                    last.seq + 1,
+                    s - 1,
+                    set(range(last.seq + 1, s)),
+                    last,
+                    pkt,
+                    now_ns,
+                    silence > self.policy.outage_ns,
+                )
                 hole.start_ns = self._end_of(last)
                 hole.end_ns = self.clock.wall_ns(rtp)
                 self._holes.append(hole)
             elif self.policy.stall_ns is not None and silence > self.policy.stall_ns:
-                events.append(self._close("no_packets", last, pkt, None,
-                                          f"sender sent nothing for {silence // 1_000_000} ms"))
+                events.append(
+                    self._close(
+                        "no_packets", last, pkt, None, f"sender sent nothing for {silence // 1_000_000} ms"
+                    )
+                )
             else:
                 media_ns = (rtp - last.rtp) * 1_000_000_000 // self.clock.clock_rate
                 if media_ns - silence > self.policy.jump_ns or media_ns < -self.policy.jump_ns:
                     start = self._end_of(last)
-                    events.append(GapClosed(GapRecord(
-                        source=self.source, track=self.track, reason="timestamp_jump", start_ns=start,
-                        end_ns=start + max(0, silence), rtp_start=last.rtp, rtp_end=rtp,
-                        packets_lost=0, detail=f"RTP time moved {media_ns // 1_000_000} ms "
-                                               f"in {silence // 1_000_000} ms")))
+                    events.append(
+                        GapClosed(
+                            GapRecord(
+                                source=self.source,
+                                track=self.track,
+                                reason="timestamp_jump",
+                                start_ns=start,
+                                end_ns=start + max(0, silence),
+                                rtp_start=last.rtp,
+                                rtp_end=rtp,
+                                packets_lost=0,
+                                detail=f"RTP time moved {media_ns // 1_000_000} ms "
+                                f"in {silence // 1_000_000} ms",
+                            )
+                        )
+                    )
             self._last = pkt
         else:
             for hole in self._holes:
@@ -132,14 +160,34 @@ class GapDetector:
         events.extend(self.decide(now_ns))
         return events
 
-    def _close(self, reason: str, before: _Pkt, after: _Pkt, lost: int | None, detail: str,
-               start_ns: int | None = None, end_ns: int | None = None, resume: int | None = None) -> GapClosed:
+    def _close(
+        self,
+        reason: str,
+        before: _Pkt,
+        after: _Pkt,
+        lost: int | None,
+        detail: str,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+        resume: int | None = None,
+    ) -> GapClosed:
         start = self._end_of(before) if start_ns is None else start_ns
         end = self.clock.wall_ns(after.rtp) if end_ns is None else end_ns
         end = max(end, start)
-        return GapClosed(GapRecord(source=self.source, track=self.track, reason=reason, start_ns=start,
-                                   end_ns=end, rtp_start=before.rtp + before.duration, rtp_end=after.rtp,
-                                   packets_lost=lost, detail=detail), resume)
+        return GapClosed(
+            GapRecord(
+                source=self.source,
+                track=self.track,
+                reason=reason,
+                start_ns=start,
+                end_ns=end,
+                rtp_start=before.rtp + before.duration,
+                rtp_end=after.rtp,
+                packets_lost=lost,
+                detail=detail,
+            ),
+            resume,
+        )
 
     def decide(self, now_ns: int, *, flush: bool = False) -> list[GapClosed]:
         events = []
@@ -153,8 +201,11 @@ class GapDetector:
             if not hole.missing:
                 continue  # repaired in time
             wait = self.policy.repair_window_ns + (self.policy.merge_ns if hole.silent else 0)
-            held = (pending_outage_end is not None and not flush
-                    and hole.start_ns - pending_outage_end <= self.policy.merge_ns)
+            held = (
+                pending_outage_end is not None
+                and not flush
+                and hole.start_ns - pending_outage_end <= self.policy.merge_ns
+            )
             if held or not (flush or now_ns - hole.detected_ns >= wait):
                 keep.append(hole)
                 if hole.silent or held:
@@ -171,10 +222,18 @@ class GapDetector:
                     i += 1
             self.lost += n
             reason = "no_packets" if hole.silent else "rtp_loss"
-            events.append(self._close(
-                reason, hole.before, after, n,
-                f"{n} packet(s) lost (seq {hole.first & 0xFFFF}..{last & 0xFFFF}), not repaired",
-                hole.start_ns, end_ns, last + 1))
+            events.append(
+                self._close(
+                    reason,
+                    hole.before,
+                    after,
+                    n,
+                    f"{n} packet(s) lost (seq {hole.first & 0xFFFF}..{last & 0xFFFF}), not repaired",
+                    hole.start_ns,
+                    end_ns,
+                    last + 1,
+                )
+            )
         self._holes = keep
         return events
 

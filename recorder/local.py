@@ -16,7 +16,7 @@ from typing import Any
 
 from recorder import seam
 from recorder.codecs import register_h264_profiles
-from recorder.context import RecorderContext
+from recorder.context import RecorderContext, spawn
 from recorder.errors import (
     OfferMalformed,
     OfferUnsupportedCodec,
@@ -64,8 +64,15 @@ def _grow_socket_buffers(pc: Any) -> None:
 
 
 class LocalRecorder:
-    def __init__(self, settings: Settings, spool: Spool, ledger: Ledger, index: Any = None,
-                 owns: Callable[[str], bool] | None = None, store: SessionStore | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        spool: Spool,
+        ledger: Ledger,
+        index: Any = None,
+        owns: Callable[[str], bool] | None = None,
+        store: SessionStore | None = None,
+    ) -> None:
         self.settings = settings
         self.ctx = RecorderContext(settings, spool, ledger, index)
         self.store = store or SessionStore(ledger, settings.db_url)
@@ -127,8 +134,10 @@ class LocalRecorder:
                     if not peer.closed:
                         for pt in peer.tracks.values():
                             pt.tick(now)
-                if (not live.stopping and
-                        now - live.last_checkpoint_ns >= self.settings.checkpoint_interval_s * 1e9):
+                if (
+                    not live.stopping
+                    and now - live.last_checkpoint_ns >= self.settings.checkpoint_interval_s * 1e9
+                ):
                     live.last_checkpoint_ns = now
                     self.ctx.submit(self.ctx.ledger.checkpoint, live.id)
 
@@ -163,8 +172,12 @@ class LocalRecorder:
                 st.next_index = body["index"] + 1
                 st.last_end_ns = body["wall_last_ns"]
                 if facts.stop is None:
-                    st.pending_gap = ("recorder_restart", body["wall_last_ns"], body["rtp_last"],
-                                      "录像服务重启 recorder restarted")
+                    st.pending_gap = (
+                        "recorder_restart",
+                        body["wall_last_ns"],
+                        body["rtp_last"],
+                        "录像服务重启 recorder restarted",
+                    )
             self.live[sid] = live
             self._ensure_ticker()
             fut.set_result(live)
@@ -193,14 +206,29 @@ class LocalRecorder:
                     for pt in peer.tracks.values():
                         g = pt.detector.open_gap(now)
                         if g is not None:
-                            open_gaps.append({"source": g.source, "track": g.track, "reason": g.reason,
-                                              "start_ns": g.start_ns, "rtp_start": g.rtp_start,
-                                              "detail": "无数据包 (no packets; may be Opus DTX on audio)"})
+                            open_gaps.append(
+                                {
+                                    "source": g.source,
+                                    "track": g.track,
+                                    "reason": g.reason,
+                                    "start_ns": g.start_ns,
+                                    "rtp_start": g.rtp_start,
+                                    "detail": "无数据包 (no packets; may be Opus DTX on audio)",
+                                }
+                            )
                 for (src, track), st in live.tracks.items():
                     if src == name and st.pending_gap is not None:
                         reason, start, rtp, detail = st.pending_gap
-                        open_gaps.append({"source": src, "track": track, "reason": reason, "start_ns": start,
-                                          "rtp_start": rtp, "detail": detail})
+                        open_gaps.append(
+                            {
+                                "source": src,
+                                "track": track,
+                                "reason": reason,
+                                "start_ns": start,
+                                "rtp_start": rtp,
+                                "detail": detail,
+                            }
+                        )
             sources[name] = entry
         out["sources"] = sources
         out["connected_peers"] = [s["peer"]["peer_id"] for s in sources.values() if s["peer"]]
@@ -224,10 +252,14 @@ class LocalRecorder:
             now = time.time_ns()
             old = live.peers.get(source)
             if old is not None and old.busy(now):
-                raise SourceBusy(f"信号源 {source} 已有连接 (source {source!r} is already being published by "
-                                 f"peer {old.id}; DELETE it or wait until it is silent for 2 s)")
+                raise SourceBusy(
+                    f"信号源 {source} 已有连接 (source {source!r} is already being published by "
+                    f"peer {old.id}; DELETE it or wait until it is silent for 2 s)"
+                )
             if old is not None:
-                await self._end_peer(live, old, "peer_disconnect", "对端被新连接取代 replaced by a new WHIP offer")
+                await self._end_peer(
+                    live, old, "peer_disconnect", "对端被新连接取代 replaced by a new WHIP offer"
+                )
             peer = await self._new_peer(live, source, offer)
             live.peers[source] = peer
         log.info("peer %s publishes %s/%s (%s)", peer.id, sid, source, ",".join(summary.kinds))
@@ -246,11 +278,21 @@ class LocalRecorder:
             n = sum(1 for t in peer.tracks.values() if t.kind == track.kind)
             name = track.kind if n == 0 else f"{track.kind}-{n}"
             receiver = next(t.receiver for t in pc.getTransceivers() if t.receiver._track is track)
-            pt = PeerTrack(ctx=self.ctx, session=live.id, room=room, source=source, track=name, kind=track.kind,
-                           peer_id=peer.id, state=live.track_state(source, name), source_clock=live.clock(source),
-                           loop=loop, on_gap=lambda ev: self._gap(live, ev),
-                           on_first_packet=lambda t, rtp: self._first_packet(live, t, rtp),
-                           on_sealed=lambda rec: None)
+            pt = PeerTrack(
+                ctx=self.ctx,
+                session=live.id,
+                room=room,
+                source=source,
+                track=name,
+                kind=track.kind,
+                peer_id=peer.id,
+                state=live.track_state(source, name),
+                source_clock=live.clock(source),
+                loop=loop,
+                on_gap=lambda ev: self._gap(live, ev),
+                on_first_packet=lambda t, rtp: self._first_packet(live, t, rtp),
+                on_sealed=lambda rec: None,
+            )
             pt.attach(receiver)
             peer.tracks[name] = pt
 
@@ -259,9 +301,9 @@ class LocalRecorder:
             peer.state = pc.connectionState
             if pc.connectionState == "failed" and not peer.closed:
                 reason = "ice_failure" if pc.iceConnectionState == "failed" else "dtls_failure"
-                asyncio.ensure_future(self._end_peer(live, peer, reason, f"连接失败 connection {reason}"))
+                spawn(self._end_peer(live, peer, reason, f"连接失败 connection {reason}"))
             elif pc.connectionState == "closed" and not peer.closed:
-                asyncio.ensure_future(self._end_peer(live, peer, "peer_disconnect", "对端关闭连接 peer closed"))
+                spawn(self._end_peer(live, peer, "peer_disconnect", "对端关闭连接 peer closed"))
 
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
@@ -275,7 +317,7 @@ class LocalRecorder:
         except Exception as exc:
             await self._discard(peer)
             raise OfferMalformed(f"SDP 无法协商 (offer could not be negotiated: {exc})") from exc
-        peer.answer = munge_answer(pc.localDescription.sdp)  # type: ignore[attr-defined]
+        peer.answer = munge_answer(pc.localDescription.sdp)
         _grow_socket_buffers(pc)
         return peer
 
@@ -292,15 +334,28 @@ class LocalRecorder:
         reason, start, rtp_start, detail = st.pending_gap
         st.pending_gap = None
         end = max(start, pt.clock.wall_ns(rtp))
-        self._gap(live, GapClosed(GapRecord(source=pt.source, track=pt.track, reason=reason, start_ns=start,
-                                            end_ns=end, rtp_start=rtp_start, rtp_end=rtp, detail=detail)))
+        self._gap(
+            live,
+            GapClosed(
+                GapRecord(
+                    source=pt.source,
+                    track=pt.track,
+                    reason=reason,
+                    start_ns=start,
+                    end_ns=end,
+                    rtp_start=rtp_start,
+                    rtp_end=rtp,
+                    detail=detail,
+                )
+            ),
+        )
 
     def _gap(self, live: LiveSession, ev: GapClosed) -> None:
         live.gaps_written += 1
         rec = ev.record
-        context_logger(__name__, room=live.facts.room, session=live.id,
-                       track=f"{rec.source}/{rec.track}").warning(
-            "gap %s %.3f s (%s)", rec.reason, (rec.end_ns - rec.start_ns) / 1e9, rec.detail)
+        context_logger(
+            __name__, room=live.facts.room, session=live.id, track=f"{rec.source}/{rec.track}"
+        ).warning("gap %s %.3f s (%s)", rec.reason, (rec.end_ns - rec.start_ns) / 1e9, rec.detail)
         self.ctx.submit(self.ctx.append, live.id, "gap", rec.to_body())
 
     async def _end_peer(self, live: LiveSession, peer: Peer, reason: str | None, detail: str) -> None:
@@ -314,8 +369,12 @@ class LocalRecorder:
             pt.flush_gaps(now)
             last = pt.detector.last_packet
             if reason is not None and last is not None:
-                pt.state.pending_gap = (reason, pt.clock.wall_ns(last.rtp + last.duration),
-                                        last.rtp + last.duration, detail)
+                pt.state.pending_gap = (
+                    reason,
+                    pt.clock.wall_ns(last.rtp + last.duration),
+                    last.rtp + last.duration,
+                    detail,
+                )
         for pt in peer.tracks.values():
             if pt.first_arrival_ns is None:
                 seam.unregister(pt.receiver)
@@ -351,21 +410,43 @@ class LocalRecorder:
                 if st.pending_gap is not None:
                     r, start, rtp, detail = st.pending_gap
                     st.pending_gap = None
-                    self._gap(live, GapClosed(GapRecord(source, track, r, start, max(start, stop_ns),
-                                                        rtp_start=rtp, detail=detail)))
+                    self._gap(
+                        live,
+                        GapClosed(
+                            GapRecord(
+                                source, track, r, start, max(start, stop_ns), rtp_start=rtp, detail=detail
+                            )
+                        ),
+                    )
             for source in facts.sources:
                 for track in EXPECTED_TRACKS:
                     if (source, track) not in seen:
-                        self._gap(live, GapClosed(GapRecord(
-                            source, track, "not_connected", facts.start.time_ns, stop_ns,
-                            detail="信号源未推流 source never published this track")))
+                        self._gap(
+                            live,
+                            GapClosed(
+                                GapRecord(
+                                    source,
+                                    track,
+                                    "not_connected",
+                                    facts.start.time_ns,
+                                    stop_ns,
+                                    detail="信号源未推流 source never published this track",
+                                )
+                            ),
+                        )
             await self.ctx.drain()
             body = {"stopped_by": stopped_by, "reason": reason}
             await asyncio.to_thread(self.ctx.append, sid, "session_stop", body, stop_ns)
             cp = await asyncio.to_thread(self.ctx.ledger.checkpoint, sid, final=True)
             self.live.pop(sid, None)
-        return {"id": sid, "state": "stopped", "digest": cp.digest, "tree_size": cp.tree_size, "root": cp.root,
-                "stopped_ns": stop_ns}
+        return {
+            "id": sid,
+            "state": "stopped",
+            "digest": cp.digest,
+            "tree_size": cp.tree_size,
+            "root": cp.root,
+            "stopped_ns": stop_ns,
+        }
 
     def sealed_records(self) -> list[SegmentRecord]:  # pragma: no cover - debugging aid
         return []

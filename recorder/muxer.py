@@ -30,8 +30,9 @@ class WrittenSegment:
 
 
 class SegmentWriter:
-    def __init__(self, path: Path, codec: str, clock_rate: int, rtp_first: int,
-                 size: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self, path: Path, codec: str, clock_rate: int, rtp_first: int, size: tuple[int, int] | None = None
+    ) -> None:
         self.path = path
         self.codec = codec
         self.container_name = CONTAINER_FOR[codec]

@@ -8,6 +8,7 @@ segment with `recovered: true`.
 
 from __future__ import annotations
 
+import fractions
 import json
 import logging
 from pathlib import Path
@@ -30,7 +31,7 @@ def probe_end(path: Path, clock_rate: int) -> tuple[int, int]:
     try:
         with av.open(str(path)) as c:
             stream = c.streams[0]
-            tb = stream.time_base
+            tb = stream.time_base or fractions.Fraction(1, 1000)
             first = None
             for pkt in c.demux(stream):
                 if pkt.pts is None:
@@ -59,10 +60,17 @@ def recover_session(ctx: RecorderContext, session: str, room: str = "") -> list[
             sidecar.unlink(missing_ok=True)  # it was sealed just before the crash
             continue
         frames, ticks = probe_end(media, int(meta["clock_rate"]))
-        meta.update(frames=frames, rtp_last=meta["rtp_first"] + ticks, recovered=True,
-                    wall_last_ns=meta["wall_first_ns"] + ticks * 1_000_000_000 // int(meta["clock_rate"]))
-        ct = "audio/webm" if meta["media"] == "audio" else ("video/mp2t" if meta["container"] == "mpegts"
-                                                             else "video/webm")
+        meta.update(
+            frames=frames,
+            rtp_last=meta["rtp_first"] + ticks,
+            recovered=True,
+            wall_last_ns=meta["wall_first_ns"] + ticks * 1_000_000_000 // int(meta["clock_rate"]),
+        )
+        ct = (
+            "audio/webm"
+            if meta["media"] == "audio"
+            else ("video/mp2t" if meta["container"] == "mpegts" else "video/webm")
+        )
         lg = context_logger(__name__, room=room, session=session, track=f"{meta['source']}/{meta['track']}")
         out.append(seal_file(ctx, session, meta, media, ct, lg.bind(segment=meta["index"])))
         remove_empty(media.parent)

@@ -59,8 +59,9 @@ class RecorderRouter:
             await b.close()
 
 
-def build_router(settings: Settings, services: Any, worker_urls: Sequence[str] | None = None,
-                 secret: str | None = None) -> RecorderRouter:
+def build_router(
+    settings: Settings, services: Any, worker_urls: Sequence[str] | None = None, secret: str | None = None
+) -> RecorderRouter:
     """For `tonglu up`: with `worker_urls` (from `start_workers(settings).urls`) route to those
     worker processes; without, record in this process with one `LocalRecorder`."""
     if worker_urls:

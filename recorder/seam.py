@@ -45,7 +45,7 @@ class Tap(Protocol):
     def on_sender_report(self, ntp: int, rtp: int, ssrc: int) -> None: ...
 
 
-class DropQueue(queue.Queue):  # type: ignore[type-arg]
+class DropQueue(queue.Queue):
     """A queue whose `put` never blocks: beyond `limit` items it drops and counts (None always goes)."""
 
     def __init__(self, limit: int) -> None:
@@ -70,8 +70,12 @@ class UnwrapMapper:
         return self._u.unwrap(timestamp)
 
 
-def _seam_worker(loop: asyncio.AbstractEventLoop, input_q: queue.Queue[Any], output_q: asyncio.Queue[Any],
-                 decode_error: threading.Event) -> None:
+def _seam_worker(
+    loop: asyncio.AbstractEventLoop,
+    input_q: queue.Queue[Any],
+    output_q: asyncio.Queue[Any],
+    decode_error: threading.Event,
+) -> None:
     with _lock:
         runner = _registry.pop(id(output_q), None)
     if runner is None:
@@ -96,8 +100,9 @@ def installed() -> bool:
     return _rr.decoder_worker is _seam_worker
 
 
-def attach(receiver: Any, kind: str, runner: Callable[[queue.Queue[Any]], None], tap: Tap,
-           queue_limit: int = 256) -> DropQueue:
+def attach(
+    receiver: Any, kind: str, runner: Callable[[queue.Queue[Any]], None], tap: Tap, queue_limit: int = 256
+) -> DropQueue:
     """Take over one receiver. Must run in `pc.on("track")`, before the receiver starts."""
     install()
     q = DropQueue(queue_limit)
@@ -137,7 +142,9 @@ def attach(receiver: Any, kind: str, runner: Callable[[queue.Queue[Any]], None],
 
     async def handle_rtcp(packet: Any) -> None:
         if isinstance(packet, RtcpSrPacket):
-            tap.on_sender_report(packet.sender_info.ntp_timestamp, packet.sender_info.rtp_timestamp, packet.ssrc)
+            tap.on_sender_report(
+                packet.sender_info.ntp_timestamp, packet.sender_info.rtp_timestamp, packet.ssrc
+            )
         await original_rtcp(packet)
 
     receiver._handle_rtp_packet = handle_rtp

@@ -27,6 +27,7 @@ class Peer:
     state: str = "new"
     closed: bool = False
     end_reason: str | None = None
+    answer: str = ""
 
     @property
     def last_arrival_ns(self) -> int | None:
@@ -42,9 +43,13 @@ class Peer:
         return now_ns - last < PEER_STALE_NS
 
     def status(self) -> dict[str, Any]:
-        return {"peer_id": self.id, "state": self.state, "created_ns": self.created_ns,
-                "last_packet_ns": self.last_arrival_ns,
-                "tracks": {name: t.stats() for name, t in self.tracks.items()}}
+        return {
+            "peer_id": self.id,
+            "state": self.state,
+            "created_ns": self.created_ns,
+            "last_packet_ns": self.last_arrival_ns,
+            "tracks": {name: t.stats() for name, t in self.tracks.items()},
+        }
 
 
 @dataclass

@@ -67,12 +67,21 @@ class SessionFacts:
     def summary(self) -> dict[str, Any]:
         b = self.start.body
         return {
-            "id": self.id, "state": self.state, "room": b.get("room"), "case_number": b.get("case_number"),
-            "suspect": b.get("suspect"), "interviewers": b.get("interviewers"), "reason": b.get("reason"),
-            "custody_out_iso": b.get("custody_out_iso"), "created_by": b.get("created_by"),
-            "started_ns": self.start.time_ns, "stopped_ns": self.stop.time_ns if self.stop else None,
+            "id": self.id,
+            "state": self.state,
+            "room": b.get("room"),
+            "case_number": b.get("case_number"),
+            "suspect": b.get("suspect"),
+            "interviewers": b.get("interviewers"),
+            "reason": b.get("reason"),
+            "custody_out_iso": b.get("custody_out_iso"),
+            "created_by": b.get("created_by"),
+            "started_ns": self.start.time_ns,
+            "stopped_ns": self.stop.time_ns if self.stop else None,
             "stopped_by": self.stop.body.get("stopped_by") if self.stop else None,
-            "sources": self.sources, "segments_sealed": self.segments, "gaps": len(self.gaps),
+            "sources": self.sources,
+            "segments_sealed": self.segments,
+            "gaps": len(self.gaps),
         }
 
 
@@ -105,7 +114,9 @@ def validate_request(req: dict[str, Any]) -> dict[str, Any]:
         try:
             parsed = dt.datetime.fromisoformat(custody.replace("Z", "+00:00"))
         except ValueError as exc:
-            raise BadRequest(f"custody_out 不是 ISO 时间 (custody_out is not an ISO 8601 time: {custody!r})") from exc
+            raise BadRequest(
+                f"custody_out 不是 ISO 时间 (custody_out is not an ISO 8601 time: {custody!r})"
+            ) from exc
         if parsed.tzinfo is None:
             raise BadRequest("custody_out 必须带时区 (custody_out needs a timezone, e.g. +08:00)")
         body["custody_out_iso"] = parsed.isoformat()
@@ -144,8 +155,11 @@ class SessionStore:
         now = time.time_ns()
         with self.engine.begin() as conn:
             for name, tok in tokens.items():
-                conn.execute(tokens_table.insert().values(session_id=sid, source=name, token_sha256=_hash(tok),
-                                                          created_ns=now))
+                conn.execute(
+                    tokens_table.insert().values(
+                        session_id=sid, source=name, token_sha256=_hash(tok), created_ns=now
+                    )
+                )
         self.ledger.append(sid, "session_start", body)
         return sid, tokens
 
@@ -177,8 +191,11 @@ class SessionStore:
         if not token:
             raise TokenMissing("缺少信号源令牌 (missing Bearer source token)")
         with self.engine.connect() as conn:
-            row = conn.execute(select(tokens_table.c.token_sha256).where(
-                tokens_table.c.session_id == sid, tokens_table.c.source == source)).first()
+            row = conn.execute(
+                select(tokens_table.c.token_sha256).where(
+                    tokens_table.c.session_id == sid, tokens_table.c.source == source
+                )
+            ).first()
         if row is None:
             raise SourceNotFound(f"会话 {sid} 没有信号源 {source} (session has no source {source!r})")
         if not hmac.compare_digest(row[0], _hash(token)):

@@ -31,7 +31,7 @@ from recorder import seam
 from recorder.assembler import FrameAssembler, h264_frame_start, vp8_frame_start
 from recorder.clock import SourceClock, TrackClock, Unwrapper
 from recorder.codecs import h264_keyframe, opus_duration, vp8_keyframe
-from recorder.context import RecorderContext
+from recorder.context import RecorderContext, spawn
 from recorder.events import GapClosed
 from recorder.gaps import GapDetector, GapPolicy
 from recorder.muxer import CONTAINER_FOR, CONTENT_TYPE, SegmentWriter
@@ -43,6 +43,7 @@ from storage.manifest import SegmentRecord
 from storage.spool import EVIDENCE
 
 SIDECAR = ".seg.json"
+RESYNC_NS = 20_000_000
 
 
 @dataclass
@@ -81,8 +82,14 @@ def _sha256(path: Path) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-def seal_file(ctx: RecorderContext, session: str, record: dict[str, Any], path: Path, content_type: str,
-              log: ContextLogger) -> SegmentRecord:
+def seal_file(
+    ctx: RecorderContext,
+    session: str,
+    record: dict[str, Any],
+    path: Path,
+    content_type: str,
+    log: ContextLogger,
+) -> SegmentRecord:
     """Hash, spool, append the manifest entry (blocking: sealer thread or start-up)."""
     digest, size = _sha256(path)
     rec = SegmentRecord(**{**record, "sha256": digest, "bytes": size})
@@ -95,10 +102,23 @@ def seal_file(ctx: RecorderContext, session: str, record: dict[str, Any], path: 
 
 
 class PeerTrack:
-    def __init__(self, *, ctx: RecorderContext, session: str, room: str, source: str, track: str, kind: str,
-                 peer_id: str, state: TrackState, source_clock: SourceClock, loop: asyncio.AbstractEventLoop,
-                 on_gap: Callable[[GapClosed], None], on_first_packet: Callable[[PeerTrack, int], None],
-                 on_sealed: Callable[[SegmentRecord], None]) -> None:
+    def __init__(
+        self,
+        *,
+        ctx: RecorderContext,
+        session: str,
+        room: str,
+        source: str,
+        track: str,
+        kind: str,
+        peer_id: str,
+        state: TrackState,
+        source_clock: SourceClock,
+        loop: asyncio.AbstractEventLoop,
+        on_gap: Callable[[GapClosed], None],
+        on_first_packet: Callable[[PeerTrack, int], None],
+        on_sealed: Callable[[SegmentRecord], None],
+    ) -> None:
         s = ctx.settings
         self.ctx = ctx
         self.session = session
@@ -113,8 +133,11 @@ class PeerTrack:
         self.on_sealed = on_sealed
         self.clock_rate = 90000 if kind == "video" else 48000
         self.clock = TrackClock(self.clock_rate, source_clock)
-        policy = (GapPolicy.video(gap_frames=s.video_gap_frames) if kind == "video"
-                  else GapPolicy.audio(s.audio_gap_ms))
+        policy = (
+            GapPolicy.video(gap_frames=s.video_gap_frames)
+            if kind == "video"
+            else GapPolicy.audio(s.audio_gap_ms)
+        )
         self.detector = GapDetector(source, track, self.clock, policy)
         self.segmenter = Segmenter(kind, self.clock_rate, s.segment_seconds)
         self.log = context_logger(__name__, room=room, session=session, track=f"{source}/{track}")
@@ -131,6 +154,7 @@ class PeerTrack:
         self.last_arrival_ns: int | None = None
         self.codec: str | None = None
         self.writer: SegmentWriter | None = None
+        self._chain: tuple[int, int] | None = None  # (rtp, wall ns) where the last segment ended
         self._record: dict[str, Any] | None = None
         self.frames = 0
         self.dropped_before_key = 0
@@ -205,10 +229,14 @@ class PeerTrack:
     def tick(self, now_ns: int) -> None:
         for ev in self.detector.tick(now_ns):
             self._handle_gap(ev)
-        if (self.kind == "video" and self.nack.missing and self.media_ssrc is not None
-                and now_ns - self._nacked_ns > 200_000_000):
+        if (
+            self.kind == "video"
+            and self.nack.missing
+            and self.media_ssrc is not None
+            and now_ns - self._nacked_ns > 200_000_000
+        ):
             self._nacked_ns = now_ns
-            asyncio.ensure_future(seam.send_nack(self.receiver, self.media_ssrc, sorted(self.nack.missing)))
+            spawn(seam.send_nack(self.receiver, self.media_ssrc, sorted(self.nack.missing)))
 
     def flush_gaps(self, now_ns: int) -> None:
         for ev in self.detector.flush(now_ns):
@@ -216,7 +244,7 @@ class PeerTrack:
 
     def request_keyframe(self) -> None:
         if self.receiver is not None and self.media_ssrc is not None and self.kind == "video":
-            asyncio.ensure_future(seam.send_pli(self.receiver, self.media_ssrc))
+            spawn(seam.send_pli(self.receiver, self.media_ssrc))
 
     def _ended(self) -> None:
         self.ended.set()
@@ -248,7 +276,9 @@ class PeerTrack:
         finally:
             self.loop.call_soon_threadsafe(self._ended)
 
-    def _frame(self, data: bytes, rtp: int, key: bool, size: tuple[int, int] | None, duration: int | None) -> None:
+    def _frame(
+        self, data: bytes, rtp: int, key: bool, size: tuple[int, int] | None, duration: int | None
+    ) -> None:
         d = self.segmenter.on_frame(rtp, key, size)
         if d.want_keyframe:
             self.loop.call_soon_threadsafe(self.request_keyframe)
@@ -270,15 +300,38 @@ class PeerTrack:
         ext = keys.CONTAINER_EXT.get(container, container)
         path = self.ctx.spool.staging_path(f"{self.session}/{self.source}/{self.track}/{index:08d}.{ext}")
         self._record = {
-            "source": self.source, "track": self.track, "media": self.kind, "codec": self.codec,
-            "container": container, "index": index, "key": key, "rtp_first": rtp, "rtp_last": rtp,
-            "clock_rate": self.clock_rate, "wall_first_ns": self.clock.wall_ns(rtp), "wall_last_ns": 0,
-            "frames": 0, "bytes": 0, "sha256": "", "recovered": False,
+            "source": self.source,
+            "track": self.track,
+            "media": self.kind,
+            "codec": self.codec,
+            "container": container,
+            "index": index,
+            "key": key,
+            "rtp_first": rtp,
+            "rtp_last": rtp,
+            "clock_rate": self.clock_rate,
+            "wall_first_ns": self._wall_first(rtp),
+            "wall_last_ns": 0,
+            "frames": 0,
+            "bytes": 0,
+            "sha256": "",
+            "recovered": False,
         }
         # the sidecar lets a restarted recorder seal this file if we are killed while writing it
-        write_durable(path.with_name(path.name + SIDECAR),
-                      json.dumps({"session": self.session, "record": self._record}).encode())
+        write_durable(
+            path.with_name(path.name + SIDECAR),
+            json.dumps({"session": self.session, "record": self._record}).encode(),
+        )
         self.writer = SegmentWriter(path, self.codec, self.clock_rate, rtp, size)
+
+    def _wall_first(self, rtp: int) -> int:
+        """Contiguous segments tile in wall time too; the RTP->wall mapping (sender reports, clock
+        drift) is applied at a boundary only when it moved by more than `RESYNC_NS`."""
+        mapped = self.clock.wall_ns(rtp)
+        chain = self._chain
+        if chain is not None and chain[0] == rtp and abs(mapped - chain[1]) <= RESYNC_NS:
+            return chain[1]
+        return mapped
 
     def _seal(self, next_rtp: int | None) -> None:
         if self.writer is None:
@@ -293,7 +346,13 @@ class PeerTrack:
             return
         rtp_end = written.rtp_end if written is not None else record["rtp_first"]
         frames = written.frames if written is not None else writer.frames
-        record.update(rtp_last=rtp_end, wall_last_ns=self.clock.wall_ns(rtp_end), frames=frames)
+        # the mapping is more mature now than at open (a sender report has usually arrived)
+        record["wall_first_ns"] = self._wall_first(record["rtp_first"])
+        wall_last = (
+            record["wall_first_ns"] + (rtp_end - record["rtp_first"]) * 1_000_000_000 // self.clock_rate
+        )
+        record.update(rtp_last=rtp_end, wall_last_ns=wall_last, frames=frames)
+        self._chain = (rtp_end, wall_last)
         with self.state.lock:
             self.state.last_end_ns = max(self.state.last_end_ns or 0, record["wall_last_ns"])
             self.state.last_rtp = rtp_end
@@ -303,8 +362,9 @@ class PeerTrack:
         path = writer.path
 
         def job() -> None:
-            rec = seal_file(self.ctx, self.session, record, path, content_type,
-                            self.log.bind(segment=record["index"]))
+            rec = seal_file(
+                self.ctx, self.session, record, path, content_type, self.log.bind(segment=record["index"])
+            )
             with self.state.lock:
                 self.state.sealed += 1
             self.on_sealed(rec)
@@ -313,9 +373,15 @@ class PeerTrack:
 
     def stats(self) -> dict[str, Any]:
         return {
-            "kind": self.kind, "codec": self.codec, "frames": self.frames, "packets": self.detector.packets,
-            "packets_lost": self.detector.lost, "packets_skipped": self.assembler.skipped_packets, "queue_dropped": self.queue.dropped if self.queue else 0,
-            "waiting_for_keyframe_dropped": self.dropped_before_key, "clock_synced": self.clock.synced,
+            "kind": self.kind,
+            "codec": self.codec,
+            "frames": self.frames,
+            "packets": self.detector.packets,
+            "packets_lost": self.detector.lost,
+            "packets_skipped": self.assembler.skipped_packets,
+            "queue_dropped": self.queue.dropped if self.queue else 0,
+            "waiting_for_keyframe_dropped": self.dropped_before_key,
+            "clock_synced": self.clock.synced,
             "error": self.error,
         }
 

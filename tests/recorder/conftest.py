@@ -37,17 +37,29 @@ class Server:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=60)
 
     def create_session(self, **extra: Any) -> dict[str, Any]:
-        body = {"room": "第一审讯室", "case_number": "A-2024-001", "suspect": "张三", "interviewers": ["李四", "王五"],
-                "reason": "讯问", "custody_out": "2024-05-01T09:00:00+08:00", **extra}
+        body = {
+            "room": "第一审讯室",
+            "case_number": "A-2024-001",
+            "suspect": "张三",
+            "interviewers": ["李四", "王五"],
+            "reason": "讯问",
+            "custody_out": "2024-05-01T09:00:00+08:00",
+            **extra,
+        }
         with self.api() as c:
             r = c.post("/api/sessions", json=body)
         assert r.status_code == 201, r.text
-        return r.json()  # type: ignore[no-any-return]
+        return r.json()
 
 
 def make_settings(tmp_path: Path, **env: str) -> Settings:
-    base = {"TONGLU_DATA_DIR": str(tmp_path / "data"), "TONGLU_RETENTION_SECONDS": "60",
-            "TONGLU_ADMIN_TOKEN": ADMIN, "TONGLU_SEGMENT_SECONDS": "2", **env}
+    base = {
+        "TONGLU_DATA_DIR": str(tmp_path / "data"),
+        "TONGLU_RETENTION_SECONDS": "60",
+        "TONGLU_ADMIN_TOKEN": ADMIN,
+        "TONGLU_SEGMENT_SECONDS": "2",
+        **env,
+    }
     return Settings.from_env(base)
 
 

@@ -30,27 +30,48 @@ def verify_chain(services: Services, sid: str) -> list[Any]:
             assert len(data) == e.body["bytes"]
     cps = services.ledger.checkpoints(sid)
     assert cps and cps[-1].final and cps[-1].tree_size == len(entries)
-    assert services.site_key.public_key().verify(cps[-1].signature, cps[-1].body_bytes()) is None \
-        if hasattr(services.site_key, "public_key") else True
+    assert (
+        services.site_key.public_key().verify(cps[-1].signature, cps[-1].body_bytes()) is None
+        if hasattr(services.site_key, "public_key")
+        else True
+    )
     return entries
 
 
 def ffprobe(path: Path) -> dict[str, Any]:
     out = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_entries", "format=duration,format_name:stream=codec_name,width,height",
-         "-of", "json", str(path)], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)  # type: ignore[no-any-return]
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration,format_name:stream=codec_name,width,height",
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout)
 
 
 def decodes(path: Path) -> bool:
-    r = subprocess.run(["ffmpeg", "-v", "error", "-xerror", "-i", str(path), "-f", "null", "-"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["ffmpeg", "-v", "error", "-xerror", "-i", str(path), "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+    )
     return r.returncode == 0 and not r.stderr.strip()
 
 
 def segments(entries: list[Any], source: str, track: str) -> list[dict[str, Any]]:
-    segs = [e.body for e in entries if e.kind == "segment" and e.body["source"] == source
-            and e.body["track"] == track]
+    segs = [
+        e.body
+        for e in entries
+        if e.kind == "segment" and e.body["source"] == source and e.body["track"] == track
+    ]
     return sorted(segs, key=lambda b: b["index"])
 
 

@@ -76,15 +76,26 @@ class Tone(MediaStreamTrack):
 
 
 class WhipPublisher:
-    def __init__(self, url: str, token: str, *, video: bool = True, audio: bool = True, codec: str = "VP8",
-                 fps: int = 15, width: int = 320, height: int = 240) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        video: bool = True,
+        audio: bool = True,
+        codec: str = "VP8",
+        fps: int = 15,
+        width: int = 320,
+        height: int = 240,
+        track: Any = None,
+    ) -> None:
         self.url = url
         self.token = token
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.location: str | None = None
         self.answer: str | None = None
         if video:
-            t = self.pc.addTransceiver(TestPattern(width, height, fps), direction="sendonly")
+            t = self.pc.addTransceiver(track or TestPattern(width, height, fps), direction="sendonly")
             caps = RTCRtpSender.getCapabilities("video")
             prefs = [c for c in caps.codecs if c.mimeType.upper() == f"VIDEO/{codec}"]
             rtx = [c for c in caps.codecs if c.mimeType.lower() == "video/rtx"]
@@ -100,8 +111,11 @@ class WhipPublisher:
     async def start(self, munge: Any = None, expect: int = 201, answer_hook: Any = None) -> httpx.Response:
         sdp = await self.offer(munge)
         async with httpx.AsyncClient() as c:
-            r = await c.post(self.url, content=sdp, headers={
-                "Content-Type": "application/sdp", "Authorization": f"Bearer {self.token}"})
+            r = await c.post(
+                self.url,
+                content=sdp,
+                headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {self.token}"},
+            )
         assert r.status_code == expect, (r.status_code, r.text)
         if r.status_code == 201:
             self.location = r.headers["location"]
@@ -110,8 +124,8 @@ class WhipPublisher:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         return r
 
-    async def wait_connected(self, timeout: float = 15) -> None:
-        deadline = time.time() + timeout
+    async def wait_connected(self, limit_s: float = 15) -> None:
+        deadline = time.time() + limit_s
         while self.pc.connectionState != "connected":
             if time.time() > deadline:
                 raise TimeoutError(f"peer state {self.pc.connectionState}")
@@ -126,3 +140,50 @@ class WhipPublisher:
 
     async def close(self) -> None:
         await self.pc.close()
+
+
+class PacketLoop(MediaStreamTrack):
+    """Pre-encoded video (encoded once, looped) sent as `av.Packet`s: aiortc packetizes them
+    without encoding, like OBS or a camera's own encoder would."""
+
+    kind = "video"
+
+    def __init__(
+        self,
+        codec: str = "libx264",
+        width: int = 320,
+        height: int = 240,
+        fps: int = 15,
+        seconds: float = 2.0,
+        **options: str,
+    ) -> None:
+        super().__init__()
+        self.fps = fps
+        enc: Any = av.CodecContext.create(codec, "w")
+        enc.width, enc.height, enc.pix_fmt = width, height, "yuv420p"
+        enc.time_base = fractions.Fraction(1, fps)
+        enc.framerate = fractions.Fraction(fps, 1)
+        enc.options = {"g": str(int(fps * seconds)), **options}
+        pattern = TestPattern(width, height, fps)
+        self.packets: list[bytes] = []
+        n = int(fps * seconds)
+        for i in range(n):
+            img = np.roll(pattern._base, i * 4, axis=1)
+            f = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
+            f.pts = i
+            self.packets += [bytes(p) for p in enc.encode(f)]
+        self.packets += [bytes(p) for p in enc.encode(None)]
+        self._start: float | None = None
+        self._n = 0
+
+    async def recv(self) -> av.Packet:
+        if self._start is None:
+            self._start = time.time()
+        delay = self._start + self._n / self.fps - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        p = av.Packet(self.packets[self._n % len(self.packets)])
+        p.pts = int(self._n * VIDEO_CLOCK / self.fps)
+        p.time_base = fractions.Fraction(1, VIDEO_CLOCK)
+        self._n += 1
+        return p

@@ -70,6 +70,8 @@ def test_vp8_opus_end_to_end(server: Server) -> None:
     # panorama never published: a not_connected gap per expected track, nothing else
     g = gaps(entries)
     assert {(x["source"], x["track"], x["reason"]) for x in g} == {
-        ("panorama", "video", "not_connected"), ("panorama", "audio", "not_connected")}, g
+        ("panorama", "video", "not_connected"),
+        ("panorama", "audio", "not_connected"),
+    }, g
     with httpx.Client(base_url=server.url, headers={"Authorization": "Bearer test-admin-token"}) as c:
         assert c.post(f"/api/sessions/{sid}/stop").status_code == 409

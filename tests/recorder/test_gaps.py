@@ -133,7 +133,7 @@ def test_flush_makes_open_holes_final() -> None:
 
 def test_loss_right_after_an_outage_is_part_of_it() -> None:
     d = audio_detector()
-    ev = feed_audio(d, list(range(50)) + [200, 201] + list(range(203, 260)))
+    ev = feed_audio(d, [*range(50), 200, 201, *range(203, 260)])
     ev += d.tick(T0 + 400 * 20 * MS)
     assert len(ev) == 1
     g = ev[0].record

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fractions
+from typing import Any
 
 import av
 import pytest
@@ -62,11 +63,17 @@ def test_segmenter_audio_cuts_on_length() -> None:
     assert cuts == [0, 50, 100, 150]
 
 
-@pytest.mark.parametrize("video,audio,exc", [
-    ("VP8", "opus", None), ("H264", "opus", None), ("VP9", "opus", None),
-    ("VP9", "PCMU", errors.OfferUnsupportedCodec), ("AV1", "G722", errors.OfferUnsupportedCodec),
-])
-def test_check_offer_codecs(video: str, audio: str, exc: type | None) -> None:
+@pytest.mark.parametrize(
+    "video,audio,exc",
+    [
+        ("VP8", "opus", None),
+        ("H264", "opus", None),
+        ("VP9", "opus", None),
+        ("VP9", "PCMU", errors.OfferUnsupportedCodec),
+        ("AV1", "G722", errors.OfferUnsupportedCodec),
+    ],
+)
+def test_check_offer_codecs(video: str, audio: str, exc: type[errors.RecorderError] | None) -> None:
     text = OFFER.format(video=video, audio=audio)
     if exc is None:
         check_offer(text)
@@ -76,11 +83,16 @@ def test_check_offer_codecs(video: str, audio: str, exc: type | None) -> None:
         assert video in e.value.detail and e.value.status == 422
 
 
-@pytest.mark.parametrize("text,exc", [
-    ("", errors.OfferMalformed), ("hello", errors.OfferMalformed), ("v=0\r\nnot sdp", errors.OfferMalformed),
-    ("v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n", errors.OfferNoMedia),
-    ("v=0\r\ns=-\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n", errors.OfferNoMedia),
-])
+@pytest.mark.parametrize(
+    "text,exc",
+    [
+        ("", errors.OfferMalformed),
+        ("hello", errors.OfferMalformed),
+        ("v=0\r\nnot sdp", errors.OfferMalformed),
+        ("v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n", errors.OfferNoMedia),
+        ("v=0\r\ns=-\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n", errors.OfferNoMedia),
+    ],
+)
 def test_check_offer_refuses(text: str, exc: type) -> None:
     with pytest.raises(exc):
         check_offer(text)
@@ -92,15 +104,17 @@ def test_recvonly_offer_refused() -> None:
 
 
 def test_munge_answer_strips_remb_and_abs_send_time() -> None:
-    ans = ("v=0\r\na=rtcp-fb:97 nack\r\na=rtcp-fb:97 goog-remb\r\n"
-           "a=extmap:3 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time\r\na=extmap:1 urn:x:mid\r\n")
+    ans = (
+        "v=0\r\na=rtcp-fb:97 nack\r\na=rtcp-fb:97 goog-remb\r\n"
+        "a=extmap:3 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time\r\na=extmap:1 urn:x:mid\r\n"
+    )
     out = munge_answer(ans)
     assert "goog-remb" not in out and "abs-send-time" not in out
     assert "a=rtcp-fb:97 nack" in out and "urn:x:mid" in out
 
 
 def _encode(codec: str, w: int, h: int, n: int = 3, **opts: str) -> list[av.Packet]:
-    enc = av.CodecContext.create(codec, "w")
+    enc: Any = av.CodecContext.create(codec, "w")
     enc.width, enc.height, enc.pix_fmt = w, h, "yuv420p"
     enc.time_base = fractions.Fraction(1, 30)
     enc.options = opts

@@ -1,6 +1,7 @@
 """Sessions API: create, list, read and stop recording sessions (issue 3).
 
-    POST /api/sessions              admin, interviewer  -> 201 {id, sources: {name: {whip_url, token}}, capture_url}
+    POST /api/sessions              admin, interviewer
+                                    -> 201 {id, sources: {name: {whip_url, token}}, capture_url}
     GET  /api/sessions              admin, interviewer, supervisor, reviewer
     GET  /api/sessions/{id}         same; state, sources, connected peers, segments sealed, open gaps
     POST /api/sessions/{id}/stop    admin, interviewer  -> final checkpoint digest
@@ -50,26 +51,33 @@ async def create_session(
     sources = {name: {"whip_url": f"{base}/whip/{sid}/{name}", "token": tok} for name, tok in tokens.items()}
     # tokens travel in the URL fragment: the browser never sends them to a server or a log
     capture = f"{base}/capture/{sid}#" + urlencode(tokens)
-    return JSONResponse({"id": sid, "sources": sources, "capture_url": capture}, status_code=201,
-                        headers={"Location": f"/api/sessions/{sid}"})
+    return JSONResponse(
+        {"id": sid, "sources": sources, "capture_url": capture},
+        status_code=201,
+        headers={"Location": f"/api/sessions/{sid}"},
+    )
 
 
 @router.get("/api/sessions")
-async def list_sessions(request: Request,
-                        _p: Annotated[Principal, Depends(require_roles(*READERS))]) -> list[dict[str, Any]]:
-    return await get_recorder(request).list_sessions()  # type: ignore[no-any-return]
+async def list_sessions(
+    request: Request, _p: Annotated[Principal, Depends(require_roles(*READERS))]
+) -> list[dict[str, Any]]:
+    return await get_recorder(request).list_sessions()
 
 
 @router.get("/api/sessions/{sid}")
-async def get_session(sid: str, request: Request,
-                      _p: Annotated[Principal, Depends(require_roles(*READERS))]) -> dict[str, Any]:
-    return await get_recorder(request).status(sid)  # type: ignore[no-any-return]
+async def get_session(
+    sid: str, request: Request, _p: Annotated[Principal, Depends(require_roles(*READERS))]
+) -> dict[str, Any]:
+    return await get_recorder(request).status(sid)
 
 
 @router.post("/api/sessions/{sid}/stop")
 async def stop_session(
-    sid: str, request: Request, principal: Annotated[Principal, Depends(require_roles(*WRITERS))],
-) -> dict[str, Any]:
+    sid: str,
+    request: Request,
+    principal: Annotated[Principal, Depends(require_roles(*WRITERS))],
+) -> Any:
     reason = ""
     raw = await request.body()
     if raw.strip():
@@ -78,10 +86,10 @@ async def stop_session(
         try:
             data = json.loads(raw)
         except ValueError:
-            return JSONResponse({"detail": "请求体不是 JSON (body is not JSON)"}, status_code=400)  # type: ignore[return-value]
+            return JSONResponse({"detail": "请求体不是 JSON (body is not JSON)"}, status_code=400)
         if isinstance(data, dict):
             reason = str(data.get("reason", ""))
-    return await get_recorder(request).stop(sid, principal.user, reason)  # type: ignore[no-any-return]
+    return await get_recorder(request).stop(sid, principal.user, reason)
 
 
 def setup(app: FastAPI) -> None:
@@ -92,5 +100,6 @@ def setup(app: FastAPI) -> None:
     @app.exception_handler(RecorderError)
     async def _recorder_error(_request: Request, exc: RecorderError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse({"detail": exc.detail, "error": type(exc).__name__}, status_code=exc.status,
-                            headers=headers)
+        return JSONResponse(
+            {"detail": exc.detail, "error": type(exc).__name__}, status_code=exc.status, headers=headers
+        )

@@ -1,12 +1,12 @@
 """WHIP ingest (RFC 9725) and the in-room capture page.
 
-    POST    /whip/{session}/{source}            application/sdp offer, Bearer source token
-                                                -> 201, SDP answer, Location, ETag
-    DELETE  /whip/{session}/{source}/{peer}     ends that peer (the session goes on)
-    OPTIONS /whip/{session}/{source}            204, Accept-Post: application/sdp
-    PATCH   /whip/{session}/{source}/{peer}     405: no trickle ICE / ICE restart (aiortc has none);
-                                                a client that lost its connection POSTs a new offer
-    GET     /capture/{session}                  capture page (Chinese UI), tokens in the URL fragment
+POST    /whip/{session}/{source}            application/sdp offer, Bearer source token
+                                            -> 201, SDP answer, Location, ETag
+DELETE  /whip/{session}/{source}/{peer}     ends that peer (the session goes on)
+OPTIONS /whip/{session}/{source}            204, Accept-Post: application/sdp
+PATCH   /whip/{session}/{source}/{peer}     405: no trickle ICE / ICE restart (aiortc has none);
+                                            a client that lost its connection POSTs a new offer
+GET     /capture/{session}                  capture page (Chinese UI), tokens in the URL fragment
 """
 
 from __future__ import annotations
@@ -48,7 +48,9 @@ async def _read_limited(request: Request) -> bytes | None:
 async def whip_post(sid: str, source: str, request: Request) -> Response:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/sdp":
-        return _error(415, f"需要 application/sdp (Content-Type must be application/sdp, got {ctype or 'none'!r})")
+        return _error(
+            415, f"需要 application/sdp (Content-Type must be application/sdp, got {ctype or 'none'!r})"
+        )
     body = await _read_limited(request)
     if body is None:
         return _error(413, f"SDP 超过 64 KiB (offer larger than {MAX_OFFER_BYTES} bytes)")
@@ -58,8 +60,12 @@ async def whip_post(sid: str, source: str, request: Request) -> Response:
         return _error(400, "SDP 不是 UTF-8 文本 (offer is not UTF-8 text)")
     result = await get_recorder(request).publish(sid, source, bearer_token(request), offer)
     location = f"/whip/{sid}/{source}/{result['peer_id']}"
-    return Response(content=result["sdp"], status_code=201, media_type="application/sdp",
-                    headers={"Location": location, "ETag": result["etag"]})
+    return Response(
+        content=result["sdp"],
+        status_code=201,
+        media_type="application/sdp",
+        headers={"Location": location, "ETag": result["etag"]},
+    )
 
 
 @router.delete("/whip/{sid}/{source}/{peer_id}")
@@ -76,9 +82,13 @@ async def whip_options(sid: str, source: str) -> Response:
 @router.patch("/whip/{sid}/{source}/{peer_id}")
 async def whip_patch(sid: str, source: str, peer_id: str) -> Response:
     return JSONResponse(
-        {"detail": "不支持 trickle ICE / ICE 重启 (trickle ICE and ICE restart are not supported: "
-                   "POST a new offer with the same token to reconnect)"},
-        status_code=405, headers={"Allow": "DELETE"})
+        {
+            "detail": "不支持 trickle ICE / ICE 重启 (trickle ICE and ICE restart are not supported: "
+            "POST a new offer with the same token to reconnect)"
+        },
+        status_code=405,
+        headers={"Allow": "DELETE"},
+    )
 
 
 @router.get("/capture/{sid}", response_class=HTMLResponse)
