@@ -48,9 +48,7 @@ async def _read_limited(request: Request) -> bytes | None:
 async def whip_post(sid: str, source: str, request: Request) -> Response:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/sdp":
-        return _error(
-            415, f"需要 application/sdp (Content-Type must be application/sdp, got {ctype or 'none'!r})"
-        )
+        return _error(415, f"需要 application/sdp (Content-Type must be application/sdp, got {ctype or 'none'!r})")
     body = await _read_limited(request)
     if body is None:
         return _error(413, f"SDP 超过 64 KiB (offer larger than {MAX_OFFER_BYTES} bytes)")
@@ -99,11 +97,17 @@ async def capture_page(sid: str) -> HTMLResponse:
         safe_id(sid, "session id")
     except ValueError:
         return HTMLResponse("会话编号无效 (invalid session id)", status_code=404)
-    html = (_WEB / "templates" / "capture.html").read_text(encoding="utf-8")
+    page = _WEB / "templates" / "capture.html"
+    if not page.exists():  # the capture page is not built yet (issue 3, item 8)
+        return HTMLResponse("采集页面尚未提供 (capture page not available yet)", status_code=501)
+    html = page.read_text(encoding="utf-8")
     return HTMLResponse(html.replace("{{SESSION_ID}}", sid))
 
 
 @router.get("/capture-static/capture.js")
 async def capture_js() -> Response:
-    js = (_WEB / "static" / "capture.js").read_text(encoding="utf-8")
+    script = _WEB / "static" / "capture.js"
+    if not script.exists():
+        return Response("// capture page not available yet", status_code=501, media_type="text/javascript")
+    js = script.read_text(encoding="utf-8")
     return Response(js, media_type="text/javascript; charset=utf-8")
