@@ -157,6 +157,7 @@ GAP_REASONS = frozenset(
         "upload_missing",
         "hash_mismatch",
         "clock_step",
+        "recorder_overload",  # frames received but dropped by the recorder (queue full)
     }
 )
 
