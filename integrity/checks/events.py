@@ -30,6 +30,7 @@ GAP_REASON_LABELS = {
     "upload_missing": "上传缺失 upload missing",
     "hash_mismatch": "哈希不符 hash mismatch",
     "clock_step": "时钟跳变 clock step",
+    "recorder_overload": "录制服务过载丢帧 recorder overload",
 }
 
 # Verifier findings that are normal while a session records (no final checkpoint yet, newest
