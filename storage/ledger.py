@@ -41,6 +41,10 @@ class _State:
     checkpoints: list[Checkpoint] = field(default_factory=list)
     cp_offset: int = 0
 
+    @property
+    def stopped(self) -> bool:
+        return any(e.kind == "session_stop" for e in reversed(self.entries))
+
 
 class Ledger:
     def __init__(self, root: Path, spool: Spool, key: SiteKey) -> None:
@@ -102,8 +106,12 @@ class Ledger:
 
     # -- public API ----------------------------------------------------------------------------
     def append(self, session: str, kind: str, body: dict[str, Any], now_ns: int | None = None) -> ManifestEntry:
+        """Append one entry. After the session stopped (explanations, transcript versions, ...),
+        every append is immediately covered by a new final checkpoint, so a stopped session never
+        has unsigned entries."""
         now_ns = time.time_ns() if now_ns is None else now_ns
         with self._locked(session) as state:
+            was_stopped = state.stopped
             chain = HashChain(session, len(state.entries), state.head)
             entry = chain.append(kind, body, now_ns)
             line = entry.to_bytes()
@@ -113,32 +121,41 @@ class Ledger:
             state.leaves.append(merkle.leaf_hash(line))
             state.head = entry.entry_hash
             self.spool.put_bytes(keys.manifest_key(session, entry.seq), line, content_type=JSON, bucket=EVIDENCE)
+            if was_stopped:
+                self._checkpoint_locked(session, state, final=True, now_ns=now_ns)
             return entry
 
     def checkpoint(self, session: str, *, final: bool = False, now_ns: int | None = None) -> Checkpoint:
         now_ns = time.time_ns() if now_ns is None else now_ns
         with self._locked(session) as state:
-            prev = state.checkpoints[-1].body_hash if state.checkpoints else GENESIS
-            cp = sign_checkpoint(
-                self.key,
-                session=session,
-                tree_size=len(state.entries),
-                root=merkle.root_from_leaf_hashes(state.leaves),
-                head=state.head,
-                now_ns=now_ns,
-                prev_checkpoint=prev,
-                final=final,
-            )
-            data = cp.to_bytes()
-            append_durable(self._dir(session) / "checkpoints.log", data + b"\n")
-            state.cp_offset += len(data) + 1
-            state.checkpoints.append(cp)
-            # Two checkpoints over the same tree size (e.g. a final one right after a periodic
-            # one) get distinct keys: the n-th checkpoint is stored under its ordinal.
-            self.spool.put_bytes(
-                keys.checkpoint_key(session, len(state.checkpoints) - 1), data, content_type=JSON, bucket=EVIDENCE
-            )
-            return cp
+            return self._checkpoint_locked(session, state, final=final, now_ns=now_ns)
+
+    def _checkpoint_locked(self, session: str, state: _State, *, final: bool, now_ns: int) -> Checkpoint:
+        if state.checkpoints and state.checkpoints[-1].tree_size == len(state.entries) and (
+            state.checkpoints[-1].final or not final
+        ):
+            return state.checkpoints[-1]  # nothing new to sign
+        prev = state.checkpoints[-1].body_hash if state.checkpoints else GENESIS
+        cp = sign_checkpoint(
+            self.key,
+            session=session,
+            tree_size=len(state.entries),
+            root=merkle.root_from_leaf_hashes(state.leaves),
+            head=state.head,
+            now_ns=now_ns,
+            prev_checkpoint=prev,
+            final=final,
+        )
+        data = cp.to_bytes()
+        append_durable(self._dir(session) / "checkpoints.log", data + b"\n")
+        state.cp_offset += len(data) + 1
+        state.checkpoints.append(cp)
+        # Two checkpoints over the same tree size (e.g. a final one right after a periodic
+        # one) get distinct keys: the n-th checkpoint is stored under its ordinal.
+        self.spool.put_bytes(
+            keys.checkpoint_key(session, len(state.checkpoints) - 1), data, content_type=JSON, bucket=EVIDENCE
+        )
+        return cp
 
     def entries(self, session: str) -> list[ManifestEntry]:
         with self._locked(session) as state:

@@ -110,3 +110,16 @@ def test_ledger_appends_from_several_processes_form_one_chain(tmp_path: Path) ->
     assert [e.seq for e in entries] == list(range(75))
     for before, after in itertools.pairwise(entries):
         assert after.prev == before.entry_hash
+
+
+def test_entries_after_stop_are_signed_at_once(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path)
+    ledger.append("s1", "note", {"i": 0})
+    ledger.append("s1", "session_stop", {"stopped_by": "t", "reason": ""})
+    final = ledger.checkpoint("s1", final=True)
+    assert ledger.checkpoint("s1", final=True) == final  # nothing new: no second signature
+    ledger.append("s1", "explanation", {"finding_id": "ab", "reason_code": "rest"})
+    cps = ledger.checkpoints("s1")
+    assert len(cps) == 2
+    assert cps[-1].final and cps[-1].tree_size == 3
+    assert cps[-1].prev_checkpoint == final.body_hash
