@@ -54,7 +54,7 @@ class Running:
         self.port = _free_port()
         self.env = _env(data_dir, self.port)
         self.base = f"http://127.0.0.1:{self.port}"
-        self.log = open(data_dir.parent / "up.log", "wb")  # noqa: SIM115
+        self.log = open(data_dir.parent / "up.log", "wb")
         self.proc = subprocess.Popen([TONGLU, "up"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
 
     def wait_healthy(self, limit_s: float = 120) -> dict[str, object]:
