@@ -213,10 +213,11 @@ def _pid_alive(pid: int) -> bool:
 class EmbeddedStore:
     """One `weed mini` process owned by this object, configured from files in `store_dir`."""
 
-    def __init__(self, store_dir: Path, *, weed: Path | None = None) -> None:
+    def __init__(self, store_dir: Path, *, weed: Path | None = None, extra_args: list[str] | None = None) -> None:
         self.store_dir = store_dir
         self.data_dir = store_dir / "data"
         self.weed = weed
+        self.extra_args = list(extra_args or [])
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_fh: Any = None
         self.endpoint: Endpoint | None = None
@@ -304,6 +305,7 @@ class EmbeddedStore:
             # The master's HTTP admin API (/col/delete, /vol/vacuum, ...) has no auth but an IP
             # whitelist, useless on loopback: /col/delete wiped a locked bucket. Off; gRPC (mTLS) stays.
             "-disableHttp",
+            *self.extra_args,
         ]
 
     @property

@@ -30,8 +30,15 @@ class SeaweedServer:
     endpoint: str  # "http://127.0.0.1:<port>"
     credentials: dict[str, tuple[str, str]]  # role ("admin"|"recorder"|"reviewer") -> (access, secret)
 
-    def settings(self, data_dir: Path, *, role: str = "recorder", retention_seconds: int = 60,
-                 bootstrap: bool = True, env: dict[str, str] | None = None) -> Settings:
+    def settings(
+        self,
+        data_dir: Path,
+        *,
+        role: str = "recorder",
+        retention_seconds: int = 60,
+        bootstrap: bool = True,
+        env: dict[str, str] | None = None,
+    ) -> Settings:
         """Settings pointing at this server (as an external endpoint) with fresh, unique buckets."""
         access, secret = self.credentials[role]
         tag = uuid.uuid4().hex[:10]
@@ -57,15 +64,23 @@ class SeaweedServer:
         from storage.objectstore import ObjectStore
 
         access, secret = self.credentials[role]
-        return ObjectStore(self.endpoint, access, secret, evidence_bucket=settings.evidence_bucket,
-                           work_bucket=settings.work_bucket, region=settings.s3_region)
+        return ObjectStore(
+            self.endpoint,
+            access,
+            secret,
+            evidence_bucket=settings.evidence_bucket,
+            work_bucket=settings.work_bucket,
+            region=settings.s3_region,
+        )
 
 
 @pytest.fixture(scope="session")
 def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
     from storage.seaweed import EmbeddedStore
 
-    store = EmbeddedStore(tmp_path_factory.mktemp("seaweed") / "store")
+    # One volume per bucket that holds data; weed mini's automatic limit (77 here) would run out
+    # after ~38 tests' bucket pairs and then fail PUTs with InternalError 500.
+    store = EmbeddedStore(tmp_path_factory.mktemp("seaweed") / "store", extra_args=["-volume.max=2000"])
     ep = store.start()
     try:
         creds = {role: (i.access_key, i.secret_key) for role, i in store.identities.items()}
