@@ -53,3 +53,7 @@ class PackageError(StorageError):
 
 class ObjectNotFound(StoreError):
     """The object (or the version asked for) is not in the store."""
+
+
+class IndexDBError(StorageError):
+    """The index DB cannot be opened or updated (it is a cache: `tonglu reindex` rebuilds it)."""

@@ -48,7 +48,7 @@ from sqlalchemy import Index as SqlIndex
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from storage.checkpoint import Checkpoint
-from storage.errors import StorageError
+from storage.errors import IndexDBError, StorageError
 from storage.logctx import context_logger
 from storage.manifest import GapRecord, ManifestEntry, SegmentRecord
 
@@ -186,10 +186,6 @@ ANNOTATION_KINDS = frozenset(
         "session_start",
     }
 )
-
-
-class IndexDBError(StorageError):
-    """The index DB cannot be opened or updated."""
 
 
 # -- value objects returned by queries ----------------------------------------------------------
@@ -640,6 +636,6 @@ def record(
     if index is not None:
         try:
             index.apply(entry)
-        except (IndexDBError, StorageError) as exc:
+        except StorageError as exc:
             log.bind(session=session).error("index update failed for seq %d (%s): %s", entry.seq, kind, exc)
     return entry

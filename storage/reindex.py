@@ -63,7 +63,13 @@ def reindex(store: ObjectStore, index: Index, *, reset: bool = True, workers: in
                     report.skipped.append(f"{key}: holds {entry.session}#{entry.seq}")
                     slog.warning("reindex skips %s: holds %s#%d", key, entry.session, entry.seq)
                     continue
-                if index.apply(entry):
+                try:
+                    fresh = index.apply(entry)
+                except ManifestError as exc:  # e.g. a segment body that does not parse
+                    report.skipped.append(f"{key}: {exc}")
+                    slog.warning("reindex skips %s: %s", key, exc)
+                    continue
+                if fresh:
                     report.entries += 1
                     applied += 1
             citems = sorted(cps.get(sid, []))
