@@ -65,9 +65,15 @@ def build_router(
     """For `tonglu up`: with `worker_urls` (from `start_workers(settings).urls`) route to those
     worker processes; without, record in this process with one `LocalRecorder`."""
     if worker_urls:
-        raise NotImplementedError(
-            "recorder worker processes (HttpRecorder, start_workers) are not built yet: "
-            "call build_router(settings, services) to record in this process"
+        from recorder.remote import HttpRecorder
+        from recorder.store import SessionStore
+
+        if not secret:
+            raise ValueError("worker_urls need the workers' shared secret")
+        # create/list answered here from the shared ledger and index DB; media calls go to the owner
+        store = SessionStore(services.ledger, settings.db_url)
+        return RecorderRouter(
+            [HttpRecorder(url, secret, store=store, name=f"{i}@{url}") for i, url in enumerate(worker_urls)]
         )
     from recorder.local import LocalRecorder
 
