@@ -184,6 +184,14 @@ class AuditLog:
             self._maybe_spool(st, force=False)
             return rec
 
+    def check_writable(self) -> None:
+        """Raise AuditError unless a record could be appended now (checked before a change is made)."""
+        try:
+            fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+            os.close(fd)
+        except OSError as exc:
+            raise AuditError(f"audit log {self.log_path} is not writable: {exc}") from exc
+
     def record(self, principal: Principal | None, request: Request | None, action: str, obj: str,
                outcome: str = "ok", detail: dict[str, Any] | None = None) -> AuditRecord:
         """Audit one event by `principal` (None: anonymous) made through `request` (None: CLI)."""

@@ -5,7 +5,8 @@ For each HTTP request it finds the route, looks up its rule in `web.rbac.MATRIX`
 2. refuses callers the rule does not admit (401 anonymous, 403 wrong role or another session's
    invitation; HTML page requests without a login are redirected to `/login`);
 3. audits every call of a route whose rule names an audit action, with its outcome, *before*
-   the response leaves: if the audit trail cannot be written, the evidence is not served (503).
+   the response leaves: if the audit trail cannot be written, evidence is not served (503), and
+   no change is made (writability is checked before a POST/PATCH/DELETE runs).
 Routes still declare `require_roles(...)` themselves: the guard is a second, table-driven lock,
 and the RBAC test checks both agree. Routes with no rule are passed through (their own
 dependencies decide) and logged; the RBAC test fails on them.
@@ -143,7 +144,16 @@ class Guard:
             await _send_json(send, status, message, {"WWW-Authenticate": "Bearer"} if status == 401 else None)
             return
 
-        # 3. run the route, counting the body and auditing before the response starts
+        # 3. a change is only made when its audit record can be written afterwards
+        if audit is not None and scope["method"] not in ("GET", "HEAD"):
+            try:
+                await anyio.to_thread.run_sync(audit.check_writable)
+            except Exception:
+                log.exception("audit trail unavailable; refusing %s %s", scope["method"], scope["path"])
+                await _send_json(send, 503, "审计日志不可写，拒绝操作 (audit trail unavailable)")
+                return
+
+        # 4. run the route, counting the body and auditing before the response starts
         state = {"received": 0, "too_big": False, "replaced": False, "started": False}
 
         async def limited_receive() -> Message:
@@ -165,7 +175,7 @@ class Guard:
                     await write_audit(413)
                     await _send_json(send, 413, f"请求体过大 (request body exceeds {rule.max_body} bytes)")
                     return
-                if not await write_audit(int(message["status"])):
+                if not await write_audit(int(message["status"])) and scope["method"] in ("GET", "HEAD"):
                     state["replaced"] = True
                     await _send_json(send, 503, "审计日志不可写，拒绝提供 (audit trail unavailable)")
                     return

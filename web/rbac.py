@@ -110,6 +110,15 @@ MATRIX: dict[tuple[str, str], Rule] = {
     ("PATCH", "/whip/{}/{}/{}"): public(),  # always 405: no trickle ICE
     ("GET", "/capture/{}"): public(),  # the page holds no secret: source tokens come in the URL fragment
     ("GET", "/capture-static/capture.js"): public(),
+    ("GET", "/api/sessions/{}/capture-status"): token(),  # the room computer's source token
+    ("GET", "/api/sessions/{}/monitoring"): token(),
+    # -- live viewing (WHEP) and remote participants -------------------------------------------
+    ("POST", "/whep/{}/{}"): roles("admin", "supervisor", P, scoped=True, audit="stream"),
+    ("DELETE", "/whep/{}/{}/{}"): roles("admin", "supervisor", P, scoped=True),  # route audits watch_stop
+    ("OPTIONS", "/whep/{}/{}"): public(),
+    ("PATCH", "/whep/{}/{}/{}"): public(),  # always 405
+    ("POST", "/api/sessions/{}/participants"): roles(P, scoped=True, audit="participant_join"),
+    ("DELETE", "/api/sessions/{}/participants/{}"): roles(*OPERATE, P, scoped=True, audit="participant_leave"),
     # -- evidence annotations and invitations (this area) --------------------------------------
     ("GET", "/api/sessions/{}/events"): roles(*READ_SESSION, P, scoped=True),
     ("POST", "/api/sessions/{}/markers"): roles(*OPERATE, audit="marker"),
@@ -119,6 +128,23 @@ MATRIX: dict[tuple[str, str], Rule] = {
     ("GET", "/api/sessions/{}/invitations"): roles(*OPERATE, "supervisor"),
     ("POST", "/api/sessions/{}/invitations"): roles(*OPERATE, audit="invitation_create"),
     ("POST", "/api/sessions/{}/invitations/{}/revoke"): roles(*OPERATE, audit="invitation_revoke"),
+    # -- integrity review (report, gaps, explanations, working copy, export) --------------------
+    ("GET", "/api/sessions/{}/report"): roles(*READ_SESSION, audit="view"),
+    ("GET", "/api/sessions/{}/gaps"): roles(*READ_SESSION, audit="view"),
+    ("POST", "/api/sessions/{}/gaps/{}/explanations"): roles(*WATCH, audit="explanation"),
+    ("POST", "/api/sessions/{}/workcopy"): roles(*READ_SESSION, audit="workcopy_build"),
+    ("GET", "/api/sessions/{}/workcopy.mp4"): roles(*READ_SESSION, audit="stream"),
+    ("GET", "/api/sessions/{}/workcopy.json"): roles(*READ_SESSION, audit="view"),
+    ("GET", "/api/sessions/{}/export.zip"): roles("admin", "supervisor", "reviewer", audit="export"),
+    # -- transcripts -----------------------------------------------------------------------------
+    ("GET", "/api/sessions/{}/transcript"): roles(*READ_SESSION, audit="view"),
+    ("GET", "/api/sessions/{}/transcript/versions"): roles(*READ_SESSION, audit="view"),
+    ("GET", "/api/sessions/{}/transcript.vtt"): roles(*READ_SESSION, audit="download"),
+    ("GET", "/api/sessions/{}/transcript.srt"): roles(*READ_SESSION, audit="download"),
+    ("GET", "/api/sessions/{}/transcript.docx"): roles(*READ_SESSION, audit="download"),
+    ("GET", "/api/sessions/{}/transcript/live"): roles(*READ_SESSION, audit="stream"),
+    ("POST", "/api/sessions/{}/transcript/corrections"): roles(*OPERATE, audit="transcript_correction",
+                                                              max_body=8 * 1024 * KB),
     # -- pages ---------------------------------------------------------------------------------
     ("GET", "/console"): roles(*WATCH),
     ("GET", "/console/{}"): roles(*WATCH, audit="view"),

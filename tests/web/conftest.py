@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tonglu.settings import Settings
-from web.accounts import USER_ROLES
+from web.accounts import USER_ROLES, Accounts
 from web.app import create_app
 from web.services import Services
 
@@ -23,16 +24,27 @@ PASSWORDS = {role: f"pw-{role}-0123456789" for role in USER_ROLES}
 
 @pytest.fixture
 def web_settings(tmp_path: Path) -> Settings:
-    return Settings.from_env({
-        "TONGLU_DATA_DIR": str(tmp_path / "data"),
-        "TONGLU_RETENTION_SECONDS": "60",
-        "TONGLU_ADMIN_TOKEN": ADMIN_TOKEN,
-    })
+    return Settings.from_env(
+        {
+            "TONGLU_DATA_DIR": str(tmp_path / "data"),
+            "TONGLU_RETENTION_SECONDS": "60",
+            "TONGLU_ADMIN_TOKEN": ADMIN_TOKEN,
+        }
+    )
+
+
+# Real argon2id, with cheaper parameters than production so the suite stays fast on 2 cores.
+FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)
 
 
 @pytest.fixture
 def services(web_settings: Settings) -> Services:
-    return Services.local(web_settings)
+    services = Services.local(web_settings)
+    services.accounts = Accounts.from_url(web_settings.db_url, hasher=FAST_HASHER)
+    from transcribe.service import TranscriptService
+
+    services.transcripts = TranscriptService(web_settings, services.spool, services.ledger)
+    return services
 
 
 @pytest.fixture
@@ -68,11 +80,18 @@ def staff(services: Services) -> Staff:
 def start_session(services: Services, sid: str, **extra: Any) -> str:
     """A session as the recorder starts it: a `session_start` entry in the real ledger."""
     body = {
-        "room": "room-1", "case_number": f"CASE-{sid}", "suspect": "张三", "interviewers": ["李警官", "王警官"],
-        "reason": "测试", "custody_out_iso": None,
-        "sources": {"main": {"kind": "camera", "label": "近景 close-up"},
-                    "panorama": {"kind": "camera", "label": "全景 panorama"}},
-        "created_by": "tests", "recorder_version": "test",
+        "room": "room-1",
+        "case_number": f"CASE-{sid}",
+        "suspect": "张三",
+        "interviewers": ["李警官", "王警官"],
+        "reason": "测试",
+        "custody_out_iso": None,
+        "sources": {
+            "main": {"kind": "camera", "label": "近景 close-up"},
+            "panorama": {"kind": "camera", "label": "全景 panorama"},
+        },
+        "created_by": "tests",
+        "recorder_version": "test",
     }
     body.update(extra)
     services.ledger.append(sid, "session_start", body, now_ns=time.time_ns())
