@@ -1,4 +1,4 @@
-"""WHIP ingest (RFC 9725) and the in-room capture page.
+"""WHIP ingest (RFC 9725).
 
 POST    /whip/{session}/{source}            application/sdp offer, Bearer source token
                                             -> 201, SDP answer, Location, ETag
@@ -6,22 +6,20 @@ DELETE  /whip/{session}/{source}/{peer}     ends that peer (the session goes on)
 OPTIONS /whip/{session}/{source}            204, Accept-Post: application/sdp
 PATCH   /whip/{session}/{source}/{peer}     405: no trickle ICE / ICE restart (aiortc has none);
                                             a client that lost its connection POSTs a new offer
-GET     /capture/{session}                  capture page (Chinese UI), tokens in the URL fragment
+
+The in-room capture page that publishes here is `web/routes/capture.py`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 
 from web.auth import bearer_token
 from web.routes.sessions import get_recorder
 
 router = APIRouter(tags=["whip"])
 MAX_OFFER_BYTES = 64 * 1024
-_WEB = Path(__file__).resolve().parent.parent
 
 
 def _error(status: int, detail: str) -> JSONResponse:
@@ -87,27 +85,3 @@ async def whip_patch(sid: str, source: str, peer_id: str) -> Response:
         status_code=405,
         headers={"Allow": "DELETE"},
     )
-
-
-@router.get("/capture/{sid}", response_class=HTMLResponse)
-async def capture_page(sid: str) -> HTMLResponse:
-    from storage.keys import safe_id
-
-    try:
-        safe_id(sid, "session id")
-    except ValueError:
-        return HTMLResponse("会话编号无效 (invalid session id)", status_code=404)
-    page = _WEB / "templates" / "capture.html"
-    if not page.exists():  # the capture page is not built yet (issue 3, item 8)
-        return HTMLResponse("采集页面尚未提供 (capture page not available yet)", status_code=501)
-    html = page.read_text(encoding="utf-8")
-    return HTMLResponse(html.replace("{{SESSION_ID}}", sid))
-
-
-@router.get("/capture-static/capture.js")
-async def capture_js() -> Response:
-    script = _WEB / "static" / "capture.js"
-    if not script.exists():
-        return Response("// capture page not available yet", status_code=501, media_type="text/javascript")
-    js = script.read_text(encoding="utf-8")
-    return Response(js, media_type="text/javascript; charset=utf-8")

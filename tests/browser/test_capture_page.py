@@ -1,0 +1,182 @@
+"""The in-room capture page in headless Chromium: publish both cameras, reconnect, H.264, refusals."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from storage.evidence_dir import spooled_objects, write_session_dir
+from storage.verify import verify_path
+from tests.browser.conftest import Browser, BrowserFactory
+from tests.recorder.conftest import Server
+from tests.recorder.evidence import decodes, ffprobe, gaps, segments, spooled_files, verify_chain
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+SMALL_VIDEO = "640x360@15"  # keeps two publishing cameras affordable on 2 shared cores
+
+
+def page_url(server: Server, capture_url: str, query: str = "") -> str:
+    """The API's capture_url (tokens in the fragment), pointed at the test server, plus a query."""
+    parts = urlsplit(capture_url)
+    return f"{server.url}{parts.path}{'?' + query if query else ''}#{parts.fragment}"
+
+
+def page_state(b: Browser) -> dict[str, Any]:
+    return b.js(
+        """
+        const app = window.tonglu; const out = {rec: document.body.dataset.rec || null, pubs: {}};
+        if (!app) return out;
+        for (const [name, p] of Object.entries(app.publishers)) {
+          out.pubs[name] = {state: p.state, reconnects: p.reconnects, resource: p.resource, codec: p.codec || null,
+                            camera: p.stream ? p.stream.getVideoTracks()[0].label : null,
+                            conn: document.querySelector('#source-' + name + ' .conn')?.textContent || null};
+        }
+        out.label = document.getElementById('rec-label').textContent;
+        out.duration = document.getElementById('rec-duration').textContent;
+        out.monitored = !document.getElementById('monitored').hidden;
+        out.caseNumber = document.getElementById('case-number').textContent;
+        out.room = document.getElementById('room').textContent;
+        out.error = document.getElementById('error').hidden ? null : document.getElementById('error').textContent;
+        return out;
+        """
+    )
+
+
+# Chromium's fake cameras: fake_device_1 is a depth camera (Y16) that WebRTC does not encode, so
+# tests publish fake_device_0 (main) and fake_device_2 (panorama) unless they test that very case.
+CAMERAS = {"main": "fake_device_0", "panorama": "fake_device_2"}
+
+
+def open_capture(b: Browser, server: Server, capture_url: str, query: str = f"video={SMALL_VIDEO}",
+                 cameras: dict[str, str] | None = None) -> None:
+    """Open the capture page; `cameras` are remembered choices (by label) put in localStorage first,
+    as a previous visit of the room computer would have left them."""
+    if cameras:
+        b.driver.get(server.url + "/healthz")  # same origin, to reach its localStorage
+        prefs = {src: {"camera": {"id": "from-another-browser", "label": label}} for src, label in cameras.items()}
+        b.js("localStorage.setItem('tonglu.capture.devices', JSON.stringify(arguments[0]))", prefs)
+    b.driver.get(page_url(server, capture_url, query))
+
+
+def wait_recording(b: Browser, sources: tuple[str, ...], timeout: float = 40) -> dict[str, Any]:
+    names = ",".join(f"'{s}'" for s in sources)
+    b.wait_for(
+        f"""const app = window.tonglu; if (!app || document.body.dataset.rec !== 'on') return false;
+            return [{names}].every(s => app.publishers[s] && app.publishers[s].state === 'connected')
+                && app.status && [{names}].every(s => app.status.sources[s].connected);""",
+        timeout=timeout,
+        what="recording indicator on and all sources connected",
+    )
+    return page_state(b)
+
+
+def stop(server: Server, sid: str) -> dict[str, Any]:
+    with server.api() as c:
+        r = c.post(f"/api/sessions/{sid}/stop", json={"reason": "讯问结束"})
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def stretches(segs: list[dict[str, Any]], cuts: list[int]) -> list[list[dict[str, Any]]]:
+    """Split a track's segments (index order) at the given wall-clock instants (gap starts)."""
+    out: list[list[dict[str, Any]]] = [[]]
+    pending = sorted(cuts)
+    for b in segs:
+        while pending and b["wall_first_ns"] >= pending[0]:
+            pending.pop(0)
+            if out[-1]:
+                out.append([])
+        out[-1].append(b)
+    return [s for s in out if s]
+
+
+def check_media(server: Server, entries: list[Any], source: str, cuts: list[int],
+                codecs: dict[str, tuple[str, str]]) -> dict[str, float]:
+    """Every segment decodes; per gap-free stretch the segment durations add up to its wall-clock
+    length within one frame interval. Returns the recorded seconds per track."""
+    files = spooled_files(server.services)
+    recorded = {}
+    for track, (codec, fmt) in codecs.items():
+        segs = segments(entries, source, track)
+        assert len(segs) >= 2, (source, track, len(segs))
+        assert [b["index"] for b in segs] == list(range(len(segs)))
+        total_recorded = 0.0
+        for stretch in stretches(segs, cuts):
+            total = 0.0
+            for b in stretch:
+                p = files[b["key"]]
+                info = ffprobe(p)
+                assert info["streams"][0]["codec_name"] == codec, (b["key"], info)
+                assert fmt in info["format"]["format_name"], (b["key"], info)
+                assert decodes(p), b["key"]
+                total += float(info["format"]["duration"])
+            wall = (stretch[-1]["wall_last_ns"] - stretch[0]["wall_first_ns"]) / 1e9
+            frames = sum(b["frames"] for b in stretch)
+            interval = wall / frames if track == "video" else 0.02
+            assert abs(total - wall) <= interval + 0.002, (source, track, total, wall, interval)
+            total_recorded += wall
+        recorded[track] = total_recorded
+    return recorded
+
+
+def verify_laid_out(server: Server, sid: str, digest: str, dest: Path) -> None:
+    """The standalone verifier over the session laid out as in the bucket, anchored on the site key."""
+    services = server.services
+    write_session_dir(services.ledger.entries(sid), services.ledger.checkpoints(sid),
+                      spooled_objects(services.spool, sid), services.site_key.public_pem, dest)
+    result = verify_path(dest, trusted_keys=[services.site_key.public_pem], expected_digests=[digest])
+    assert result.ok, [f"{p.code}: {p.message}" for p in result.errors]
+
+
+VP8_OPUS = {"video": ("vp8", "webm"), "audio": ("opus", "webm")}
+
+
+def test_capture_page_publishes_both_cameras(capture_server: Server, chromium: BrowserFactory,
+                                             tmp_path: Path) -> None:
+    server = capture_server
+    created = server.create_session()
+    sid = created["id"]
+    b = chromium(cameras=3)
+    open_capture(b, server, created["capture_url"], cameras=CAMERAS)
+    state = wait_recording(b, ("main", "panorama"))
+    t_connected = time.time_ns()
+    # the tokens left the address bar, the two sources use the two (fake) cameras
+    assert "#" not in b.driver.current_url and created["sources"]["main"]["token"] not in b.driver.current_url
+    assert {k: v["camera"] for k, v in state["pubs"].items()} == CAMERAS, state
+    assert state["label"] == "● 正在录像 REC"
+    assert state["caseNumber"] == "A-2024-001" and state["room"] == "第一审讯室"
+    assert all(p["conn"] == "已连接 connected" for p in state["pubs"].values()), state
+    assert not state["monitored"]
+    remembered = b.js("return JSON.parse(localStorage.getItem('tonglu.capture.devices'))")
+    assert remembered["main"]["camera"]["label"] == "fake_device_0"
+    assert remembered["panorama"]["camera"]["label"] == "fake_device_2"
+    assert remembered["panorama"]["camera"]["id"] != "from-another-browser"  # re-bound to this browser's id
+    assert remembered["main"]["microphone"]["label"] != remembered["panorama"]["microphone"]["label"]
+    time.sleep(9.0)
+    state = page_state(b)
+    # the running duration counts from the session's start (created before the page opened)
+    h, m, s = (int(x) for x in state["duration"].split(":"))
+    started_ns = server.call(server.recorder.status(sid))["started_ns"]
+    elapsed = (time.time_ns() - started_ns) / 1e9
+    assert abs((h * 3600 + m * 60 + s) - elapsed) <= 2.0, (state["duration"], elapsed)
+    assert (h * 3600 + m * 60 + s) >= (time.time_ns() - t_connected) / 1e9
+    b.screenshot("01-recording")
+    result = stop(server, sid)
+    b.wait_for("return document.body.dataset.rec === 'stopped'", timeout=15, what="page shows stopped")
+    b.wait_for("return Object.values(tonglu.publishers).every(p => p.stream.getTracks()"
+               ".every(t => t.readyState === 'ended'))", timeout=5, what="devices released")
+    assert page_state(b)["label"] == "■ 录像已结束 STOPPED"
+    b.screenshot("02-stopped")
+
+    entries = verify_chain(server.services, sid)
+    g = gaps(entries)
+    assert not [x for x in g if x["reason"] in ("peer_disconnect", "not_connected", "recorder_restart",
+                                                  "ice_failure", "dtls_failure")], g
+    for source in ("main", "panorama"):
+        recorded = check_media(server, entries, source, [], VP8_OPUS)
+        assert recorded["video"] >= 8.0 and recorded["audio"] >= 8.0, (source, recorded)
+    verify_laid_out(server, sid, result["digest"], tmp_path / "evidence")
