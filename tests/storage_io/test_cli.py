@@ -79,9 +79,7 @@ def test_unreachable_store_is_named_and_spool_kept(store_settings: Settings) -> 
 def test_wrong_credential_is_named_and_spool_kept(store_settings: Settings) -> None:
     spool_session(store_settings)
     before = spool_files(store_settings)
-    r = run_tonglu(
-        store_settings, "store", "upload", "--once", "--max-wait", "0", TONGLU_S3_SECRET_KEY="wrong"
-    )
+    r = run_tonglu(store_settings, "store", "upload", "--once", "--max-wait", "0", TONGLU_S3_SECRET_KEY="wrong")
     assert r.returncode == 1
     assert "rejected the credentials" in r.stderr and "SignatureDoesNotMatch" in r.stderr
     assert_nothing_lost(before, spool_files(store_settings))

@@ -85,9 +85,7 @@ def test_sigkill_uploader_mid_upload_then_restart(seaweed, store_settings: Setti
 
 
 def test_store_outage_of_30s_loses_nothing(tmp_path: Path) -> None:
-    settings = Settings.from_env(
-        {"TONGLU_DATA_DIR": str(tmp_path / "data"), "TONGLU_RETENTION_SECONDS": "120"}
-    )
+    settings = Settings.from_env({"TONGLU_DATA_DIR": str(tmp_path / "data"), "TONGLU_RETENTION_SECONDS": "120"})
     store_proc = EmbeddedStore(settings.store_dir)
     ep = store_proc.start()
     uploader = None
@@ -145,9 +143,7 @@ def test_store_outage_of_30s_loses_nothing(tmp_path: Path) -> None:
         for e in ledger.entries("O1"):
             expected[f"sessions/O1/manifest/{e.seq:08d}.json"] = e.to_bytes()
         assert_exactly_once(store, expected, "sessions/O1/")
-        assert (
-            ManifestEntry.from_bytes(store.get("sessions/O1/manifest/00000000.json")).kind == "session_start"
-        )
+        assert ManifestEntry.from_bytes(store.get("sessions/O1/manifest/00000000.json")).kind == "session_start"
     finally:
         if uploader is not None and uploader.poll() is None:
             uploader.send_signal(signal.SIGTERM)
@@ -156,6 +152,4 @@ def test_store_outage_of_30s_loses_nothing(tmp_path: Path) -> None:
             except subprocess.TimeoutExpired:
                 uploader.kill()
         store_proc.stop()
-    assert uploader is not None and uploader.returncode == 0, (
-        uploader.stderr.read() if uploader.stderr else ""
-    )
+    assert uploader is not None and uploader.returncode == 0, uploader.stderr.read() if uploader.stderr else ""

@@ -68,9 +68,7 @@ def fill_session(ledger: Ledger, index: Index | None, sid: str, spool: Spool | N
         index,
         sid,
         "gap",
-        GapRecord(
-            "panorama", "video", "not_connected", t0, t0 + 12_000_000_000, detail="camera offline"
-        ).to_body(),
+        GapRecord("panorama", "video", "not_connected", t0, t0 + 12_000_000_000, detail="camera offline").to_body(),
         now_ns=t0 + 12_000_000_001,
     )
     record(ledger, index, sid, "marker", {"time_ns": t0 + 5, "note": "出示证据", "by": "li"}, now_ns=t0 + 13)

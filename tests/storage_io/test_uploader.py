@@ -59,10 +59,7 @@ def test_drain_uploads_everything_once_with_retention(parts, store_settings: Set
         assert info.lock_mode == COMPLIANCE and info.retain_until is not None
         assert info.content_type == "video/webm"
     work = store.stat("sessions/S1/workcopy/pip.mp4", bucket=store.work_bucket)
-    assert (
-        work.lock_mode is None
-        and store.get("sessions/S1/workcopy/pip.mp4", bucket=store.work_bucket) == b"derived"
-    )
+    assert work.lock_mode is None and store.get("sessions/S1/workcopy/pip.mp4", bucket=store.work_bucket) == b"derived"
     entry = ManifestEntry.from_bytes(store.get("sessions/S1/manifest/00000000.json"))
     assert entry.kind == "session_start"
     # Restart: recovery re-spools the ledger tail; the identical objects count as present.
@@ -95,9 +92,7 @@ def test_corrupt_spool_file_is_quarantined_not_deleted(parts, store_settings: Se
 def test_unreachable_store_keeps_the_spool(store_settings: Settings) -> None:
     spool = Spool(store_settings.spool_dir)
     items = [spool.put_bytes(seg_key("S3", i), b"x" * (i + 1)) for i in range(3)]
-    dead = ObjectStore(
-        f"http://127.0.0.1:{closed_port()}", "a", "b", evidence_bucket=store_settings.evidence_bucket
-    )
+    dead = ObjectStore(f"http://127.0.0.1:{closed_port()}", "a", "b", evidence_bucket=store_settings.evidence_bucket)
     up = Uploader(spool, dead, store_settings, threads=2, backoff_initial_s=0.05)
     report = up.drain_once()
     assert report.confirmed == 0 and report.unavailable and "unreachable" in report.unavailable
@@ -112,9 +107,7 @@ def test_wrong_credential_keeps_the_spool(seaweed, store_settings: Settings) -> 
     spool = Spool(store_settings.spool_dir)
     spool.put_bytes(seg_key("S4", 0), b"data")
     access, _ = seaweed.credentials["recorder"]
-    wrong = ObjectStore(
-        seaweed.endpoint, access, "wrong-secret", evidence_bucket=store_settings.evidence_bucket
-    )
+    wrong = ObjectStore(seaweed.endpoint, access, "wrong-secret", evidence_bucket=store_settings.evidence_bucket)
     report = Uploader(spool, wrong, store_settings, threads=1).drain_once()
     assert report.auth_failed and "SignatureDoesNotMatch" in (report.unavailable or "")
     assert len(spool.pending()) == 1
