@@ -42,6 +42,7 @@ Measured on SeaweedFS 4.48 (`weed mini`, this module's flags):
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import random
@@ -55,6 +56,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -213,11 +215,21 @@ def _pid_alive(pid: int) -> bool:
 class EmbeddedStore:
     """One `weed mini` process owned by this object, configured from files in `store_dir`."""
 
-    def __init__(self, store_dir: Path, *, weed: Path | None = None, extra_args: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        store_dir: Path,
+        *,
+        weed: Path | None = None,
+        extra_args: list[str] | None = None,
+        die_with_parent: bool = True,
+    ) -> None:
         self.store_dir = store_dir
         self.data_dir = store_dir / "data"
         self.weed = weed
         self.extra_args = list(extra_args or [])
+        # SIGTERM weed when the thread that started it dies (a killed test run or `tonglu up` must
+        # not leave an orphan holding ports). Start it from a long-lived thread, or pass False.
+        self.die_with_parent = die_with_parent
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_fh: Any = None
         self.endpoint: Endpoint | None = None
@@ -350,6 +362,7 @@ class EmbeddedStore:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             umask=0o077,  # data files and weed's unix sockets in /tmp: owner only
+            preexec_fn=_die_with_parent() if self.die_with_parent else None,
         )
         (self.store_dir / "weed.pid").write_text(f"{self._proc.pid}\n")
         deadline = time.monotonic() + timeout_s
@@ -513,6 +526,23 @@ def security_toml() -> str:
         )
     parts.append(f'[grpc.client]\ncert = "{TLS_DIR}/grpc.pem"\nkey = "{TLS_DIR}/grpc.key"\n')
     return "\n".join(parts)
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec hook: prctl(PR_SET_PDEATHSIG, SIGTERM) on Linux (libc loaded before the fork)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def hook() -> None:
+        prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+
+    return hook
 
 
 class _PortClash(StoreError):

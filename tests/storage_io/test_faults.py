@@ -6,6 +6,7 @@ import hashlib
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -153,3 +154,31 @@ def test_store_outage_of_30s_loses_nothing(tmp_path: Path) -> None:
                 uploader.kill()
         store_proc.stop()
     assert uploader is not None and uploader.returncode == 0, uploader.stderr.read() if uploader.stderr else ""
+
+
+def test_weed_does_not_outlive_a_killed_parent(tmp_path: Path) -> None:
+    code = (
+        "import sys, time; from pathlib import Path; from storage.seaweed import EmbeddedStore\n"
+        f"s = EmbeddedStore(Path({str(tmp_path / 'store')!r})); s.start(); print(s.pid, flush=True); time.sleep(120)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2]
+    )
+    try:
+        assert parent.stdout is not None
+        weed_pid = int(parent.stdout.readline())
+        os.kill(weed_pid, 0)
+    finally:
+        parent.kill()
+        parent.wait(10)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(weed_pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(weed_pid, signal.SIGKILL)
+        pytest.fail("weed outlived its killed parent")
+    assert "Volume       stopped" in (tmp_path / "store" / "weed.log").read_text()  # a clean SIGTERM stop
