@@ -29,6 +29,7 @@ class RecorderContext:
     spool: Spool
     ledger: Ledger
     index: Any = None  # storage.index.Index when the storage area provides it
+    relay: Any = None  # recorder.relay.Relay: live fan-out to WHEP viewers (set by LocalRecorder)
     sealer: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="seal")
     )

@@ -71,6 +71,18 @@ class BadRequest(RecorderError):
     status = 400
 
 
+class ViewerNotFound(RecorderError):
+    """No such live (WHEP) viewer, or not the caller's."""
+
+    status = 404
+
+
+class TooManyViewers(RecorderError):
+    """The session already has as many live viewers as the recorder allows."""
+
+    status = 429
+
+
 class WorkerUnavailable(RecorderError):
     """The recorder worker that owns the session cannot be reached."""
 
@@ -94,5 +106,7 @@ ERRORS: dict[str, type[RecorderError]] = {
         OfferUnsupportedCodec,
         BadRequest,
         WorkerUnavailable,
+        ViewerNotFound,
+        TooManyViewers,
     )
 }

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from recorder import seam
+from recorder import participants, seam
 from recorder.codecs import register_h264_profiles
 from recorder.context import RecorderContext, spawn
 from recorder.errors import (
@@ -28,10 +28,12 @@ from recorder.errors import (
 )
 from recorder.events import GapClosed
 from recorder.recovery import recover_session
+from recorder.relay import Relay
 from recorder.sdp import check_offer, munge_answer
 from recorder.session import LiveSession, Peer
 from recorder.store import SessionStore
 from recorder.track import PeerTrack
+from recorder.whep import WhepHub, is_monitor, monitoring_summary
 from storage.ledger import Ledger
 from storage.logctx import context_logger
 from storage.manifest import GapRecord, SegmentRecord
@@ -75,6 +77,9 @@ class LocalRecorder:
     ) -> None:
         self.settings = settings
         self.ctx = RecorderContext(settings, spool, ledger, index)
+        self.relay = Relay()  # live fan-out of received frames to WHEP viewers
+        self.ctx.relay = self.relay
+        self.whep = WhepHub(self)
         self.store = store or SessionStore(ledger, settings.db_url)
         self.owns = owns or (lambda sid: True)
         self.live: dict[str, LiveSession] = {}
@@ -104,6 +109,7 @@ class LocalRecorder:
 
     async def close(self) -> None:
         """Stop taking media (peers closed, open segments sealed); sessions stay open in the ledger."""
+        await self.whep.close()
         for live in list(self.live.values()):
             for peer in list(live.peers.values()):
                 await self._end_peer(live, peer, None, "")
@@ -234,6 +240,9 @@ class LocalRecorder:
         out["connected_peers"] = [s["peer"]["peer_id"] for s in sources.values() if s["peer"]]
         out["open_gaps"] = open_gaps
         out["gap_events"] = facts.gaps
+        out["viewers"] = self.whep.status(sid)  # live WHEP viewers: who, role, since
+        out["monitored"] = any(is_monitor(v) for v in out["viewers"])
+        out["remote_participants"] = participants.status(facts, live)
         return out
 
     # -- WHIP ------------------------------------------------------------------------------
@@ -400,6 +409,7 @@ class LocalRecorder:
             if live.stopping:
                 raise SessionStopped(f"会话正在结束 (session {sid} is being stopped)")
             live.stopping = True
+            await self.whep.end_session(sid)  # live viewing only while recording
             stop_ns = time.time_ns()
             for peer in list(live.peers.values()):
                 await self._end_peer(live, peer, None, "")
@@ -428,7 +438,7 @@ class LocalRecorder:
                                     source,
                                     track,
                                     "not_connected",
-                                    facts.start.time_ns,
+                                    facts.source_start_ns(source),
                                     stop_ns,
                                     detail="信号源未推流 source never published this track",
                                 )
@@ -447,6 +457,30 @@ class LocalRecorder:
             "root": cp.root,
             "stopped_ns": stop_ns,
         }
+
+    # -- live viewing (WHEP) and remote participants: recorder.whep, recorder.participants ----
+    async def watch(
+        self, sid: str, source: str, offer: str, viewer: dict[str, str], on_end: Any = None
+    ) -> dict[str, Any]:
+        return await self.whep.watch(sid, source, offer, viewer, on_end)
+
+    async def unwatch(self, sid: str, source: str, viewer_id: str, user: str | None = None) -> None:
+        await self.whep.unwatch(sid, source, viewer_id, user)
+
+    async def monitoring(self, sid: str) -> dict[str, Any]:
+        facts = await asyncio.to_thread(self.store.facts, sid)
+        remote = participants.status(facts, self.live.get(sid))
+        return monitoring_summary(sid, facts.state, self.whep.status(sid), remote)
+
+    async def check_source_token(self, sid: str, source: str, token: str | None) -> None:
+        await asyncio.to_thread(self.store.facts, sid)  # unknown session: 404
+        await asyncio.to_thread(self.store.check_token, sid, source, token)
+
+    async def join_participant(self, sid: str, source: str, name: str, role: str) -> str:
+        return await participants.join(self, sid, source, name, role)
+
+    async def leave_participant(self, sid: str, source: str, by: str) -> None:
+        await participants.leave(self, sid, source, by)
 
     def sealed_records(self) -> list[SegmentRecord]:  # pragma: no cover - debugging aid
         return []

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, select
 from sqlalchemy.engine import Engine
 
+from recorder import participants
 from recorder.errors import BadRequest, SessionNotFound, SourceNotFound, TokenInvalid, TokenMissing
 from storage import keys
 from storage.ledger import Ledger
@@ -51,10 +52,17 @@ class SessionFacts:
     segments: int = 0
     gaps: list[dict[str, Any]] = field(default_factory=list)
     last_segments: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    participant_entries: list[dict[str, Any]] = field(default_factory=list)  # `participant` bodies
 
     @property
     def sources(self) -> dict[str, Any]:
-        return dict(self.start.body.get("sources") or {})
+        """The sources named at start, and those remote participants added (`remote-<id>`)."""
+        return {**participants.source_specs(self.participant_entries), **(self.start.body.get("sources") or {})}
+
+    def source_start_ns(self, source: str) -> int:
+        """When `source` became part of the session (a remote participant's first join)."""
+        joined = self.sources.get(source, {}).get("joined_ns")
+        return int(joined) if isinstance(joined, int) else self.start.time_ns
 
     @property
     def room(self) -> str:
@@ -185,6 +193,8 @@ class SessionStore:
                     facts.last_segments[k] = e.body
             elif e.kind == "gap":
                 facts.gaps.append(e.body)
+            elif e.kind == "participant":
+                facts.participant_entries.append(e.body)
         return facts
 
     def check_token(self, sid: str, source: str, token: str | None) -> None:
@@ -200,6 +210,21 @@ class SessionStore:
             raise SourceNotFound(f"会话 {sid} 没有信号源 {source} (session has no source {source!r})")
         if not hmac.compare_digest(row[0], _hash(token)):
             raise TokenInvalid(f"信号源令牌错误 (wrong token for source {source!r})")
+
+    def add_source_token(self, sid: str, source: str) -> str:
+        """Issue a (new) WHIP token for a source added during the session (a remote participant);
+        a previous token of that source stops working."""
+        keys.safe_id(source, "source")
+        token = secrets.token_urlsafe(24)
+        now = time.time_ns()
+        with self.engine.begin() as conn:
+            conn.execute(
+                tokens_table.delete().where(tokens_table.c.session_id == sid, tokens_table.c.source == source)
+            )
+            conn.execute(
+                tokens_table.insert().values(session_id=sid, source=source, token_sha256=_hash(token), created_ns=now)
+            )
+        return token
 
     def list(self) -> list[dict[str, Any]]:
         out = []

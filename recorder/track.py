@@ -160,11 +160,15 @@ class PeerTrack:
         self.dropped_before_key = 0
         self.ended = asyncio.Event()
         self.error: str | None = None
+        # live viewers (recorder.relay): publishing costs nothing while nobody watches
+        self.tap = ctx.relay.track(session, source, track, kind) if ctx.relay is not None else None
 
     # -- event loop side -------------------------------------------------------------------
     def attach(self, receiver: Any) -> None:
         self.receiver = receiver
         self.queue = seam.attach(receiver, self.kind, self.run, self)
+        if self.tap is not None:
+            self.tap.upstream = self.request_keyframe
 
     def _packet(self, packet: RtpPacket, seq: int, repaired: bool, duration: int) -> int:
         now = time.time_ns()
@@ -201,14 +205,19 @@ class PeerTrack:
     def _emit(self, codec: Any, frames: list[tuple[int, bytes]]) -> None:
         if self.queue is None:
             return
+        tap = self.tap
         for ts, data in frames:
             self.queue.put((codec, JitterFrame(data, ts)))
+            if tap is not None and tap.subscribers and codec is not None:
+                tap.publish(codec.name, data, ts, time.time_ns())
 
     def on_audio(self, packet: RtpPacket) -> None:
         payload = packet.payload
         rtp = self._packet(packet, packet.sequence_number, False, opus_duration(payload))
         if self.queue is not None and payload:
             self.queue.put(AudioItem(payload, rtp))
+            if self.tap is not None and self.tap.subscribers:
+                self.tap.publish("opus", payload, rtp, time.time_ns())
 
     def on_sender_report(self, ntp: int, rtp: int, ssrc: int) -> None:
         if self.media_ssrc is None or ssrc == self.media_ssrc:
