@@ -103,7 +103,9 @@ def capture_view(status: dict[str, Any], now_ns: int) -> dict[str, Any]:
         "stopped_ns": status.get("stopped_ns"),
         "now_ns": now_ns,
         "sources": sources,
-        "monitored": viewers > 0,
+        # the recorder says whether staff (admin/supervisor) watch; remote participants watching
+        # the room are listed as participants, not as monitoring
+        "monitored": bool(status.get("monitored", viewers > 0)),
         "viewers": viewers,
         "participants": _participants(status),
         "poll_s": STATUS_POLL_S,
