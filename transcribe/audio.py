@@ -123,9 +123,7 @@ def assemble(
                 )
             )
             continue
-        except (
-            Exception
-        ) as exc:  # unreadable (missing object, store down): the span cannot be transcribed now
+        except Exception as exc:  # unreadable (missing object, store down): the span cannot be transcribed now
             bad.append(
                 BadSpan(
                     max(seg.wall_first_ns, start_ns),

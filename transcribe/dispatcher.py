@@ -52,9 +52,7 @@ def segment_ref(body: dict[str, Any]) -> SegmentRef:
 
 
 class Dispatcher:
-    def __init__(
-        self, ledger_dir: Path, queue: JobQueue, versions: VersionStore, model: dict[str, str]
-    ) -> None:
+    def __init__(self, ledger_dir: Path, queue: JobQueue, versions: VersionStore, model: dict[str, str]) -> None:
         self.ledger_dir = ledger_dir
         self.queue = queue
         self.versions = versions
@@ -96,9 +94,7 @@ class Dispatcher:
                 try:
                     segments.append((segment_ref(e.body), e.time_ns))
                 except (KeyError, TypeError, ValueError) as exc:
-                    log.bind(session=sid).warning(
-                        "segment entry %d unusable for transcription: %s", e.seq, exc
-                    )
+                    log.bind(session=sid).warning("segment entry %d unusable for transcription: %s", e.seq, exc)
             elif e.kind == "session_stop":
                 stopped_ns = e.time_ns
         self.queue.record_entries(

@@ -54,9 +54,7 @@ def build(
 ) -> dict[str, Any]:
     tracks = {(s.source, s.track) for s in segments} | {(ln.source, ln.track) for ln in lines}
     speakers = speakers_map(tracks, session_start, participants)
-    zero = min(
-        (s.wall_first_ns for s in segments), default=min((ln.start_ns for ln in lines), default=now_ns)
-    )
+    zero = min((s.wall_first_ns for s in segments), default=min((ln.start_ns for ln in lines), default=now_ns))
     ordered = sorted(lines, key=lambda ln: (ln.start_ns, ln.source, ln.track))
     gaps = []
     for b in sorted(bad, key=lambda b: (b["start_ns"], b["source"])):
@@ -119,12 +117,8 @@ def diff_lines(before: Sequence[dict[str, Any]], after: Sequence[dict[str, Any]]
         out.append(
             {
                 "op": op,
-                "before": [
-                    {k: before[i][k] for k in ("start", "end", "speaker", "text")} for i in range(i1, i2)
-                ],
-                "after": [
-                    {k: after[j][k] for k in ("start", "end", "speaker", "text")} for j in range(j1, j2)
-                ],
+                "before": [{k: before[i][k] for k in ("start", "end", "speaker", "text")} for i in range(i1, i2)],
+                "after": [{k: after[j][k] for k in ("start", "end", "speaker", "text")} for j in range(j1, j2)],
             }
         )
     return out

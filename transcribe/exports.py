@@ -63,9 +63,7 @@ def to_docx(doc: dict[str, Any], session_start: dict[str, Any] | None = None) ->
     facts = session_start or {}
     d = Document()
     header = d.sections[0].header.paragraphs[0]
-    header.text = (
-        "ASR 草稿，未经核对" if doc.get("draft", True) else f"已核对 verified: {doc.get('verified_by')}"
-    )
+    header.text = "ASR 草稿，未经核对" if doc.get("draft", True) else f"已核对 verified: {doc.get('verified_by')}"
     d.add_heading("讯问笔录（草稿）" if doc.get("draft", True) else "讯问笔录", level=1)
     lines = doc.get("lines", [])
     gaps = doc.get("untranscribable", [])
@@ -78,8 +76,7 @@ def to_docx(doc: dict[str, Any], session_start: dict[str, Any] | None = None) ->
         ("时间", f"{local_hms(min(times))} 至 {local_hms(max(times))}（北京时间）" if times else ""),
         (
             "版本",
-            f"第 {doc.get('version')} 版（{doc.get('origin')}），"
-            f"模型 {(doc.get('model') or {}).get('name', '')}",
+            f"第 {doc.get('version')} 版（{doc.get('origin')}），模型 {(doc.get('model') or {}).get('name', '')}",
         ),
     ]
     for k, v in meta:
@@ -98,8 +95,7 @@ def to_docx(doc: dict[str, Any], session_start: dict[str, Any] | None = None) ->
                 g["start_ns"],
                 "",
                 g.get("speaker", ""),
-                f"〔{local_hms(g['start_ns'])}–{local_hms(g['end_ns'])} "
-                f"{UNTRANSCRIBABLE}：{g.get('reason', '')}〕",
+                f"〔{local_hms(g['start_ns'])}–{local_hms(g['end_ns'])} {UNTRANSCRIBABLE}：{g.get('reason', '')}〕",
             )
         )
     for start_ns, tag, speaker, text in sorted(items, key=lambda x: x[0]):

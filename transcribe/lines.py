@@ -13,9 +13,7 @@ SHANGHAI = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")  # China has no D
 
 def iso(ns: int) -> str:
     """UTC ISO-8601 with milliseconds and a Z."""
-    t = dt.datetime.fromtimestamp(ns // 1_000_000_000, dt.UTC).replace(
-        microsecond=(ns % 1_000_000_000) // 1000
-    )
+    t = dt.datetime.fromtimestamp(ns // 1_000_000_000, dt.UTC).replace(microsecond=(ns % 1_000_000_000) // 1000)
     return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -75,8 +73,7 @@ class Line:
 def to_wall(raw: RawLine, base_ns: int, source: str, track: str, text: str) -> Line:
     """Map a raw line (seconds from the start of the window) onto the wall clock."""
     words = tuple(
-        Word(base_ns + round(w.start * 1e9), base_ns + round(w.end * 1e9), w.word, w.probability)
-        for w in raw.words
+        Word(base_ns + round(w.start * 1e9), base_ns + round(w.end * 1e9), w.word, w.probability) for w in raw.words
     )
     start = words[0].start_ns if words else base_ns + round(raw.start * 1e9)
     end = words[-1].end_ns if words else base_ns + round(raw.end * 1e9)

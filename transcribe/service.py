@@ -90,9 +90,7 @@ class TranscriptService:
 
     def live_draft(self, sid: str) -> dict[str, Any]:
         info = self.queue.session_info(sid) or {}
-        doc = live_document(
-            sid, self.queue.live_rows(sid), self.queue.segments(sid), self.model, info, time.time_ns()
-        )
+        doc = live_document(sid, self.queue.live_rows(sid), self.queue.segments(sid), self.model, info, time.time_ns())
         doc["version"] = 0
         doc["live"] = True
         return doc
@@ -159,9 +157,7 @@ class TranscriptService:
         asr = self.versions_store.load(sid, asr_entries[-1]["version"]) if asr_entries else None
         if base.get("version") == 0:
             asr = asr or base
-        doc = documents.correct(
-            base, lines, by=by, verified=verified, note=note, now_ns=time.time_ns(), asr=asr
-        )
+        doc = documents.correct(base, lines, by=by, verified=verified, note=note, now_ns=time.time_ns(), asr=asr)
         doc.pop("live", None)
         published = self.versions_store.publish(sid, doc, by=by)
         assert published is not None

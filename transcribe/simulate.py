@@ -29,9 +29,7 @@ def opus_packets(pcm: np.ndarray, rate: int = 16_000) -> list[bytes]:
     resampler = av.AudioResampler(format="flt", layout="mono", rate=CLOCK)
     frame = av.AudioFrame.from_ndarray(pcm.astype(np.float32).reshape(1, -1), format="flt", layout="mono")
     frame.sample_rate = rate
-    up = np.concatenate(
-        [f.to_ndarray().reshape(-1) for f in [*resampler.resample(frame), *resampler.resample(None)]]
-    )
+    up = np.concatenate([f.to_ndarray().reshape(-1) for f in [*resampler.resample(frame), *resampler.resample(None)]])
     pad = (-len(up)) % FRAME
     up = np.concatenate([up, np.zeros(pad, dtype=np.float32)])
     enc = av.CodecContext.create("libopus", "w")
@@ -144,9 +142,7 @@ class SimSession:
             bytes=len(data),
             sha256=digest,
         )
-        self.spool.put_file(
-            key, path, sha256=digest, size=len(data), content_type="audio/webm", bucket=EVIDENCE
-        )
+        self.spool.put_file(key, path, sha256=digest, size=len(data), content_type="audio/webm", bucket=EVIDENCE)
         self.ledger.append(self.sid, "segment", rec.to_body(), now_ns=now_ns)
         t.next_packet += len(chunk)
         t.index += 1

@@ -28,9 +28,7 @@ def encode(doc: dict[str, Any]) -> bytes:
 
 
 class VersionStore:
-    def __init__(
-        self, root: Path, spool: Spool, ledger: Ledger, read: Callable[[str], bytes] | None = None
-    ) -> None:
+    def __init__(self, root: Path, spool: Spool, ledger: Ledger, read: Callable[[str], bytes] | None = None) -> None:
         self.root = root  # data_dir/transcribe/versions
         self.spool = spool
         self.ledger = ledger
@@ -58,9 +56,7 @@ class VersionStore:
         data = cached.read_bytes() if cached.exists() else None
         if data is None or hashlib.sha256(data).hexdigest() != entry["sha256"]:
             if self.read is None:
-                raise VersionNotFound(
-                    f"transcript version {version} of {sid} is not cached here and no reader is set"
-                )
+                raise VersionNotFound(f"transcript version {version} of {sid} is not cached here and no reader is set")
             data = self.read(entry["key"])
             if hashlib.sha256(data).hexdigest() != entry["sha256"]:
                 raise VersionNotFound(f"stored transcript {entry['key']} does not match its manifest SHA-256")

@@ -43,9 +43,7 @@ class _Heartbeat(threading.Thread):
                 return
 
 
-def process_live(
-    job: LiveJob, engine: Engine, read: Callable[[str], bytes], queue: JobQueue, owner: str
-) -> int:
+def process_live(job: LiveJob, engine: Engine, read: Callable[[str], bytes], queue: JobQueue, owner: str) -> int:
     if not job.segments:
         return queue.commit_live(job, owner, [], [], job.carry_ns)
     start = max(job.carry_ns or 0, job.segments[0].wall_first_ns)
@@ -56,9 +54,7 @@ def process_live(
     return queue.commit_live(job, owner, lines, window.bad, window.wall_ns(cut_s))
 
 
-def process_final(
-    job: FinalJob, engine: Engine, read: Callable[[str], bytes], queue: JobQueue, owner: str
-) -> int:
+def process_final(job: FinalJob, engine: Engine, read: Callable[[str], bytes], queue: JobQueue, owner: str) -> int:
     window = assemble(job.segments, read)
     raw, _ = engine.transcribe(window.audio, thorough=True)
     lines = [to_wall(r, window.start_ns, job.source, job.track, r.text) for r in raw]
@@ -107,9 +103,7 @@ def run(
         except LeaseLost as exc:
             jlog.warning("%s", exc)
         except Exception:
-            jlog.exception(
-                "%s failed (attempt %d); it will be retried after its lease", job.name, job.attempt
-            )
+            jlog.exception("%s failed (attempt %d); it will be retried after its lease", job.name, job.attempt)
             stop.wait(1.0)
         finally:
             beat.done.set()

@@ -2,7 +2,8 @@
 all on silence or noise.
 
 Bounds (measured on this 2-core machine, then given headroom):
-- English, tiny.en, all bundled English clips: WER measured 0.043 -> must be <= 0.10.
+- English, tiny.en, all bundled English clips: WER measured 0.043 (final-pass decoding: beam 5) -> must be
+  <= 0.10; live decoding (greedy) measured 0.163 -> must be <= 0.25.
 - Mandarin, base, pytest-audioeval zh clips: CER measured 0.27 -> must be <= 0.40.
 - Mandarin, base, espeak-ng clips (robotic): reported by the benchmark only (CER about 0.8: base cannot read
   this voice); here they only have to come out in simplified characters.
@@ -24,8 +25,8 @@ from transcribe.guards import clean_text
 pytestmark = pytest.mark.whisper
 
 
-def _run(engine, audio: np.ndarray) -> list[str]:  # type: ignore[no-untyped-def]
-    lines, _ = engine.transcribe(audio)
+def _run(engine, audio: np.ndarray, thorough: bool = True) -> list[str]:  # type: ignore[no-untyped-def]
+    lines, _ = engine.transcribe(audio, thorough=thorough)
     return [ln.text for ln in lines]
 
 
@@ -35,6 +36,9 @@ def test_english_wer_tiny(tiny_engine) -> None:  # type: ignore[no-untyped-def]
     hyps = [join_lines(_run(tiny_engine, load(c.path)), "en") for c in clips]
     wer = error_rate([c.reference for c in clips], hyps, "en")
     assert wer <= 0.10, (wer, hyps)
+    live = [join_lines(_run(tiny_engine, load(c.path), thorough=False), "en") for c in clips]
+    live_wer = error_rate([c.reference for c in clips], live, "en")
+    assert live_wer <= 0.25, (live_wer, live)
 
 
 def test_chinese_cer_base(base_engine) -> None:  # type: ignore[no-untyped-def]

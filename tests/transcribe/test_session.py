@@ -66,6 +66,9 @@ def test_live_draft_then_final_version_with_wall_clock_lines(env: Env) -> None:
         env.settings, env.spool, env.ledger, read=evidence_reader(env.settings)
     )
     services.accounts = _Accounts()
+    from web.audit import AuditLog
+
+    services.audit = AuditLog.from_settings(env.settings, env.spool)
     client = TestClient(__import__("web.app", fromlist=["create_app"]).create_app(services))
     try:
         corrupt_index = 5
@@ -225,6 +228,11 @@ def test_live_draft_then_final_version_with_wall_clock_lines(env: Env) -> None:
             ).status_code
             == 404
         )
+        # views, exports and corrections are audited
+        actions = {r["action"] for r in services.audit.query(obj=f"session:{sid}/transcript")}
+        assert actions >= {"transcript.view", "transcript.export.docx", "transcript.correct", "transcript.verify",
+                           "transcript.live", "transcript.versions"}
+        assert services.audit.query(action="transcript.verify")[0]["user"] == "li4"
         # versions are in the evidence spool under their keys, one object per version, and in the manifest
         keys = [i.key for i in env.spool.pending() if "/transcripts/" in i.key]
         assert keys == [f"sessions/{sid}/transcripts/{n:04d}.json" for n in (1, 2, 3, 4)]

@@ -37,6 +37,16 @@ def _svc(request: Request, sid: str) -> Any:
     return svc
 
 
+async def _audit(
+    request: Request, p: Principal, action: str, sid: str, doc: dict[str, Any] | None, outcome: str = "ok"
+) -> None:
+    """Every view, export and correction of a transcript is audited (REQUIREMENTS 16) when audit is on."""
+    audit = request.app.state.services.audit
+    if audit is not None:
+        detail = {"version": doc.get("version")} if doc is not None else None
+        await audit.arecord(p, request, action, f"session:{sid}/transcript", outcome=outcome, detail=detail)
+
+
 async def _doc(request: Request, sid: str, version: int | None) -> dict[str, Any]:
     from transcribe.errors import VersionNotFound
 
@@ -51,44 +61,50 @@ async def _doc(request: Request, sid: str, version: int | None) -> dict[str, Any
 
 @router.get("/api/sessions/{sid}/transcript")
 async def transcript(
-    request: Request, sid: str, _p: Annotated[Principal, Depends(READ)], version: int | None = None
+    request: Request, sid: str, p: Annotated[Principal, Depends(READ)], version: int | None = None
 ) -> JSONResponse:
-    return JSONResponse(await _doc(request, sid, version))
+    doc = await _doc(request, sid, version)
+    await _audit(request, p, "transcript.view", sid, doc)
+    return JSONResponse(doc)
 
 
 @router.get("/api/sessions/{sid}/transcript/versions")
-async def versions(request: Request, sid: str, _p: Annotated[Principal, Depends(READ)]) -> JSONResponse:
+async def versions(request: Request, sid: str, p: Annotated[Principal, Depends(READ)]) -> JSONResponse:
     svc = _svc(request, sid)
+    await _audit(request, p, "transcript.versions", sid, None)
     return JSONResponse({"session": sid, "versions": await run_in_threadpool(svc.versions, sid)})
 
 
 @router.get("/api/sessions/{sid}/transcript.vtt")
 async def vtt(
-    request: Request, sid: str, _p: Annotated[Principal, Depends(READ)], version: int | None = None
+    request: Request, sid: str, p: Annotated[Principal, Depends(READ)], version: int | None = None
 ) -> Response:
     from transcribe.exports import to_vtt
 
-    return Response(to_vtt(await _doc(request, sid, version)), media_type="text/vtt; charset=utf-8")
+    doc = await _doc(request, sid, version)
+    await _audit(request, p, "transcript.export.vtt", sid, doc)
+    return Response(to_vtt(doc), media_type="text/vtt; charset=utf-8")
 
 
 @router.get("/api/sessions/{sid}/transcript.srt")
 async def srt(
-    request: Request, sid: str, _p: Annotated[Principal, Depends(READ)], version: int | None = None
+    request: Request, sid: str, p: Annotated[Principal, Depends(READ)], version: int | None = None
 ) -> Response:
     from transcribe.exports import to_srt
 
-    return Response(
-        to_srt(await _doc(request, sid, version)), media_type="application/x-subrip; charset=utf-8"
-    )
+    doc = await _doc(request, sid, version)
+    await _audit(request, p, "transcript.export.srt", sid, doc)
+    return Response(to_srt(doc), media_type="application/x-subrip; charset=utf-8")
 
 
 @router.get("/api/sessions/{sid}/transcript.docx")
 async def docx(
-    request: Request, sid: str, _p: Annotated[Principal, Depends(READ)], version: int | None = None
+    request: Request, sid: str, p: Annotated[Principal, Depends(READ)], version: int | None = None
 ) -> Response:
     from transcribe.exports import to_docx
 
     doc = await _doc(request, sid, version)
+    await _audit(request, p, "transcript.export.docx", sid, doc)
     svc = _svc(request, sid)
     start, _, _ = await run_in_threadpool(svc.session_facts, sid)
     data = await run_in_threadpool(to_docx, doc, start)
@@ -101,7 +117,7 @@ async def docx(
 
 @router.get("/api/sessions/{sid}/transcript/live")
 async def live(
-    request: Request, sid: str, _p: Annotated[Principal, Depends(READ)], poll_s: float = 0.5
+    request: Request, sid: str, p: Annotated[Principal, Depends(READ)], poll_s: float = 0.5
 ) -> StreamingResponse:
     """Server-sent events: `line` for each live line (id = line id; resume with Last-Event-ID),
     `version` when a version is stored, `end` once the final version exists (then the stream closes)."""
@@ -111,6 +127,7 @@ async def live(
     except ValueError:
         after = 0
     poll = min(5.0, max(0.1, poll_s))
+    await _audit(request, p, "transcript.live", sid, None)
 
     async def events() -> AsyncIterator[bytes]:
         nonlocal after
@@ -167,5 +184,7 @@ async def corrections(
             )
         )
     except CorrectionError as exc:
+        await _audit(request, p, "transcript.correct", sid, None, outcome="rejected")
         raise HTTPException(422, f"更正无效 (invalid correction): {exc}") from exc
+    await _audit(request, p, "transcript.verify" if body.verified else "transcript.correct", sid, doc)
     return JSONResponse(doc, status_code=201)
