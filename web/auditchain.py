@@ -17,7 +17,7 @@ from storage.errors import CanonicalError
 from storage.manifest import GENESIS
 
 AUDIT_VERSION = 1
-OUTCOMES = frozenset({"ok", "denied", "failed", "throttled", "error"})
+OUTCOMES = frozenset({"ok", "denied", "failed", "rejected", "throttled", "error"})
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,7 @@ MATRIX: dict[tuple[str, str], Rule] = {
     ("DELETE", "/api/sessions/{}/participants/{}"): roles(*OPERATE, P, scoped=True, audit="participant_leave"),
     # -- evidence annotations and invitations (this area) --------------------------------------
     ("GET", "/api/sessions/{}/events"): roles(*READ_SESSION, P, scoped=True),
+    ("GET", "/api/search"): roles(*READ_SESSION, audit="search"),
     ("POST", "/api/sessions/{}/markers"): roles(*OPERATE, audit="marker"),
     ("POST", "/api/sessions/{}/breaks"): roles(*OPERATE, audit="break"),
     ("POST", "/api/sessions/{}/record-times"): roles(*OPERATE, audit="record_times"),

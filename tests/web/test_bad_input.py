@@ -137,8 +137,12 @@ def test_path_traversal_in_any_path_parameter_gets_a_clean_4xx(
                     if method in ("POST", "PATCH", "PUT"):
                         kwargs["json"] = {}
                     r = client.request(method, url, **kwargs)  # type: ignore[arg-type]
-                    if r.status_code in (307, 308) and r.headers["location"].startswith("http://testserver/"):
-                        continue  # Starlette's trailing-slash redirect (a decoded "%2F" at the end)
+                    location = r.headers.get("location", "")
+                    if r.status_code in (303, 307, 308) and (location.startswith("/") or
+                                                             location.startswith("http://testserver/")):
+                        # a local redirect: the client resolved a literal ".." (to "/"), or Starlette
+                        # stripped a trailing slash from a decoded "%2F"; nothing escaped
+                        continue
                     if not 400 <= r.status_code < 500:
                         bad.append(f"{method} {url} -> {r.status_code}")
     assert bad == []

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from storage.keys import safe_id
@@ -243,3 +243,87 @@ def revoke_invitation(request: Request, sid: str, inv_id: str, p: Operator) -> d
             status_code=404, detail=f"本场没有此邀请 (no invitation {inv_id!r} in session {sid})"
         )
     return accounts.revoke_invitation(inv_id, _by(p)).to_json(accounts.clock())
+
+
+# -- search ------------------------------------------------------------------------------------
+def _session_summaries(request: Request) -> list[dict[str, Any]]:
+    """Every session's facts from its `session_start` / `session_stop` entries (the ledger)."""
+    ledger = request.app.state.services.ledger
+    out = []
+    for sid in ledger.sessions():
+        try:
+            entries = ledger.entries(sid)
+        except Exception:  # a session being written right now, or unreadable: skip it
+            continue
+        if not entries or entries[0].kind != "session_start":
+            continue
+        start = entries[0]
+        stop = next((e for e in entries if e.kind == "session_stop"), None)
+        people = [str(e.body.get("name", "")) for e in entries if e.kind == "participant"]
+        b = start.body
+        out.append({
+            "id": sid, "room": b.get("room"), "case_number": b.get("case_number"), "suspect": b.get("suspect"),
+            "interviewers": b.get("interviewers") or [], "participants": sorted(set(filter(None, people))),
+            "started_ns": start.time_ns, "stopped_ns": stop.time_ns if stop else None,
+            "state": "stopped" if stop else "recording",
+            "gaps": sum(1 for e in entries if e.kind == "gap"),
+        })
+    return out
+
+
+def _transcript_hits(request: Request, sid: str, text: str) -> list[dict[str, Any]]:
+    svc = request.app.state.services.transcripts
+    if svc is None:
+        return []
+    try:
+        doc = svc.current(sid)
+    except Exception:  # no transcript (yet) for this session
+        return []
+    needle = text.casefold()
+    return [{"start": ln.get("start"), "speaker": ln.get("speaker"), "text": ln.get("text")}
+            for ln in doc.get("lines", []) if needle in str(ln.get("text", "")).casefold()][:5]
+
+
+def search_sessions(request: Request, *, case: str = "", room: str = "", person: str = "", date: str = "",
+                    text: str = "") -> list[dict[str, Any]]:
+    from web.templating import SHANGHAI
+
+    results = []
+    for s in _session_summaries(request):
+        if case and case.casefold() not in str(s["case_number"]).casefold():
+            continue
+        if room and room.casefold() not in str(s["room"]).casefold():
+            continue
+        if person:
+            names = [str(s["suspect"]), *map(str, s["interviewers"]), *s["participants"]]
+            if not any(person.casefold() in n.casefold() for n in names):
+                continue
+        if date:
+            day = datetime.fromtimestamp(s["started_ns"] / 1e9, tz=SHANGHAI).strftime("%Y-%m-%d")
+            if day != date:
+                continue
+        if text:
+            hits = _transcript_hits(request, s["id"], text)
+            if not hits:
+                continue
+            s["transcript_hits"] = hits
+        results.append(s)
+    results.sort(key=lambda s: s["started_ns"], reverse=True)
+    return results
+
+
+Query200 = Annotated[str, Query(max_length=200)]
+
+
+@router.get("/api/search")
+def search(request: Request, _p: Annotated[Principal, Depends(require_roles(*READ_SESSION))],
+           case: Query200 = "", room: Query200 = "", person: Query200 = "", date: Query200 = "",
+           text: Query200 = "") -> dict[str, Any]:
+    """Find sessions by case number, room, person (suspect, interviewer, remote participant),
+    date (YYYY-MM-DD, Beijing time) and words of the transcript."""
+    if date:
+        try:
+            datetime.strptime(date, "%Y-%m-%d")
+        except ValueError as exc:
+            raise HTTPException(status_code=422, detail=f"日期格式应为 YYYY-MM-DD (date {date!r})") from exc
+    return {"results": search_sessions(request, case=case, room=room, person=person, date=date, text=text)}

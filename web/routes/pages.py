@@ -5,14 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from storage.keys import safe_id
 from web.accounts import SESSION_COOKIE, USER_ROLES
 from web.auth import Principal, require_roles, resolve_principal
 from web.errors import InvitationError
-from web.rbac import STAFF
+from web.rbac import STAFF, require_session_access
+from web.routes.evidence import BREAK_REASONS
 from web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -60,6 +62,56 @@ def join(request: Request, token: str) -> Response:
     response.set_cookie(SESSION_COOKIE, cookie, max_age=max_age, httponly=True, samesite="lax", path="/",
                         secure=request.url.scheme == "https")
     return response
+
+
+Watch = Annotated[Principal, Depends(require_roles("admin", "interviewer", "supervisor"))]
+Reviewer = Annotated[Principal, Depends(require_roles("admin", "reviewer", "supervisor"))]
+
+
+def _sid(sid: str) -> str:
+    try:
+        return safe_id(sid, "session id")
+    except ValueError as exc:
+        raise HTTPException(status_code=404, detail=f"讯问记录不存在 (no session {sid!r})") from exc
+
+
+@router.get("/console")
+def console_page(request: Request, _p: Watch) -> Response:
+    """讯问控制台: rooms and their state, start a session."""
+    return render(request, "console.html")
+
+
+@router.get("/console/{sid}")
+def session_console_page(request: Request, sid: str, _p: Watch) -> Response:
+    """One running (or ended) session: indicator, previews, markers, breaks, transcript, stop."""
+    return render(request, "session.html", sid=_sid(sid), break_reasons=BREAK_REASONS)
+
+
+@router.get("/live/{sid}")
+def live_page(request: Request, sid: str, _p: Annotated[Principal, Depends(require_roles("admin", "supervisor"))]
+              ) -> Response:
+    """Supervisor live view (WHEP): the room shows "being monitored" while this page watches."""
+    return render(request, "live.html", sid=_sid(sid))
+
+
+@router.get("/remote/{sid}")
+def remote_page(request: Request, sid: str, p: Annotated[Principal, Depends(require_roles("participant"))]
+                ) -> Response:
+    """Remote participant: device check, then join two-way."""
+    require_session_access(p, sid)
+    return render(request, "remote.html", sid=_sid(sid))
+
+
+@router.get("/review")
+def review_search_page(request: Request, _p: Reviewer) -> Response:
+    """审查: search sessions by case number, room, person, date, transcript words."""
+    return render(request, "review.html")
+
+
+@router.get("/review/{sid}")
+def review_page(request: Request, sid: str, _p: Reviewer) -> Response:
+    """Replay: working copy, timeline (gaps, breaks, markers, participants), transcript, report, export."""
+    return render(request, "replay.html", sid=_sid(sid))
 
 
 @router.get("/account")
