@@ -27,12 +27,13 @@ from recorder.errors import (
     SourceNotFound,
 )
 from recorder.events import GapClosed
+from recorder.muxer import SegmentWriter
 from recorder.recovery import recover_session
 from recorder.relay import Relay
 from recorder.sdp import check_offer, munge_answer
 from recorder.session import LiveSession, Peer
 from recorder.store import SessionStore
-from recorder.track import PeerTrack
+from recorder.track import QUEUE_LIMIT, PeerTrack
 from recorder.whep import WhepHub, is_monitor, monitoring_summary
 from storage.ledger import Ledger
 from storage.logctx import context_logger
@@ -74,8 +75,12 @@ class LocalRecorder:
         index: Any = None,
         owns: Callable[[str], bool] | None = None,
         store: SessionStore | None = None,
+        queue_limit: int = QUEUE_LIMIT,
+        writer_factory: Callable[..., SegmentWriter] = SegmentWriter,
     ) -> None:
         self.settings = settings
+        self.queue_limit = queue_limit  # frames per track between the event loop and its pipeline
+        self.writer_factory = writer_factory  # how segment files are written (tests slow it down)
         self.ctx = RecorderContext(settings, spool, ledger, index)
         self.relay = Relay()  # live fan-out of received frames to WHEP viewers
         self.ctx.relay = self.relay
@@ -301,6 +306,8 @@ class LocalRecorder:
                 on_gap=lambda ev: self._gap(live, ev),
                 on_first_packet=lambda t, rtp: self._first_packet(live, t, rtp),
                 on_sealed=lambda rec: None,
+                queue_limit=self.queue_limit,
+                writer_factory=self.writer_factory,
             )
             pt.attach(receiver)
             peer.tracks[name] = pt

@@ -35,14 +35,16 @@ from recorder.context import RecorderContext, spawn
 from recorder.events import GapClosed
 from recorder.gaps import GapDetector, GapPolicy
 from recorder.muxer import CONTAINER_FOR, CONTENT_TYPE, SegmentWriter
+from recorder.overload import OverloadGap, OverloadTracker
 from recorder.segmenter import Segmenter
 from storage import keys
 from storage.fsutil import write_durable
 from storage.logctx import ContextLogger, context_logger
-from storage.manifest import SegmentRecord
+from storage.manifest import GapRecord, SegmentRecord
 from storage.spool import EVIDENCE
 
 SIDECAR = ".seg.json"
+QUEUE_LIMIT = 256  # frames between the event loop and a track's pipeline thread
 RESYNC_NS = 20_000_000
 
 
@@ -118,6 +120,8 @@ class PeerTrack:
         on_gap: Callable[[GapClosed], None],
         on_first_packet: Callable[[PeerTrack, int], None],
         on_sealed: Callable[[SegmentRecord], None],
+        queue_limit: int = QUEUE_LIMIT,
+        writer_factory: Callable[..., SegmentWriter] = SegmentWriter,
     ) -> None:
         s = ctx.settings
         self.ctx = ctx
@@ -132,6 +136,10 @@ class PeerTrack:
         self.on_first_packet = on_first_packet
         self.on_sealed = on_sealed
         self.clock_rate = 90000 if kind == "video" else 48000
+        self.queue_limit = queue_limit
+        self.writer_factory = writer_factory
+        self.overload = OverloadTracker(kind, self.clock_rate)
+        self._last_video: tuple[int, int] = (0, self.clock_rate // 30)  # (rtp, frame duration)
         self.clock = TrackClock(self.clock_rate, source_clock)
         policy = (
             GapPolicy.video(gap_frames=s.video_gap_frames)
@@ -166,7 +174,7 @@ class PeerTrack:
     # -- event loop side -------------------------------------------------------------------
     def attach(self, receiver: Any) -> None:
         self.receiver = receiver
-        self.queue = seam.attach(receiver, self.kind, self.run, self)
+        self.queue = seam.attach(receiver, self.kind, self.run, self, queue_limit=self.queue_limit)
         if self.tap is not None:
             self.tap.upstream = self.request_keyframe
 
@@ -207,17 +215,63 @@ class PeerTrack:
             return
         tap = self.tap
         for ts, data in frames:
-            self.queue.put((codec, JitterFrame(data, ts)))
+            self._offer((codec, JitterFrame(data, ts)), ts, self._video_duration(ts), codec, data)
             if tap is not None and tap.subscribers and codec is not None:
                 tap.publish(codec.name, data, ts, time.time_ns())
 
     def on_audio(self, packet: RtpPacket) -> None:
         payload = packet.payload
-        rtp = self._packet(packet, packet.sequence_number, False, opus_duration(payload))
+        duration = opus_duration(payload)
+        rtp = self._packet(packet, packet.sequence_number, False, duration)
         if self.queue is not None and payload:
-            self.queue.put(AudioItem(payload, rtp))
+            self._offer(AudioItem(payload, rtp), rtp, duration, None, b"")
             if self.tap is not None and self.tap.subscribers:
                 self.tap.publish("opus", payload, rtp, time.time_ns())
+
+    def _offer(self, item: Any, rtp: int, duration: int, codec: Any, data: bytes) -> None:
+        """Hand one frame to the pipeline thread; when its bounded queue is full the frame is dropped
+        and the stretch of dropped frames becomes a `recorder_overload` gap (`recorder.overload`)."""
+        q = self.queue
+        assert q is not None
+        ov = self.overload
+        key = ov.dropping and codec is not None and self._keyframe(codec.name, data)
+        d = ov.on_frame(rtp, duration, key, q.qsize() < q.limit)
+        if d.put:
+            q.put(item)
+        else:
+            q.dropped += 1
+        if d.want_keyframe:
+            self.request_keyframe()
+        if d.gap is not None:
+            self._overload_gap(d.gap)
+
+    @staticmethod
+    def _keyframe(codec_name: str, data: bytes) -> bool:
+        return (vp8_keyframe(data) if codec_name.upper() == "VP8" else h264_keyframe(data))[0]
+
+    def _video_duration(self, rtp: int) -> int:
+        last, duration = self._last_video
+        if 0 < rtp - last <= self.clock_rate:
+            duration = rtp - last
+        self._last_video = (rtp, duration)
+        return duration
+
+    def _overload_gap(self, g: OverloadGap) -> None:
+        start = self.clock.wall_ns(g.rtp_start)
+        self.on_gap(
+            GapClosed(
+                GapRecord(
+                    source=self.source,
+                    track=self.track,
+                    reason="recorder_overload",
+                    start_ns=start,
+                    end_ns=max(start, self.clock.wall_ns(g.rtp_end)),
+                    rtp_start=g.rtp_start,
+                    rtp_end=g.rtp_end,
+                    detail=f"录像进程过载，丢弃 {g.frames} 帧 (recorder overloaded: {g.frames} frames dropped)",
+                )
+            )
+        )
 
     def on_sender_report(self, ntp: int, rtp: int, ssrc: int) -> None:
         if self.media_ssrc is None or ssrc == self.media_ssrc:
@@ -250,6 +304,9 @@ class PeerTrack:
     def flush_gaps(self, now_ns: int) -> None:
         for ev in self.detector.flush(now_ns):
             self.on_gap(ev)
+        overload = self.overload.flush()
+        if overload is not None:
+            self._overload_gap(overload)
 
     def request_keyframe(self) -> None:
         if self.receiver is not None and self.media_ssrc is not None and self.kind == "video":
@@ -331,7 +388,7 @@ class PeerTrack:
             path.with_name(path.name + SIDECAR),
             json.dumps({"session": self.session, "record": self._record}).encode(),
         )
-        self.writer = SegmentWriter(path, self.codec, self.clock_rate, rtp, size)
+        self.writer = self.writer_factory(path, self.codec, self.clock_rate, rtp, size)
 
     def _wall_first(self, rtp: int) -> int:
         """Contiguous segments tile in wall time too; the RTP->wall mapping (sender reports, clock
