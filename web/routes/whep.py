@@ -77,7 +77,7 @@ def _on_end(request: Request, principal: Principal, sid: str) -> Any:
             "source": info["source"],
             "viewer": info["viewer_id"],
             "reason": info["reason"],
-            "seconds": round((info["ended_ns"] - info["since_ns"]) / 1e9, 3),
+            "duration_ms": (info["ended_ns"] - info["since_ns"]) // 1_000_000,
             "address": address,
         }
 
