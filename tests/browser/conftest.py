@@ -70,8 +70,10 @@ class Browser:
                 return last
             time.sleep(interval)
         self.screenshot("timeout-" + re.sub(r"\W+", "-", what or "wait")[:40])
-        raise AssertionError(f"timed out after {timeout} s waiting for {what or script!r}; last value {last!r}; "
-                             f"console: {self.console()[-15:]}")
+        raise AssertionError(
+            f"timed out after {timeout} s waiting for {what or script!r}; last value {last!r}; "
+            f"console: {self.console()[-15:]}"
+        )
 
     def screenshot(self, name: str) -> Path:
         self.artifacts.mkdir(parents=True, exist_ok=True)
@@ -107,8 +109,12 @@ def chromium(request: pytest.FixtureRequest) -> Iterator[BrowserFactory]:
         profile = Path(tempfile.mkdtemp(prefix="tonglu-chromium-"))
         opts = webdriver.ChromeOptions()
         opts.binary_location = CHROMIUM
-        for arg in (*CHROMIUM_ARGS, f"--use-fake-device-for-media-stream=device-count={cameras}",
-                    f"--user-data-dir={profile}", *extra_args):
+        for arg in (
+            *CHROMIUM_ARGS,
+            f"--use-fake-device-for-media-stream=device-count={cameras}",
+            f"--user-data-dir={profile}",
+            *extra_args,
+        ):
             opts.add_argument(arg)
         if video_file is not None:
             opts.add_argument(f"--use-file-for-fake-video-capture={video_file}")

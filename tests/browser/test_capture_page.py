@@ -53,8 +53,13 @@ def page_state(b: Browser) -> dict[str, Any]:
 CAMERAS = {"main": "fake_device_0", "panorama": "fake_device_2"}
 
 
-def open_capture(b: Browser, server: Server, capture_url: str, query: str = f"video={SMALL_VIDEO}",
-                 cameras: dict[str, str] | None = None) -> None:
+def open_capture(
+    b: Browser,
+    server: Server,
+    capture_url: str,
+    query: str = f"video={SMALL_VIDEO}",
+    cameras: dict[str, str] | None = None,
+) -> None:
     """Open the capture page; `cameras` are remembered choices (by label) put in localStorage first,
     as a previous visit of the room computer would have left them."""
     if cameras:
@@ -86,9 +91,22 @@ def stop(server: Server, sid: str) -> dict[str, Any]:
 def decodes_fully(path: Path) -> bool:
     """Every packet decodes to a frame, without a decoder error. (Not `ffmpeg -f null`: its muxer
     complains about two of Chromium's frames that fall into one tick of its guessed frame rate.)"""
-    r = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-count_packets", "-show_entries",
-                        "stream=nb_read_frames,nb_read_packets", "-of", "json", str(path)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-count_frames",
+            "-count_packets",
+            "-show_entries",
+            "stream=nb_read_frames,nb_read_packets",
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+    )
     if r.returncode != 0 or r.stderr.strip():
         return False
     stream = json.loads(r.stdout)["streams"][0]
@@ -108,8 +126,9 @@ def stretches(segs: list[dict[str, Any]], cuts: list[int]) -> list[list[dict[str
     return [s for s in out if s]
 
 
-def check_media(server: Server, entries: list[Any], source: str, cuts: list[int],
-                codecs: dict[str, tuple[str, str]]) -> dict[str, float]:
+def check_media(
+    server: Server, entries: list[Any], source: str, cuts: list[int], codecs: dict[str, tuple[str, str]]
+) -> dict[str, float]:
     """Every segment decodes; per gap-free stretch the segment durations add up to its wall-clock
     length within one frame interval. Returns the recorded seconds per track."""
     files = spooled_files(server.services)
@@ -143,8 +162,13 @@ def check_media(server: Server, entries: list[Any], source: str, cuts: list[int]
 def verify_laid_out(server: Server, sid: str, digest: str, dest: Path) -> None:
     """The standalone verifier over the session laid out as in the bucket, anchored on the site key."""
     services = server.services
-    write_session_dir(services.ledger.entries(sid), services.ledger.checkpoints(sid),
-                      spooled_objects(services.spool, sid), services.site_key.public_pem, dest)
+    write_session_dir(
+        services.ledger.entries(sid),
+        services.ledger.checkpoints(sid),
+        spooled_objects(services.spool, sid),
+        services.site_key.public_pem,
+        dest,
+    )
     result = verify_path(dest, trusted_keys=[services.site_key.public_pem], expected_digests=[digest])
     assert result.ok, [f"{p.code}: {p.message}" for p in result.errors]
 
@@ -152,8 +176,7 @@ def verify_laid_out(server: Server, sid: str, digest: str, dest: Path) -> None:
 VP8_OPUS = {"video": ("vp8", "webm"), "audio": ("opus", "webm")}
 
 
-def test_capture_page_publishes_both_cameras(capture_server: Server, chromium: BrowserFactory,
-                                             tmp_path: Path) -> None:
+def test_capture_page_publishes_both_cameras(capture_server: Server, chromium: BrowserFactory, tmp_path: Path) -> None:
     server = capture_server
     created = server.create_session()
     sid = created["id"]
@@ -184,23 +207,30 @@ def test_capture_page_publishes_both_cameras(capture_server: Server, chromium: B
     b.screenshot("01-recording")
     result = stop(server, sid)
     b.wait_for("return document.body.dataset.rec === 'stopped'", timeout=15, what="page shows stopped")
-    b.wait_for("return Object.values(tonglu.publishers).every(p => p.stream.getTracks()"
-               ".every(t => t.readyState === 'ended'))", timeout=5, what="devices released")
+    b.wait_for(
+        "return Object.values(tonglu.publishers).every(p => p.stream.getTracks().every(t => t.readyState === 'ended'))",
+        timeout=5,
+        what="devices released",
+    )
     assert page_state(b)["label"] == "■ 录像已结束 STOPPED"
     b.screenshot("02-stopped")
 
     entries = verify_chain(server.services, sid)
     g = gaps(entries)
-    assert not [x for x in g if x["reason"] in ("peer_disconnect", "not_connected", "recorder_restart",
-                                                  "ice_failure", "dtls_failure")], g
+    assert not [
+        x
+        for x in g
+        if x["reason"] in ("peer_disconnect", "not_connected", "recorder_restart", "ice_failure", "dtls_failure")
+    ], g
     for source in ("main", "panorama"):
         recorded = check_media(server, entries, source, [], VP8_OPUS)
         assert recorded["video"] >= 8.0 and recorded["audio"] >= 8.0, (source, recorded)
     verify_laid_out(server, sid, result["digest"], tmp_path / "evidence")
 
 
-def test_capture_page_reconnects_with_the_same_token(capture_server: Server, chromium: BrowserFactory,
-                                                     tmp_path: Path) -> None:
+def test_capture_page_reconnects_with_the_same_token(
+    capture_server: Server, chromium: BrowserFactory, tmp_path: Path
+) -> None:
     """The page's peer connections are killed; it re-publishes with the same tokens on its own and
     the session has exactly one peer_disconnect gap per track, bounded by the drop and the return."""
     server = capture_server
@@ -212,8 +242,11 @@ def test_capture_page_reconnects_with_the_same_token(capture_server: Server, chr
     time.sleep(3.0)
     killed = time.time_ns()
     b.js("for (const p of Object.values(tonglu.publishers)) p.pc.close();")
-    b.wait_for("return Object.values(tonglu.publishers).every(p => p.state === 'reconnecting')", timeout=5,
-               what="both cameras shown as reconnecting")
+    b.wait_for(
+        "return Object.values(tonglu.publishers).every(p => p.state === 'reconnecting')",
+        timeout=5,
+        what="both cameras shown as reconnecting",
+    )
     b.screenshot("01-reconnecting")
     assert page_state(b)["pubs"]["main"]["conn"] == "重连中 reconnecting"
     after = wait_recording(b, ("main", "panorama"), timeout=30)
@@ -228,8 +261,10 @@ def test_capture_page_reconnects_with_the_same_token(capture_server: Server, chr
     entries = verify_chain(server.services, sid)
     g = gaps(entries)
     assert sorted((x["source"], x["track"], x["reason"]) for x in g) == [
-        ("main", "audio", "peer_disconnect"), ("main", "video", "peer_disconnect"),
-        ("panorama", "audio", "peer_disconnect"), ("panorama", "video", "peer_disconnect"),
+        ("main", "audio", "peer_disconnect"),
+        ("main", "video", "peer_disconnect"),
+        ("panorama", "audio", "peer_disconnect"),
+        ("panorama", "video", "peer_disconnect"),
     ], g
     for x in g:
         # the gap starts where the last frame before the drop ended and ends with the first frame after
@@ -263,7 +298,8 @@ def test_capture_page_prefers_h264_when_asked(capture_server: Server, chromium: 
 
 
 def test_camera_without_picture_is_flagged_and_can_be_swapped_live(
-        capture_server: Server, chromium: BrowserFactory) -> None:
+    capture_server: Server, chromium: BrowserFactory
+) -> None:
     """By default the sources take the first cameras in order; Chromium's second fake camera is a
     depth camera that WebRTC does not encode: the page says so, and choosing another camera in the
     panel swaps the track without a new WHIP peer (no gap)."""
@@ -273,26 +309,35 @@ def test_camera_without_picture_is_flagged_and_can_be_swapped_live(
     b = chromium(cameras=3)
     open_capture(b, server, created["capture_url"])
     state = wait_recording(b, ("main", "panorama"))
-    assert {k: v["camera"] for k, v in state["pubs"].items()} == {"main": "fake_device_0",
-                                                                  "panorama": "fake_device_1"}
-    b.wait_for("return tonglu.publishers.panorama.noPicture && !document.getElementById('alarm').hidden",
-               timeout=15, what="no-picture warning")
+    assert {k: v["camera"] for k, v in state["pubs"].items()} == {"main": "fake_device_0", "panorama": "fake_device_1"}
+    b.wait_for(
+        "return tonglu.publishers.panorama.noPicture && !document.getElementById('alarm').hidden",
+        timeout=15,
+        what="no-picture warning",
+    )
     assert "无画面" in b.js("return document.querySelector('#source-panorama .detail').textContent")
     assert not b.js("return tonglu.publishers.main.noPicture")
     b.screenshot("01-no-picture")
     from selenium.webdriver.support.ui import Select
 
     Select(b.driver.find_element("css selector", "#source-panorama select.camera")).select_by_visible_text(
-        "fake_device_2")
-    b.wait_for("return tonglu.publishers.panorama.stream.getVideoTracks()[0].label === 'fake_device_2'"
-               " && !tonglu.publishers.panorama.noPicture", timeout=15, what="picture after the swap")
+        "fake_device_2"
+    )
+    b.wait_for(
+        "return tonglu.publishers.panorama.stream.getVideoTracks()[0].label === 'fake_device_2'"
+        " && !tonglu.publishers.panorama.noPicture",
+        timeout=15,
+        what="picture after the swap",
+    )
     swapped = time.time_ns()
     time.sleep(3.0)
     b.screenshot("02-swapped")
     state = page_state(b)
     assert state["pubs"]["panorama"]["reconnects"] == 0 and state["pubs"]["panorama"]["state"] == "connected"
-    assert b.js("return JSON.parse(localStorage.getItem('tonglu.capture.devices')).panorama.camera.label") \
+    assert (
+        b.js("return JSON.parse(localStorage.getItem('tonglu.capture.devices')).panorama.camera.label")
         == "fake_device_2"
+    )
     stop(server, sid)
     entries = verify_chain(server.services, sid)
     pano = segments(entries, "panorama", "video")
@@ -302,7 +347,8 @@ def test_camera_without_picture_is_flagged_and_can_be_swapped_live(
 
 
 def test_capture_page_waits_while_the_source_is_still_connected(
-        capture_server: Server, chromium: BrowserFactory) -> None:
+    capture_server: Server, chromium: BrowserFactory
+) -> None:
     """Another peer still publishes `main` (409 "already being published"): the page shows it is
     waiting, retries, and takes over once that peer is gone."""
     import asyncio
@@ -319,9 +365,12 @@ def test_capture_page_waits_while_the_source_is_still_connected(
         loop.run_until_complete(other.wait_connected())
         b = chromium(cameras=3)
         open_capture(b, server, created["capture_url"], cameras=CAMERAS)
-        b.wait_for("return tonglu.publishers.main.state === 'reconnecting' && "
-                   "document.querySelector('#source-main .detail').textContent.includes('上一连接尚未断开')",
-                   timeout=20, what="main waits for the other peer")
+        b.wait_for(
+            "return tonglu.publishers.main.state === 'reconnecting' && "
+            "document.querySelector('#source-main .detail').textContent.includes('上一连接尚未断开')",
+            timeout=20,
+            what="main waits for the other peer",
+        )
         b.screenshot("01-busy")
         loop.run_until_complete(other.close())
         wait_recording(b, ("main", "panorama"), timeout=30)
@@ -336,14 +385,20 @@ def test_capture_page_without_tokens_says_how_to_open_it(capture_server: Server,
     sid = server.create_session()["id"]
     b = chromium()
     b.driver.get(f"{server.url}/capture/{sid}")
-    text = b.wait_for("return !document.getElementById('error').hidden && "
-                      "document.getElementById('error').textContent", timeout=10, what="error banner")
+    text = b.wait_for(
+        "return !document.getElementById('error').hidden && document.getElementById('error').textContent",
+        timeout=10,
+        what="error banner",
+    )
     assert "缺少信号源令牌" in text
     assert b.js("return Object.keys(tonglu.publishers).length") == 0
     b.screenshot("no-tokens")
     # a wrong token: refused by the recorder, shown, and not retried in a loop
     b.driver.get(f"{server.url}/capture/{sid}?video={SMALL_VIDEO}#main=not-the-token")
-    text = b.wait_for("return !document.getElementById('error').hidden && "
-                      "document.getElementById('error').textContent", timeout=20, what="refusal banner")
+    text = b.wait_for(
+        "return !document.getElementById('error').hidden && document.getElementById('error').textContent",
+        timeout=20,
+        what="refusal banner",
+    )
     assert "403" in text, text
     assert b.js("return tonglu.publishers.main.fatal.status") == 403

@@ -158,8 +158,13 @@ async def capture_page(sid: str, request: Request) -> Response:
     except ValueError:
         known = False
     if not known:
-        return render(request, "message.html", status_code=404, title="会话不存在 Unknown session",
-                      message=f"没有编号为 {sid[:80]} 的讯问会话 (no session with this id)")
+        return render(
+            request,
+            "message.html",
+            status_code=404,
+            title="会话不存在 Unknown session",
+            message=f"没有编号为 {sid[:80]} 的讯问会话 (no session with this id)",
+        )
     response = render(request, "capture.html", sid=sid, poll_s=STATUS_POLL_S)
     # the fragment never leaves the browser, and no link from this page may carry the URL along
     response.headers["Referrer-Policy"] = "no-referrer"
