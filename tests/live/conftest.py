@@ -127,3 +127,7 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
     finally:
         srv.should_exit = True
         th.join(30)
+
+
+# headless Debian Chromium (owned by the browser tests), for the whep.js test
+from tests.browser.conftest import chromium  # noqa: E402, F401
