@@ -13,6 +13,7 @@ from argon2 import PasswordHasher
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from tests.browser.conftest import chromium  # noqa: F401  (the browser fixture, for test_journeys)
 from tonglu.settings import Settings
 from web.accounts import USER_ROLES, Accounts
 from web.app import create_app
