@@ -19,9 +19,11 @@ The app runs in a real uvicorn server on a free 127.0.0.1 port in a thread (see
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -139,6 +141,41 @@ def chromium(request: pytest.FixtureRequest) -> Iterator[BrowserFactory]:
                 b.driver.quit()
             finally:
                 shutil.rmtree(b.profile, ignore_errors=True)
+
+
+class BackgroundLoop:
+    """An asyncio loop in its own thread, for aiortc peers (publishers, WHEP viewers) that must keep
+    sending and receiving while the test thread drives the browser synchronously."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Any, timeout: float = 60) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def make(self, factory: Callable[[], Any]) -> Any:
+        """Build an aiortc object on the loop (its futures and queues belong to the loop that made it)."""
+
+        async def build() -> Any:
+            return factory()
+
+        return self.run(build())
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture
+def peers_loop() -> Iterator[BackgroundLoop]:
+    bg = BackgroundLoop()
+    try:
+        yield bg
+    finally:
+        bg.close()
 
 
 @pytest.fixture

@@ -101,16 +101,27 @@ def test_capture_view_reads_viewers_and_participants_in_the_shapes_the_status_ma
     viewers = [
         {"viewer_id": "v1", "name": "监督员", "role": "supervisor", "state": "connected"},
         {"viewer_id": "v2", "name": "x", "role": "admin", "state": "closed"},
+        {"viewer_id": "v3", "name": "刘律师", "role": "participant", "state": "connected"},
     ]
     assert capture_view({"viewers": viewers}, 0)["viewers"] == 1
     assert capture_view({"viewers": viewers}, 0)["monitored"] is True
+    # a remote participant's two-way view is not monitoring
+    assert capture_view({"viewers": viewers[2:]}, 0)["monitored"] is False
+    # the recorder's own verdict wins
+    assert capture_view({"viewers": viewers[2:], "monitored": True}, 0)["monitored"] is True
+    assert capture_view({"viewers": viewers, "monitored": False}, 0)["monitored"] is False
     assert capture_view({"viewers": 3}, 0)["viewers"] == 3
     assert capture_view({"viewers": []}, 0)["monitored"] is False
-    assert capture_view({"monitoring": {"viewers": 2}}, 0)["viewers"] == 2
+    remote = [
+        {"source": "remote-a", "name": "赵检察官", "role": "prosecutor", "present": True, "connected": True},
+        {"source": "remote-b", "name": "钱法官", "role": "judge", "present": False, "connected": False},
+        {"source": "remote-c", "name": "孙律师", "role": "lawyer", "present": True, "connected": False},
+    ]
+    assert capture_view({"remote_participants": remote}, 0)["participants"] == [
+        {"name": "赵检察官", "role": "prosecutor"}
+    ]
     folded = {
         "remote-a": {"name": "赵检察官", "role": "prosecutor", "present": True},
         "remote-b": {"name": "钱法官", "role": "judge", "present": False, "left_ns": 5},
     }
     assert capture_view({"participants": folded}, 0)["participants"] == [{"name": "赵检察官", "role": "prosecutor"}]
-    listed = [{"name": "刘律师", "role": "lawyer", "connected": True}, {"name": "y", "connected": False}]
-    assert capture_view({"participants": listed}, 0)["participants"] == [{"name": "刘律师", "role": "lawyer"}]

@@ -47,20 +47,26 @@ _register_rules()
 
 
 # -- pure mapping: full recorder status -> what the room screen may show ---------------------------
-def _viewer_count(status: dict[str, Any]) -> int:
+def _is_monitor(viewer: Any) -> bool:
+    """Staff watching live. A remote participant's two-way view is not monitoring: it is listed
+    among the participants instead (same rule as `recorder.whep.is_monitor`)."""
+    return not (isinstance(viewer, dict) and (viewer.get("role") == "participant" or viewer.get("state") == "closed"))
+
+
+def _monitor_count(status: dict[str, Any]) -> int:
     viewers = status.get("viewers")
-    if isinstance(viewers, bool):
-        return int(viewers)
-    if isinstance(viewers, int):
-        return max(0, viewers)
     if isinstance(viewers, dict):
         viewers = list(viewers.values())
     if isinstance(viewers, list):
-        return sum(1 for v in viewers if not (isinstance(v, dict) and v.get("state") in ("closed", "failed")))
-    monitoring = status.get("monitoring")
-    if isinstance(monitoring, dict):
-        return _viewer_count({"viewers": monitoring.get("viewers", monitoring.get("count"))})
-    return 0
+        count = sum(1 for v in viewers if _is_monitor(v))
+    elif isinstance(viewers, int) and not isinstance(viewers, bool):
+        count = max(0, viewers)
+    else:
+        count = 0
+    monitored = status.get("monitored")
+    if isinstance(monitored, bool):  # the recorder's own verdict wins
+        return max(count, 1) if monitored else 0
+    return count
 
 
 def _participants(status: dict[str, Any]) -> list[dict[str, str]]:
@@ -93,7 +99,7 @@ def capture_view(status: dict[str, Any], now_ns: int) -> dict[str, Any]:
             "kind": str(spec.get("kind", "camera")),
             "connected": bool(spec.get("connected")),
         }
-    viewers = _viewer_count(status)
+    viewers = _monitor_count(status)
     return {
         "id": status.get("id"),
         "state": status.get("state"),
@@ -165,7 +171,9 @@ async def capture_page(sid: str, request: Request) -> Response:
             title="会话不存在 Unknown session",
             message=f"没有编号为 {sid[:80]} 的讯问会话 (no session with this id)",
         )
-    response = render(request, "capture.html", sid=sid, poll_s=STATUS_POLL_S)
+    from web.accounts import SUB_ROLES
+
+    response = render(request, "capture.html", sid=sid, poll_s=STATUS_POLL_S, role_labels=SUB_ROLES)
     # the fragment never leaves the browser, and no link from this page may carry the URL along
     response.headers["Referrer-Policy"] = "no-referrer"
     return response

@@ -84,6 +84,10 @@
     try { return JSON.parse(storage.getItem(key) || "null"); } catch (e) { return null; }
   }
 
+  function readJsonText(text) {
+    try { return JSON.parse(text); } catch (e) { return null; }
+  }
+
   function writeJson(storage, key, value) {
     try { storage.setItem(key, JSON.stringify(value)); } catch (e) { /* private mode: not fatal */ }
   }
@@ -416,6 +420,8 @@
     this.statusError = null;
     this.clockOffsetMs = 0;
     this.stoppedSession = false;
+    var labels = document.getElementById("role-labels");
+    this.roleLabels = (labels && readJsonText(labels.textContent)) || {};
   }
 
   App.prototype.tokens = function () {
@@ -575,8 +581,9 @@
       $("#viewer-count").textContent = st.viewers > 1 ? "(" + st.viewers + ")" : "";
       var parts = st.participants || [];
       $("#participants").hidden = parts.length === 0;
+      var roles = this.roleLabels;
       $("#participant-list").textContent = parts.map(function (p) {
-        return p.name + (p.role ? " (" + p.role + ")" : "");
+        return p.name + (p.role ? " (" + (roles[p.role] || p.role) + ")" : "");
       }).join("、");
     }
     var down = pubs.filter(function (p) { return p.state !== "connected" || p.noPicture; })
