@@ -40,7 +40,7 @@ def _env(data_dir: Path, port: int) -> dict[str, str]:
         TONGLU_HTTP_PORT=str(port),
         TONGLU_ADMIN_TOKEN=TOKEN,
         TONGLU_RETENTION_SECONDS="120",
-        TONGLU_RECORDER_WORKERS="0",
+        TONGLU_RECORDER_WORKERS="1",
         TONGLU_TRANSCRIBE_WORKERS="1",
         TONGLU_WHISPER_MODEL="tiny.en",
         PYTHONUNBUFFERED="1",
@@ -88,11 +88,27 @@ class Running:
             self.log.close()
 
 
+def _start(root: Path) -> Running:
+    data = root / "data"
+    data.mkdir(parents=True)
+    return Running(data)
+
+
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[Running]:
-    data = tmp_path / "data"
-    data.mkdir()
-    r = Running(data)
+    r = _start(tmp_path / "a")
+    try:
+        yield r
+    finally:
+        if r.proc.poll() is None:
+            r.proc.kill()
+            r.proc.wait(10)
+
+
+@pytest.fixture
+def second(tmp_path: Path) -> Iterator[Running]:
+    """Another instance with its own data dir and port, side by side with the first."""
+    r = _start(tmp_path / "b")
     try:
         yield r
     finally:
@@ -121,9 +137,13 @@ async def _publish(sources: dict[str, dict[str, str]], seconds: float) -> None:
 
 
 @pytest.mark.slow
-def test_up_session_publish_stop_verify(running: Running) -> None:
+def test_up_session_publish_stop_verify(running: Running, second: Running) -> None:
     health = running.wait_healthy()
     assert health["ok"] is True
+    assert second.wait_healthy()["ok"] is True
+    ports = [json.loads((r.data_dir / "store" / "endpoint.json").read_text()) for r in (running, second)]
+    assert ports[0] != ports[1]
+    assert second.stop() == 0, second.logtext()
     assert {"store", "uploader", "recorder", "transcription"} <= set(health["parts"])  # type: ignore[arg-type]
 
     created = running.api(
