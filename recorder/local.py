@@ -471,8 +471,8 @@ class LocalRecorder:
     ) -> dict[str, Any]:
         return await self.whep.watch(sid, source, offer, viewer, on_end)
 
-    async def unwatch(self, sid: str, source: str, viewer_id: str, user: str | None = None) -> None:
-        await self.whep.unwatch(sid, source, viewer_id, user)
+    async def unwatch(self, sid: str, source: str, viewer_id: str, user: str | None = None) -> dict[str, Any]:
+        return await self.whep.unwatch(sid, source, viewer_id, user)
 
     async def monitoring(self, sid: str) -> dict[str, Any]:
         facts = await asyncio.to_thread(self.store.facts, sid)

@@ -65,8 +65,9 @@ class RecorderRouter:
         """WHEP POST: returns {"viewer_id", "sdp" (answer), "etag"}; `on_end(info)` when it ends."""
         return await self._live(sid).watch(sid, source, offer, viewer, on_end)
 
-    async def unwatch(self, sid: str, source: str, viewer_id: str, user: str | None = None) -> None:
-        await self._live(sid).unwatch(sid, source, viewer_id, user)
+    async def unwatch(self, sid: str, source: str, viewer_id: str, user: str | None = None) -> dict[str, Any] | None:
+        """WHEP DELETE: the ended viewer (None from a worker backend)."""
+        return await self._live(sid).unwatch(sid, source, viewer_id, user)
 
     async def monitoring(self, sid: str) -> dict[str, Any]:
         return await self._live(sid).monitoring(sid)

@@ -287,16 +287,18 @@ class WhepHub:
         if not v.closed and v.state != "connected":
             await self._end(v, "connect_timeout")
 
-    async def unwatch(self, sid: str, source: str, viewer_id: str, user: str | None = None) -> None:
-        """WHEP DELETE. With `user`, only that user's viewer may be ended (admins pass None)."""
+    async def unwatch(self, sid: str, source: str, viewer_id: str, user: str | None = None) -> dict[str, Any]:
+        """WHEP DELETE. With `user`, only that user's viewer may be ended (admins pass None).
+        Returns the ended viewer (`to_json()` plus "reason" and "ended_ns")."""
         v = self.viewers.get(viewer_id)
         if v is None or v.closed or v.session != sid or v.source != source or (user is not None and v.user != user):
             raise ViewerNotFound(f"没有这个观看连接 (no viewer {viewer_id!r} on {sid}/{source})")
-        await self._end(v, "delete")
+        return await self._end(v, "delete")
 
-    async def _end(self, v: Viewer, reason: str) -> None:
+    async def _end(self, v: Viewer, reason: str) -> dict[str, Any]:
+        info = {**v.to_json(), "reason": reason, "ended_ns": time.time_ns(), "address": v.address}
         if v.closed:
-            return
+            return info
         v.closed = True
         for tap, sub in v.subs:
             tap.unsubscribe(sub)
@@ -306,11 +308,11 @@ class WhepHub:
         self.viewers.pop(v.id, None)
         log.info("viewer %s left %s/%s (%s)", v.id, v.session, v.source, reason)
         if v.on_end is not None:
-            info = {**v.to_json(), "reason": reason, "ended_ns": time.time_ns(), "address": v.address}
             try:
                 v.on_end(info)
             except Exception:
                 log.exception("viewer end hook failed")
+        return info
 
     async def end_session(self, sid: str) -> None:
         for v in self.session_viewers(sid):

@@ -18,6 +18,7 @@ attempt. Media is relayed as received (see `recorder.whep`).
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -27,6 +28,7 @@ from recorder.errors import RecorderError
 from web.auth import Principal, bearer_token, require_roles, resolve_principal
 from web.routes.sessions import get_recorder
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["whep"])
 WATCHERS = ("admin", "supervisor", "participant")
 MONITOR_READERS = ("admin", "interviewer", "supervisor", "reviewer", "participant")
@@ -63,8 +65,24 @@ def _audit(request: Request) -> Any:
     return request.app.state.services.audit
 
 
+def _stop_detail(sid: str, info: dict[str, Any], address: str) -> dict[str, Any]:
+    detail: dict[str, Any] = {
+        "session": sid,
+        "source": info.get("source"),
+        "viewer": info.get("viewer_id"),
+        "viewer_user": info.get("user"),
+        "reason": info.get("reason"),
+        "address": address,
+    }
+    if isinstance(info.get("ended_ns"), int) and isinstance(info.get("since_ns"), int):
+        detail["duration_ms"] = (info["ended_ns"] - info["since_ns"]) // 1_000_000
+    return detail
+
+
 def _on_end(request: Request, principal: Principal, sid: str) -> Any:
-    """The viewer-ended hook: audits `watch_stop` off the event loop (the hub calls it on the loop)."""
+    """The viewer-ended hook for ends other than DELETE (connection lost, never connected, session
+    stopped): audits `watch_stop` off the event loop (the hub calls it on the loop). In-process
+    recorders call it; a worker backend cannot call back (only its DELETEs are audited as stops)."""
     audit = _audit(request)
     if audit is None:
         return None
@@ -72,22 +90,21 @@ def _on_end(request: Request, principal: Principal, sid: str) -> Any:
     loop = asyncio.get_running_loop()
 
     def record(info: dict[str, Any]) -> None:
-        detail = {
-            "session": sid,
-            "source": info["source"],
-            "viewer": info["viewer_id"],
-            "reason": info["reason"],
-            "duration_ms": (info["ended_ns"] - info["since_ns"]) // 1_000_000,
-            "address": address,
-        }
+        if info.get("reason") == "delete":
+            return  # the DELETE route audits it, with who ended it
 
         def write() -> None:
             try:
-                audit.record(principal, None, "watch_stop", f"/whep/{sid}/{info['source']}", "ok", detail)
-            except Exception:  # the trail logs its own failures; a viewer has already gone
-                import logging
-
-                logging.getLogger(__name__).exception("cannot audit watch_stop")
+                audit.record(
+                    principal,
+                    None,
+                    "watch_stop",
+                    f"/whep/{sid}/{info['source']}",
+                    "ok",
+                    _stop_detail(sid, info, address),
+                )
+            except Exception:  # the trail logs its own failures; the viewer has gone anyway
+                log.exception("cannot audit watch_stop")
 
         loop.run_in_executor(None, write)
 
@@ -162,7 +179,14 @@ async def whep_post(sid: str, source: str, request: Request, principal: Watcher)
 async def whep_delete(sid: str, source: str, viewer_id: str, request: Request, principal: Watcher) -> Response:
     _scope(principal, sid)
     user = None if principal.role == "admin" else principal.user
-    await get_recorder(request).unwatch(sid, source, viewer_id, user)
+    info = await get_recorder(request).unwatch(sid, source, viewer_id, user)
+    audit = _audit(request)
+    if audit is not None:
+        address = request.client.host if request.client else "-"
+        detail = _stop_detail(
+            sid, {"source": source, "viewer_id": viewer_id, **(info or {}), "reason": "delete"}, address
+        )
+        await audit.arecord(principal, request, "watch_stop", f"/whep/{sid}/{source}", "ok", detail)
     return Response(status_code=200)
 
 
