@@ -17,6 +17,7 @@ import json
 import re
 import secrets
 import time
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ import pytest
 from storage.manifest import GAP_REASONS
 from tests.browser.conftest import Browser, BrowserFactory
 from tests.browser.test_capture_page import CAMERAS, open_capture, page_state, wait_recording
-from tests.recorder.conftest import make_settings, run_server
+from tests.recorder.conftest import Server, make_settings, run_server
 from tests.transcribe.conftest import LIBRIVOX
 from transcribe.service import TranscriptService
 from transcribe.workers import start_workers
@@ -71,7 +72,7 @@ def playing(b: Browser, video_id: str, what: str) -> None:
 def test_journeys(tmp_path: Path, chromium: BrowserFactory) -> None:
     settings = make_settings(tmp_path, TONGLU_SEGMENT_SECONDS="2", TONGLU_WHISPER_MODEL="tiny.en",
                              TONGLU_WHISPER_LANGUAGE="en")
-    servers = run_server(settings)
+    servers: Generator[Server, None, None] = run_server(settings)  # type: ignore[assignment]
     server = next(servers)
     services = server.services
     services.transcripts = TranscriptService(settings, services.spool, services.ledger)
@@ -179,7 +180,8 @@ def _journeys(server: Any, services: Any, chromium: BrowserFactory) -> None:
     sup.driver.get("about:blank")  # stop watching (frees CPU for the rest)
     remote.js("document.getElementById('leave').click()")
     accept_confirm(remote)
-    remote.wait_for("return document.getElementById('state').textContent.includes('已退出')", what="left")
+    remote.wait_for("return document.getElementById('state').textContent.includes('已退出')", timeout=90,
+                    what="left")
 
     # -- a network drop on the main camera -------------------------------------------------------
     time.sleep(2.0)
