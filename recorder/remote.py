@@ -146,8 +146,8 @@ class HttpRecorder:
         # `on_end` (an in-process callback) cannot cross to the worker; see the report's notes
         return await self.call("watch", sid=sid, source=source, offer=offer, viewer=viewer)
 
-    async def unwatch(self, sid: str, source: str, viewer_id: str, user: str | None = None) -> None:
-        await self.call("unwatch", sid=sid, source=source, viewer_id=viewer_id, user=user)
+    async def unwatch(self, sid: str, source: str, viewer_id: str, user: str | None = None) -> dict[str, Any] | None:
+        return await self.call("unwatch", sid=sid, source=source, viewer_id=viewer_id, user=user)
 
     async def monitoring(self, sid: str) -> dict[str, Any]:
         return await self.call("monitoring", sid=sid)

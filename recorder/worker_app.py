@@ -115,6 +115,10 @@ class WorkerState:
                         totals[k] += int(st.get(k) or 0)
                 peers[source] = {"peer_id": peer.id, "state": peer.state, "closed": peer.closed, "tracks": tracks}
             sessions[sid] = peers
+        extra = getattr(self.recorder, "totals", None)  # a recorder with its own counters (bench baseline)
+        if callable(extra):
+            for k, v in extra().items():
+                totals[k] = totals.get(k, 0) + int(v)
         out: dict[str, Any] = {
             "index": self.index,
             "count": self.count,

@@ -96,6 +96,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         baseline_streams: Annotated[int, typer.Option(help="streams for aiortc's stock MediaRecorder")] = 2,
         bitrate_kbps: Annotated[int, typer.Option(help="target bitrate of the 720p30 clip")] = 1500,
         senders_per_process: Annotated[int, typer.Option(help="aiortc senders per load process")] = 16,
+        load_cores: Annotated[int, typer.Option(help="cores for the load generators (machines with > 2)")] = 1,
     ) -> None:
         """Streams one pinned recorder core holds (720p30 pass-through) vs aiortc's MediaRecorder.
 
@@ -111,6 +112,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                 baseline_streams=baseline_streams,
                 bitrate_kbps=bitrate_kbps,
                 senders_per_process=senders_per_process,
+                load_cores=load_cores,
             )
             cfg.check()
         except ValueError as exc:
