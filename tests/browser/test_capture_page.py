@@ -233,7 +233,8 @@ def test_capture_page_reconnects_with_the_same_token(
     capture_server: Server, chromium: BrowserFactory, tmp_path: Path
 ) -> None:
     """The page's peer connections are killed; it re-publishes with the same tokens on its own and
-    the session has exactly one peer_disconnect gap per track, bounded by the drop and the return."""
+    the session has exactly one peer_disconnect gap per track, bounded by the drop and the return.
+    Then the tab leaves and reopens the page: one more gap per track, and publishing resumes."""
     server = capture_server
     created = server.create_session()
     sid = created["id"]
@@ -257,26 +258,35 @@ def test_capture_page_reconnects_with_the_same_token(
         assert after["pubs"][source]["resource"] != before["pubs"][source]["resource"]  # a new WHIP peer
     time.sleep(3.0)
     b.screenshot("02-reconnected")
+    # the tab leaves the page (pagehide: WHIP DELETE) and comes back without the fragment: the
+    # tokens come from this tab's sessionStorage and the same sources are published again
+    left = time.time_ns()
+    b.driver.get(server.url + "/healthz")
+    time.sleep(1.0)
+    b.driver.get(f"{server.url}/capture/{sid}?video={SMALL_VIDEO}")
+    wait_recording(b, ("main", "panorama"), timeout=30)
+    returned = time.time_ns()
+    time.sleep(3.0)
     result = stop(server, sid)
 
     entries = verify_chain(server.services, sid)
     g = gaps(entries)
-    assert sorted((x["source"], x["track"], x["reason"]) for x in g) == [
-        ("main", "audio", "peer_disconnect"),
-        ("main", "video", "peer_disconnect"),
-        ("panorama", "audio", "peer_disconnect"),
-        ("panorama", "video", "peer_disconnect"),
-    ], g
-    for x in g:
-        # the gap starts where the last frame before the drop ended and ends with the first frame after
-        assert killed - 500_000_000 <= x["start_ns"] <= killed + 100_000_000, (x, killed)
-        assert killed < x["end_ns"] <= back + 100_000_000, (x, killed, back)
+    expected = [(src, track, "peer_disconnect") for src in ("main", "panorama") for track in ("audio", "video")]
+    assert sorted((x["source"], x["track"], x["reason"]) for x in g) == sorted(expected * 2), g
     for source in ("main", "panorama"):
+        for track in ("video", "audio"):
+            first, second = sorted(
+                (x for x in g if (x["source"], x["track"]) == (source, track)), key=lambda x: x["start_ns"]
+            )
+            # each gap starts where the last frame before the drop ended and ends with the first frame after
+            assert killed - 500_000_000 <= first["start_ns"] <= killed + 100_000_000, (first, killed)
+            assert killed < first["end_ns"] <= back + 100_000_000, (first, killed, back)
+            assert left - 500_000_000 <= second["start_ns"] <= left + 1_000_000_000, (second, left)
+            assert left + 1_000_000_000 < second["end_ns"] <= returned + 100_000_000, (second, left, returned)
+            segs = segments(entries, source, track)
+            assert any(s["wall_first_ns"] >= returned - 1_000_000_000 for s in segs), (source, track)
         cuts = [x["start_ns"] for x in g if x["source"] == source]
         check_media(server, entries, source, cuts, VP8_OPUS)
-        for track in ("video", "audio"):
-            segs = segments(entries, source, track)
-            assert any(s["wall_first_ns"] >= killed for s in segs), (source, track)
     verify_laid_out(server, sid, result["digest"], tmp_path / "evidence")
 
 
@@ -460,3 +470,15 @@ def test_capture_page_without_tokens_says_how_to_open_it(capture_server: Server,
     )
     assert "403" in text, text
     assert b.js("return tonglu.publishers.main.fatal.status") == 403
+    # a stopped session: the page says so and opens no camera, publishes nothing
+    done = server.create_session()
+    with server.api() as c:
+        assert c.post(f"/api/sessions/{done['id']}/stop").status_code == 200
+    b.driver.get(page_url(server, done["capture_url"], f"video={SMALL_VIDEO}"))
+    b.wait_for("return document.body.dataset.rec === 'stopped'", timeout=15, what="stopped session shown")
+    time.sleep(2.0)
+    assert b.js(
+        "return Object.values(tonglu.publishers).every(p => !p.pc && !p.resource"
+        " && (!p.stream || p.stream.getTracks().every(t => t.readyState === 'ended')))"
+    )
+    assert page_state(b)["label"] == "■ 录像已结束 STOPPED"

@@ -177,6 +177,7 @@
 
   Publisher.prototype.setState = function (state, detail) {
     this.state = state;
+    if (!this.ui) { this.app.render(); return; }
     var el = $(".conn", this.ui);
     el.textContent = CONN_TEXT[state] || state;
     el.className = "conn conn-" + state;
@@ -206,12 +207,17 @@
   };
 
   Publisher.prototype.openDevices = async function () {
+    if (this.stopped) return;
     var stream;
     try {
       stream = await navigator.mediaDevices.getUserMedia(this.constraints());
     } catch (e) {
       this.setState(this.state, "无法打开设备 cannot open device: " + e.name + " " + (e.message || ""));
       throw e;
+    }
+    if (this.stopped) { // the session ended while the camera was opening
+      stream.getTracks().forEach(function (t) { t.stop(); });
+      return;
     }
     var old = this.stream;
     this.stream = stream;
@@ -646,6 +652,7 @@
       return;
     }
     this.buildPanels(sources, devices);
+    if (this.stoppedSession) { this.render(); return; } // nothing to publish into
     for (var i = 0; i < sources.length; i++) {
       var pub = this.publishers[sources[i]];
       try { await pub.openDevices(); } catch (e) { /* shown on the panel; retried on a device change */ }
