@@ -115,6 +115,9 @@ def validate_request(req: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(interviewers, list) or not all(isinstance(i, str) and i.strip() for i in interviewers):
         raise BadRequest("interviewers 必须是姓名列表 (interviewers must be a list of names)")
     body["interviewers"] = [i.strip() for i in interviewers]
+    if len(set(body["interviewers"])) < 2:
+        # Criminal Procedure Law art. 118: an interrogation is conducted by no fewer than two officers.
+        raise BadRequest("讯问人员不得少于二人 (at least two distinct interviewers are required)")
     custody = req.get("custody_out", req.get("custody_out_iso"))
     if custody not in (None, ""):
         if not isinstance(custody, str):

@@ -134,6 +134,9 @@ def _start_accounts(stack: Stack, echo: Callable[[str], None]) -> None:
     services.accounts = Accounts.from_url(settings.db_url)
     ensure_initial_admin(services.accounts, settings.data_dir, echo=echo)
     services.audit = AuditLog.from_settings(settings, services.spool)
+    # Records since the last WORM batch go to the spool on the way out (the uploader, stopped
+    # after this, drains what it can; the rest waits in the spool for the next start).
+    stack.on_stop("audit batch", services.audit.flush)
 
 
 def _start_transcription(stack: Stack, workers: int | None) -> None:
