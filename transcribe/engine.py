@@ -8,6 +8,7 @@ Call it from a worker process or thread, never from an event loop.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -118,22 +119,13 @@ class Engine:
             )
             if guards.rejection(raw) is not None:
                 continue
-            text = guards.clean_text(raw.text, language)
-            if not guards.squash(text):
-                continue
-            cleaned_words = tuple(
-                RawWord(w.start, w.end, guards.clean_text(w.word, language) or w.word.strip(), w.probability)
-                for w in words
-            )
-            out.append(
-                RawLine(
-                    raw.start,
-                    raw.end,
-                    text,
-                    raw.avg_logprob,
-                    raw.no_speech_prob,
-                    raw.compression_ratio,
-                    cleaned_words,
+            for part in guards.split_at_pauses(raw):
+                text = guards.clean_text(part.text, language)
+                if not guards.squash(text):
+                    continue
+                cleaned = tuple(
+                    RawWord(w.start, w.end, guards.clean_text(w.word, language) or w.word.strip(), w.probability)
+                    for w in part.words
                 )
-            )
+                out.append(replace(part, text=text, words=cleaned))
         return out, language

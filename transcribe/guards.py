@@ -125,3 +125,38 @@ def clean_text(text: str, language: str | None) -> str:
         text = _t2s().convert(text)
         text = _SPACE_BETWEEN_HAN.sub("", text)
     return text
+
+
+PAUSE_S = 1.0
+
+
+def split_at_pauses(line: RawLine, pause_s: float = PAUSE_S) -> list[RawLine]:
+    """Split a decoded segment where its words pause for `pause_s` or more.
+
+    Whisper often runs two utterances separated by a pause into one segment (VAD chunks are merged
+    before decoding); a 笔录 line should start when its speaker starts, so a pause starts a new line.
+    Word texts keep Whisper's leading spaces, so joining them restores the text in any language.
+    """
+    words = line.words
+    if len(words) < 2:
+        return [line]
+    groups: list[list[RawWord]] = [[words[0]]]
+    for w in words[1:]:
+        if w.start - groups[-1][-1].end >= pause_s:
+            groups.append([w])
+        else:
+            groups[-1].append(w)
+    if len(groups) == 1:
+        return [line]
+    return [
+        RawLine(
+            g[0].start,
+            g[-1].end,
+            "".join(w.word for w in g),
+            line.avg_logprob,
+            line.no_speech_prob,
+            line.compression_ratio,
+            tuple(g),
+        )
+        for g in groups
+    ]

@@ -68,9 +68,7 @@ def test_first_word_truth_is_sane() -> None:
     assert 0.0 <= first_word_s(LIBRIVOX[0]) < 1.0
 
 
-@pytest.mark.parametrize(
-    "engine_name,language", [("tiny_engine", "en"), ("base_engine", "zh"), ("base_engine", None)]
-)
+@pytest.mark.parametrize("engine_name,language", [("tiny_engine", "en"), ("base_engine", "zh"), ("base_engine", None)])
 def test_no_text_at_all_on_silence_and_noise(request, engine_name: str, language: str | None) -> None:  # type: ignore[no-untyped-def]
     engine = request.getfixturevalue(engine_name)
     old = engine.language

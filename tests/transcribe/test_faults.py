@@ -33,9 +33,7 @@ def test_lease_lost_commit_is_refused(tmp_path) -> None:  # type: ignore[no-unty
     line = Line("main", "audio", T0, T0 + 10**9, "hello", 0.9)
     with pytest.raises(LeaseLost):
         q.commit_live(job_a, "A", [line], [], T0 + 4 * 10**9)
-    assert (
-        q.commit_live(job_b, "B", [line], [BadSpan(T0, T0 + 1, ref, "decode_error: x")], T0 + 4 * 10**9) == 1
-    )
+    assert q.commit_live(job_b, "B", [line], [BadSpan(T0, T0 + 1, ref, "decode_error: x")], T0 + 4 * 10**9) == 1
     assert [r["text"] for r in q.live_rows("S") if r["kind"] == "line"] == ["hello"]
     assert q.claim("C") is None  # nothing left
     # a stop creates the final job; the same records again create nothing new (idempotent)
@@ -54,9 +52,7 @@ def test_worker_killed_mid_job_is_retried_once_by_another(env: Env) -> None:
     sim.add_track("panorama", audio, T0)
     sim.seal_all(4.0)
     sim.stop()
-    handle = start_workers(
-        env.settings, workers=2, model="tiny.en", lease_s=3, spool=env.spool, ledger=env.ledger
-    )
+    handle = start_workers(env.settings, workers=2, model="tiny.en", lease_s=3, spool=env.spool, ledger=env.ledger)
     try:
 
         def running_final():  # type: ignore[no-untyped-def]
@@ -69,9 +65,7 @@ def test_worker_killed_mid_job_is_retried_once_by_another(env: Env) -> None:
         os.kill(handle.procs[victim_id].pid, signal.SIGKILL)
         killed_owner = job["owner"]
         published = wait_for(
-            lambda: [
-                v for v in env.ledger.entries(sid) if v.kind == "transcript" and v.body["origin"] == "final"
-            ],
+            lambda: [v for v in env.ledger.entries(sid) if v.kind == "transcript" and v.body["origin"] == "final"],
             180,
             "the final version after the kill",
         )
@@ -82,11 +76,7 @@ def test_worker_killed_mid_job_is_retried_once_by_another(env: Env) -> None:
         assert len(commits) == 1 and commits[0]["owner"] != killed_owner  # done once, by another worker
         doc_lines = __import__("json").loads(
             (
-                env.settings.data_dir
-                / "transcribe"
-                / "versions"
-                / sid
-                / f"{published[0].body['version']:04d}.json"
+                env.settings.data_dir / "transcribe" / "versions" / sid / f"{published[0].body['version']:04d}.json"
             ).read_text()
         )["lines"]
         starts = [ln["start_ns"] for ln in doc_lines]

@@ -77,9 +77,7 @@ def test_iso_round_trip_and_wall_mapping() -> None:
     assert parse_iso("2024-06-01T08:00:01.234+08:00") == T0 + 1_234_000_000
     with pytest.raises(ValueError):
         parse_iso("2024-06-01T00:00:01")
-    r = RawLine(
-        1.0, 2.5, "hi there", -0.1, 0.0, 1.0, (RawWord(1.2, 1.5, "hi", 0.9), RawWord(1.6, 2.4, "there", 0.8))
-    )
+    r = RawLine(1.0, 2.5, "hi there", -0.1, 0.0, 1.0, (RawWord(1.2, 1.5, "hi", 0.9), RawWord(1.6, 2.4, "there", 0.8)))
     ln = to_wall(r, T0, "main", "audio", "hi there")
     assert (ln.start_ns, ln.end_ns) == (T0 + 1_200_000_000, T0 + 2_400_000_000)
     assert ln.confidence == pytest.approx(0.85)
@@ -206,3 +204,16 @@ def test_exports_vtt_srt_docx() -> None:
     assert "[08:00:01] 问：（讯问人）你叫什么名字" in text
     assert "[08:00:03] 答：（被讯问人 张三）我叫张三" in text
     assert any("无法转写" in t and "08:00:04" in t for t in text)
+
+
+def test_split_at_pauses_starts_a_new_line_when_the_speaker_pauses() -> None:
+    words = (
+        RawWord(0.0, 0.4, " He", 0.9),
+        RawWord(0.5, 0.9, " was.", 0.9),
+        RawWord(2.2, 2.5, " And", 0.8),
+        RawWord(2.6, 3.0, " Mr.", 0.7),
+    )
+    parts = guards.split_at_pauses(RawLine(0.0, 3.0, " He was. And Mr.", -0.2, 0.0, 1.1, words))
+    assert [(p.start, p.end, p.text.strip()) for p in parts] == [(0.0, 0.9, "He was."), (2.2, 3.0, "And Mr.")]
+    one = RawLine(0.0, 0.9, " He was.", -0.2, 0.0, 1.1, words[:2])
+    assert guards.split_at_pauses(one) == [one]

@@ -58,13 +58,9 @@ def test_live_draft_then_final_version_with_wall_clock_lines(env: Env) -> None:
     sim = SimSession(env.spool, env.ledger, sid)
     sim.add_track("panorama", q_audio, T0)
     sim.add_track("main", a_audio, T0)
-    handle = start_workers(
-        env.settings, workers=2, model="tiny.en", lease_s=10, spool=env.spool, ledger=env.ledger
-    )
+    handle = start_workers(env.settings, workers=2, model="tiny.en", lease_s=10, spool=env.spool, ledger=env.ledger)
     services = Services.local(env.settings)
-    services.transcripts = TranscriptService(
-        env.settings, env.spool, env.ledger, read=evidence_reader(env.settings)
-    )
+    services.transcripts = TranscriptService(env.settings, env.spool, env.ledger, read=evidence_reader(env.settings))
     services.accounts = _Accounts()
     from web.audit import AuditLog
 
@@ -99,9 +95,7 @@ def test_live_draft_then_final_version_with_wall_clock_lines(env: Env) -> None:
         )
         assert [v["origin"] for v in versions] == ["live", "final"]
         assert [v["version"] for v in versions] == [1, 2]
-        assert all(
-            v["model"]["name"] == "whisper-tiny.en" and len(v["model"]["sha256"]) == 64 for v in versions
-        )
+        assert all(v["model"]["name"] == "whisper-tiny.en" and len(v["model"]["sha256"]) == 64 for v in versions)
 
         r = client.get(f"/api/sessions/{sid}/transcript", headers={"Authorization": "Bearer t-int"})
         final = r.json()
@@ -129,20 +123,12 @@ def test_live_draft_then_final_version_with_wall_clock_lines(env: Env) -> None:
                 assert near, f"no line within 0.5 s of {p.wav.name} at {p.speech_start_s:.2f} s"
                 assert near[0]["speaker"] == speaker
         q_lines = [ln["text"] for ln in final["lines"] if ln["source"] == "panorama"]
-        assert (
-            error_rate([join_lines([p.text for p in q_placed], "en")], [join_lines(q_lines, "en")], "en")
-            <= 0.15
-        )
+        assert error_rate([join_lines([p.text for p in q_placed], "en")], [join_lines(q_lines, "en")], "en") <= 0.15
         # the live draft (version 1) has the same words, within a looser bound (windows cut at segment edges)
-        v1 = client.get(
-            f"/api/sessions/{sid}/transcript?version=1", headers={"Authorization": "Bearer t-rev"}
-        ).json()
+        v1 = client.get(f"/api/sessions/{sid}/transcript?version=1", headers={"Authorization": "Bearer t-rev"}).json()
         assert v1["origin"] == "live"
         live_q = [ln["text"] for ln in v1["lines"] if ln["source"] == "panorama"]
-        assert (
-            error_rate([join_lines([p.text for p in q_placed], "en")], [join_lines(live_q, "en")], "en")
-            <= 0.35
-        )
+        assert error_rate([join_lines([p.text for p in q_placed], "en")], [join_lines(live_q, "en")], "en") <= 0.35
 
         # exports
         vtt = client.get(f"/api/sessions/{sid}/transcript.vtt", headers={"Authorization": "Bearer t-rev"})
@@ -203,9 +189,7 @@ def test_live_draft_then_final_version_with_wall_clock_lines(env: Env) -> None:
         )
         assert r.json()["draft"] is False and r.json()["verified_by"] == "li4"
         assert r.json()["diff_from_asr"] == corr["diff"]
-        listed = client.get(
-            f"/api/sessions/{sid}/transcript/versions", headers={"Authorization": "Bearer t-rev"}
-        )
+        listed = client.get(f"/api/sessions/{sid}/transcript/versions", headers={"Authorization": "Bearer t-rev"})
         assert [v["origin"] for v in listed.json()["versions"]] == [
             "live",
             "final",
@@ -213,15 +197,9 @@ def test_live_draft_then_final_version_with_wall_clock_lines(env: Env) -> None:
             "correction",
         ]
         assert (
-            client.get(
-                f"/api/sessions/{sid}/transcript", headers={"Authorization": "Bearer t-aud"}
-            ).status_code
-            == 403
+            client.get(f"/api/sessions/{sid}/transcript", headers={"Authorization": "Bearer t-aud"}).status_code == 403
         )
-        assert (
-            client.get("/api/sessions/nope/transcript", headers={"Authorization": "Bearer t-rev"}).status_code
-            == 404
-        )
+        assert client.get("/api/sessions/nope/transcript", headers={"Authorization": "Bearer t-rev"}).status_code == 404
         assert (
             client.get(
                 f"/api/sessions/{sid}/transcript?version=99", headers={"Authorization": "Bearer t-rev"}
@@ -230,8 +208,14 @@ def test_live_draft_then_final_version_with_wall_clock_lines(env: Env) -> None:
         )
         # views, exports and corrections are audited
         actions = {r["action"] for r in services.audit.query(obj=f"session:{sid}/transcript")}
-        assert actions >= {"transcript.view", "transcript.export.docx", "transcript.correct", "transcript.verify",
-                           "transcript.live", "transcript.versions"}
+        assert actions >= {
+            "transcript.view",
+            "transcript.export.docx",
+            "transcript.correct",
+            "transcript.verify",
+            "transcript.live",
+            "transcript.versions",
+        }
         assert services.audit.query(action="transcript.verify")[0]["user"] == "li4"
         # versions are in the evidence spool under their keys, one object per version, and in the manifest
         keys = [i.key for i in env.spool.pending() if "/transcripts/" in i.key]
@@ -239,9 +223,7 @@ def test_live_draft_then_final_version_with_wall_clock_lines(env: Env) -> None:
         entries = [e for e in env.ledger.entries(sid) if e.kind == "transcript"]
         assert [e.body["version"] for e in entries] == [1, 2, 3, 4]
         stored = json.loads(
-            next(
-                i for i in env.spool.pending() if i.key.endswith("/transcripts/0002.json")
-            ).data_path.read_bytes()
+            next(i for i in env.spool.pending() if i.key.endswith("/transcripts/0002.json")).data_path.read_bytes()
         )
         assert stored == {k: v for k, v in final.items() if k != "live"}
     finally:
