@@ -460,6 +460,20 @@ def test_capture_page_without_tokens_says_how_to_open_it(capture_server: Server,
     )
     assert "缺少信号源令牌" in text
     assert b.js("return Object.keys(tonglu.publishers).length") == 0
+    # the page's small pure helpers
+    helpers = b.js(
+        """const h = window.tongluCapture;
+        return {b0: h.backoffMs(0), b1: h.backoffMs(1), b9: h.backoffMs(9), d: h.formatDuration(3723999),
+                d0: h.formatDuration(-5), t: h.parseTokens('#main=a%2Bb&panorama=c&bad%20key=x&empty='),
+                v: h.parseVideo('1280x720@30'), v0: h.parseVideo('junk'),
+                s: h.sortedSources({remote: 1, panorama: 1, extra: 1, main: 1})};"""
+    )
+    assert helpers["b0"] == 0 and 400 <= helpers["b1"] <= 600 and 6400 <= helpers["b9"] <= 9600, helpers
+    assert helpers["d"] == "01:02:03" and helpers["d0"] == "00:00:00"
+    assert helpers["t"] == {"main": "a+b", "panorama": "c"}
+    assert helpers["v"] == {"width": 1280, "height": 720, "fps": 30}
+    assert helpers["v0"] == {"width": 1920, "height": 1080, "fps": 25}
+    assert helpers["s"] == ["main", "panorama", "extra", "remote"]
     b.screenshot("no-tokens")
     # a wrong token: refused by the recorder, shown, and not retried in a loop
     b.driver.get(f"{server.url}/capture/{sid}?video={SMALL_VIDEO}#main=not-the-token")
