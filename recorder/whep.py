@@ -325,8 +325,9 @@ class WhepHub:
 
 
 def is_monitor(viewer: dict[str, Any]) -> bool:
-    """Staff watching live (admin, supervisor): the room is told it is being monitored."""
-    return viewer.get("role") != "participant"
+    """Staff watching live (admin, supervisor): the room is told it is being monitored. The
+    session's own interviewers (console previews) and participants are not monitoring."""
+    return viewer.get("role") in ("admin", "supervisor")
 
 
 def monitoring_summary(

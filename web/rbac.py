@@ -113,8 +113,8 @@ MATRIX: dict[tuple[str, str], Rule] = {
     ("GET", "/api/sessions/{}/capture-status"): token(),  # the room computer's source token
     ("GET", "/api/sessions/{}/monitoring"): token(),
     # -- live viewing (WHEP) and remote participants -------------------------------------------
-    ("POST", "/whep/{}/{}"): roles("admin", "supervisor", P, scoped=True, audit="stream"),
-    ("DELETE", "/whep/{}/{}/{}"): roles("admin", "supervisor", P, scoped=True),  # route audits watch_stop
+    ("POST", "/whep/{}/{}"): roles("admin", "interviewer", "supervisor", P, scoped=True, audit="stream"),
+    ("DELETE", "/whep/{}/{}/{}"): roles("admin", "interviewer", "supervisor", P, scoped=True),  # audits watch_stop
     ("OPTIONS", "/whep/{}/{}"): public(),
     ("PATCH", "/whep/{}/{}/{}"): public(),  # always 405
     ("POST", "/api/sessions/{}/participants"): roles(P, scoped=True, audit="participant_join"),

@@ -40,14 +40,15 @@ def test_only_admin_supervisor_and_the_sessions_own_participant_may_watch(
     with httpx.Client(base_url=srv.url, timeout=30) as c:
         assert post(c, path, offers["recvonly"]).status_code == 401
         assert post(c, path, offers["recvonly"], {"Authorization": "Bearer tlk_not-a-token"}).status_code == 401
-        for role in ("interviewer", "reviewer", "auditor"):
+        for role in ("reviewer", "auditor"):
             r = post(c, path, offers["recvonly"], srv.auth(role))
             assert r.status_code == 403, (role, r.status_code, r.text)
         r = post(c, path, offers["recvonly"], {"Authorization": f"Bearer {foreign_token}"})
         assert r.status_code == 403 and "另一场" in r.json()["detail"]
         # the session's own participant, a supervisor and an admin may
         created = []
-        for headers in ({"Authorization": f"Bearer {own_token}"}, srv.auth("supervisor"), srv.auth("admin")):
+        for headers in ({"Authorization": f"Bearer {own_token}"}, srv.auth("supervisor"), srv.auth("admin"),
+                        srv.auth("interviewer")):
             r = post(c, path, offers["recvonly"], headers)
             assert r.status_code == 201, r.text
             assert r.headers["content-type"].startswith("application/sdp")
@@ -55,7 +56,7 @@ def test_only_admin_supervisor_and_the_sessions_own_participant_may_watch(
             assert "goog-remb" not in r.text and "abs-send-time" not in r.text
             created.append((r.headers["location"], headers))
         st = srv.status(sid)
-        assert sorted(v["role"] for v in st["viewers"]) == ["admin", "participant", "supervisor"]
+        assert sorted(v["role"] for v in st["viewers"]) == ["admin", "interviewer", "participant", "supervisor"]
         # a participant cannot end someone else's viewer; each can end its own
         loc_sup = created[1][0]
         assert c.delete(loc_sup, headers=created[0][1]).status_code == 404

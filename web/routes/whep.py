@@ -30,7 +30,9 @@ from web.routes.sessions import get_recorder
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["whep"])
-WATCHERS = ("admin", "supervisor", "participant")
+# Interviewers watch their room's cameras as previews in the console; that is not monitoring
+# (`monitored` counts admins and supervisors only).
+WATCHERS = ("admin", "interviewer", "supervisor", "participant")
 MONITOR_READERS = ("admin", "interviewer", "supervisor", "reviewer", "participant")
 MAX_OFFER_BYTES = 64 * 1024
 Watcher = Annotated[Principal, Depends(require_roles(*WATCHERS))]

@@ -78,8 +78,10 @@ async function exchange(pc, url, token) {
   return new URL(r.headers.get("location"), location.href).toString();
 }
 
-// Watch one source of a session (WHEP): relayed as recorded, no re-encoding.
+// Watch one source of a session (WHEP): relayed as recorded, no re-encoding. Uses whep.js
+// (reconnects with back-off) when the page loaded it, else a single attempt.
 T.whep = async function (video, url) {
+  if (window.TongluWhep) return window.TongluWhep.watch(url, null, video, { reconnect: true });
   const pc = new RTCPeerConnection({ iceServers: [] });
   pc.addTransceiver("video", { direction: "recvonly" });
   pc.addTransceiver("audio", { direction: "recvonly" });
