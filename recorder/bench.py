@@ -235,7 +235,8 @@ def run_codec(cfg: BenchConfig, codec: str, clip_path: Path, root: Path, cores: 
                 streams: list[dict[str, str]] = []
                 while have + len(streams) < target:
                     sid, tokens = store.create(
-                        {"room": f"bench-{len(streams)}", "case_number": "BENCH", "suspect": "-"}, "bench"
+                        {"room": f"bench-{len(streams)}", "case_number": "BENCH", "suspect": "-",
+                         "interviewers": ["甲", "乙"], "reason": "bench"}, "bench"
                     )
                     for source in ("main", "panorama"):
                         if have + len(streams) < target:
