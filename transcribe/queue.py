@@ -333,6 +333,18 @@ class JobQueue:
                 return self._claim_final(db, owner, now)
         return None
 
+    def claim_live_batch(self, owner: str, limit: int) -> list[LiveJob]:
+        """Up to `limit` tracks' live windows at once (oldest sealed audio first), each under a lease."""
+        now = time.time()
+        jobs: list[LiveJob] = []
+        with self._tx() as db:
+            while len(jobs) < limit:
+                job = self._claim_live(db, owner, now)
+                if job is None:
+                    break
+                jobs.append(job)
+        return jobs
+
     def _claim_live(self, db: sqlite3.Connection, owner: str, now: float) -> LiveJob | None:
         row = db.execute(
             "SELECT t.*, (SELECT MIN(sealed_ns) FROM segments s WHERE s.sid=t.sid AND s.source=t.source "

@@ -14,13 +14,15 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from storage.logctx import configure_logging, context_logger
-from transcribe.audio import RATE, assemble
-from transcribe.engine import Engine, speech_chunks
+from transcribe import packing
+from transcribe.audio import RATE, Window, assemble
+from transcribe.engine import VAD_PARAMETERS, Engine, speech_chunks
 from transcribe.errors import LeaseLost
+from transcribe.guards import RawLine
 from transcribe.lines import to_wall
 from transcribe.live import plan_cut
 from transcribe.models import resolve_model
@@ -32,26 +34,50 @@ def queue_path(data_dir: Path) -> Path:
 
 
 class _Heartbeat(threading.Thread):
-    def __init__(self, queue: JobQueue, job: Job, owner: str, every_s: float) -> None:
+    def __init__(self, queue: JobQueue, jobs: Sequence[Job], owner: str, every_s: float) -> None:
         super().__init__(daemon=True)
-        self.queue, self.job, self.owner, self.every_s = queue, job, owner, every_s
+        self.queue, self.jobs, self.owner, self.every_s = queue, list(jobs), owner, every_s
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.wait(self.every_s):
-            if not self.queue.renew(self.job, self.owner):
-                return
+            for job in self.jobs:
+                self.queue.renew(job, self.owner)
 
 
 def process_live(job: LiveJob, engine: Engine, read: Callable[[str], bytes], queue: JobQueue, owner: str) -> int:
-    if not job.segments:
-        return queue.commit_live(job, owner, [], [], job.carry_ns)
-    start = max(job.carry_ns or 0, job.segments[0].wall_first_ns)
-    window = assemble(job.segments, read, start_ns=start)
-    cut_s = plan_cut(speech_chunks(window.audio), window.duration_s, closing=job.closing)
-    raw, _ = engine.transcribe(window.audio[: round(cut_s * RATE)])
-    lines = [to_wall(r, window.start_ns, job.source, job.track, r.text) for r in raw]
-    return queue.commit_live(job, owner, lines, window.bad, window.wall_ns(cut_s))
+    return process_live_batch([job], engine, read, queue, owner)
+
+
+def process_live_batch(
+    jobs: Sequence[LiveJob], engine: Engine, read: Callable[[str], bytes], queue: JobQueue, owner: str
+) -> int:
+    """Transcribe several tracks' live windows with as few Whisper calls as possible (see `packing`)."""
+    windows: list[tuple[LiveJob, Window, float]] = []
+    for job in jobs:
+        if not job.segments:
+            queue.commit_live(job, owner, [], [], job.carry_ns)
+            continue
+        window = assemble(job.segments, read, start_ns=max(job.carry_ns or 0, job.segments[0].wall_first_ns))
+        cut_s = plan_cut(speech_chunks(window.audio), window.duration_s, closing=job.closing)
+        windows.append((job, window, cut_s))
+    spans = []
+    for _, window, cut_s in windows:
+        head = window.audio[: round(cut_s * RATE)]
+        spans.append(packing.regions(speech_chunks(head, **VAD_PARAMETERS)) if len(head) >= RATE // 10 else [])
+    results: dict[int, list[RawLine]] = {}
+    for audio, pieces in packing.pack([w.audio for _, w, _ in windows], spans):
+        raw, language = engine.transcribe(audio)
+        for owner_index, lines in packing.unpack(raw, pieces, language).items():
+            results.setdefault(owner_index, []).extend(lines)
+    added = 0
+    for i, (job, window, cut_s) in enumerate(windows):
+        wall_lines = [to_wall(r, window.start_ns, job.source, job.track, r.text) for r in results.get(i, [])]
+        try:
+            added += queue.commit_live(job, owner, wall_lines, window.bad, window.wall_ns(cut_s))
+        except LeaseLost as exc:
+            context_logger(__name__, session=job.sid, track=f"{job.source}/{job.track}").warning("%s", exc)
+    return added
 
 
 def process_final(job: FinalJob, engine: Engine, read: Callable[[str], bytes], queue: JobQueue, owner: str) -> int:
@@ -71,39 +97,45 @@ def run(
     lease_s: float,
     stop: threading.Event,
     poll_s: float = 0.1,
+    live_batch: int = 4,
 ) -> None:
     log = context_logger("transcribe.worker")
     queue = JobQueue(queue_path(data_dir), lease_s=lease_s)
     while not stop.is_set():
-        job = queue.claim(worker_id)
-        if job is None:
+        jobs: list[Job] = list(queue.claim_live_batch(worker_id, live_batch))
+        if not jobs:
+            final = queue.claim(worker_id, live=False)
+            jobs = [final] if final is not None else []
+        if not jobs:
             stop.wait(poll_s)
             continue
+        first = jobs[0]
         jlog = log.bind(
-            session=job.sid,
-            track=f"{job.source}/{job.track}",
-            segment=f"{job.segments[0].index}-{job.segments[-1].index}" if job.segments else "-",
+            session=first.sid if len(jobs) == 1 else ",".join(sorted({j.sid for j in jobs})),
+            track=f"{first.source}/{first.track}" if len(jobs) == 1 else f"{len(jobs)} tracks",
+            segment=f"{first.segments[0].index}-{first.segments[-1].index}" if first.segments else "-",
         )
-        beat = _Heartbeat(queue, job, worker_id, max(0.2, lease_s / 3))
+        name = first.name if len(jobs) == 1 else f"live batch of {len(jobs)}"
+        beat = _Heartbeat(queue, jobs, worker_id, max(0.2, lease_s / 3))
         beat.start()
         t0 = time.monotonic()
         try:
-            if isinstance(job, LiveJob):
-                n = process_live(job, engine, read, queue, worker_id)
+            if isinstance(first, FinalJob):
+                n = process_final(first, engine, read, queue, worker_id)
             else:
-                n = process_final(job, engine, read, queue, worker_id)
+                n = process_live_batch([j for j in jobs if isinstance(j, LiveJob)], engine, read, queue, worker_id)
             jlog.info(
                 "%s done: %d lines in %.2f s (attempt %d, worker %s)",
-                job.name,
+                name,
                 n,
                 time.monotonic() - t0,
-                job.attempt,
+                first.attempt,
                 worker_id,
             )
         except LeaseLost as exc:
             jlog.warning("%s", exc)
         except Exception:
-            jlog.exception("%s failed (attempt %d); it will be retried after its lease", job.name, job.attempt)
+            jlog.exception("%s failed (attempt %d); it will be retried after its lease", name, first.attempt)
             stop.wait(1.0)
         finally:
             beat.done.set()

@@ -217,3 +217,26 @@ def test_split_at_pauses_starts_a_new_line_when_the_speaker_pauses() -> None:
     assert [(p.start, p.end, p.text.strip()) for p in parts] == [(0.0, 0.9, "He was."), (2.2, 3.0, "And Mr.")]
     one = RawLine(0.0, 0.9, " He was.", -0.2, 0.0, 1.1, words[:2])
     assert guards.split_at_pauses(one) == [one]
+
+
+def test_packing_lays_tracks_side_by_side_and_maps_lines_back() -> None:
+    import numpy as np
+
+    from transcribe import packing
+
+    a = np.ones(16000 * 10, np.float32)
+    b = np.full(16000 * 8, 0.5, np.float32)
+    assert packing.regions([(1.0, 2.0), (2.5, 3.0), (6.0, 7.0)]) == [(1.0, 3.0), (6.0, 7.0)]
+    packs = packing.pack([a, b], [[(1.0, 3.0), (6.0, 7.0)], [(2.0, 4.0)]])
+    assert len(packs) == 1
+    audio, pieces = packs[0]
+    assert [(p.owner, p.src_start_s, p.packed_start_s) for p in pieces] == [(0, 1.0, 0.0), (0, 6.0, 3.5), (1, 2.0, 6.0)]
+    assert len(audio) == round(8.0 * 16000)
+    words = (RawWord(0.1, 0.5, " Hi", 0.9), RawWord(3.6, 3.9, " there", 0.9), RawWord(6.2, 6.6, " Yes", 0.8))
+    line = RawLine(0.1, 6.6, " Hi there Yes", -0.2, 0.0, 1.0, words)
+    out = packing.unpack([line], pieces, "en")
+    # window 0's two pieces were 3 s apart there: two lines, each on window 0's own timeline
+    assert [(ln.start, ln.text) for ln in out[0]] == [(pytest.approx(1.1), "Hi"), (pytest.approx(6.1), "there")]
+    assert [(ln.start, ln.text) for ln in out[1]] == [(pytest.approx(2.2), "Yes")]
+    many = packing.pack([a], [[(0.0, 9.0)]] * 1 + [], max_s=5.0)
+    assert len(many) == 1  # one piece longer than a pack still gets a pack of its own
