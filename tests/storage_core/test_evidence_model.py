@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
-
 import hashlib
+import itertools
 
 import pytest
 from hypothesis import given
