@@ -27,10 +27,7 @@ class EvidenceReader:
     def _spooled(self, key: str, bucket: str) -> SpoolItem | None:
         if self.spool is None:
             return None
-        for item in self.spool.pending():
-            if item.key == key and item.bucket == bucket:
-                return item
-        return None
+        return self.spool.find(key, bucket)
 
     def _store_bucket(self, bucket: str) -> str | None:
         if self.store is None:

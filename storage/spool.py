@@ -18,6 +18,7 @@ import hashlib
 import itertools
 import json
 import os
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -65,6 +66,8 @@ class Spool:
         self.ready = root / "ready"
         self.staging = root / "staging"
         self.quarantine_dir = root / "quarantine"
+        self._known: dict[str, SpoolItem] = {}  # name -> item, for `find`
+        self._known_lock = threading.Lock()
         try:
             for d in (self.ready, self.staging, self.quarantine_dir):
                 d.mkdir(parents=True, exist_ok=True)
@@ -174,6 +177,22 @@ class Spool:
                 data_path = meta_path.with_name(meta_path.name.removesuffix(".meta.json") + ".data")
                 self._quarantine_paths([meta_path, data_path], str(exc))
         return items
+
+    def find(self, key: str, bucket: str = EVIDENCE) -> SpoolItem | None:
+        """The pending item holding `key`, if any. Sidecars are parsed once per item, not per call."""
+        with self._known_lock:
+            names = {n.removesuffix(".meta.json") for n in os.listdir(self.ready) if n.endswith(".meta.json")}
+            for gone in self._known.keys() - names:
+                del self._known[gone]
+            for name in sorted(names - self._known.keys()):
+                try:
+                    self._known[name] = self._load(self.ready / f"{name}.meta.json")
+                except SpoolCorrupt:
+                    continue  # `pending()` quarantines it
+            for item in self._known.values():
+                if item.key == key and item.bucket == bucket:
+                    return item
+        return None
 
     def check(self, item: SpoolItem) -> None:
         """Raise SpoolCorrupt if the data file is missing or differs from what was spooled."""

@@ -122,3 +122,13 @@ def test_entries_after_stop_are_signed_at_once(tmp_path: Path) -> None:
     assert len(cps) == 2
     assert cps[-1].final and cps[-1].tree_size == 3
     assert cps[-1].prev_checkpoint == final.body_hash
+
+
+def test_find_locates_pending_items_by_key_and_forgets_confirmed(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    items = [spool.put_bytes(f"k/{i}", b"x" * i) for i in range(5)]
+    assert spool.find("k/3") == items[3]
+    assert spool.find("k/3", bucket=WORK) is None
+    spool.confirm(items[3])
+    assert spool.find("k/3") is None
+    assert spool.find("k/4") == items[4]
