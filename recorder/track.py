@@ -29,10 +29,11 @@ from aiortc.rtp import RtpPacket
 
 from recorder import seam
 from recorder.assembler import FrameAssembler, h264_frame_start, vp8_frame_start
-from recorder.clock import SourceClock, TrackClock, Unwrapper
+from recorder.clock import ClockStep, SourceClock, Timeline, TrackClock, Unwrapper
 from recorder.codecs import h264_keyframe, opus_duration, vp8_keyframe
 from recorder.context import RecorderContext, spawn
 from recorder.events import GapClosed
+from recorder.faults import failpoint
 from recorder.gaps import GapDetector, GapPolicy
 from recorder.muxer import CONTAINER_FOR, CONTENT_TYPE, SegmentWriter
 from recorder.overload import OverloadGap, OverloadTracker
@@ -45,7 +46,6 @@ from storage.spool import EVIDENCE
 
 SIDECAR = ".seg.json"
 QUEUE_LIMIT = 256  # frames between the event loop and a track's pipeline thread
-RESYNC_NS = 20_000_000
 
 
 @dataclass
@@ -92,12 +92,22 @@ def seal_file(
     content_type: str,
     log: ContextLogger,
 ) -> SegmentRecord:
-    """Hash, spool, append the manifest entry (blocking: sealer thread or start-up)."""
+    """Hash, spool, append the manifest entry (blocking: sealer thread or start-up).
+
+    Crash-consistent: the final record is written durably into the sidecar *before* the file is
+    moved into the spool, and the sidecar is removed only after the entry is in the ledger. A
+    crash at any instant leaves either the staged file (sealed again at start-up) or a sidecar
+    whose entry start-up recovery appends if it is missing (`recorder.recovery`): never a spooled
+    segment without its entry, never an entry twice."""
     digest, size = _sha256(path)
     rec = SegmentRecord(**{**record, "sha256": digest, "bytes": size})
-    ctx.spool.put_file(rec.key, path, sha256=digest, size=size, content_type=content_type, bucket=EVIDENCE)
-    ctx.append(session, "segment", rec.to_body())
     sidecar = path.with_name(path.name + SIDECAR)
+    write_durable(sidecar, json.dumps({"session": session, "record": rec.to_body(), "sealing": True}).encode())
+    failpoint("seal.before_spool")
+    ctx.spool.put_file(rec.key, path, sha256=digest, size=size, content_type=content_type, bucket=EVIDENCE)
+    failpoint("seal.after_spool")
+    ctx.append(session, "segment", rec.to_body())
+    failpoint("seal.after_append")
     sidecar.unlink(missing_ok=True)
     log.info("segment sealed", extra={"segment": rec.index})
     return rec
@@ -141,6 +151,7 @@ class PeerTrack:
         self.overload = OverloadTracker(kind, self.clock_rate)
         self._last_video: tuple[int, int] = (0, self.clock_rate // 30)  # (rtp, frame duration)
         self.clock = TrackClock(self.clock_rate, source_clock)
+        self.timeline = Timeline(self.clock_rate)  # committed wall bounds (pipeline thread only)
         policy = (
             GapPolicy.video(gap_frames=s.video_gap_frames)
             if kind == "video"
@@ -162,7 +173,6 @@ class PeerTrack:
         self.last_arrival_ns: int | None = None
         self.codec: str | None = None
         self.writer: SegmentWriter | None = None
-        self._chain: tuple[int, int] | None = None  # (rtp, wall ns) where the last segment ended
         self._record: dict[str, Any] | None = None
         self.frames = 0
         self.dropped_before_key = 0
@@ -275,7 +285,9 @@ class PeerTrack:
 
     def on_sender_report(self, ntp: int, rtp: int, ssrc: int) -> None:
         if self.media_ssrc is None or ssrc == self.media_ssrc:
-            self.clock.on_sender_report(ntp, rtp)
+            verdict = self.clock.on_sender_report(ntp, rtp)
+            if verdict in ("rejected", "step"):
+                self.log.warning("sender report %s (ntp %#x, rtp %d)", verdict, ntp, rtp)
 
     def _handle_gap(self, ev: GapClosed) -> None:
         self.on_gap(ev)
@@ -376,7 +388,7 @@ class PeerTrack:
             "rtp_first": rtp,
             "rtp_last": rtp,
             "clock_rate": self.clock_rate,
-            "wall_first_ns": self._wall_first(rtp),
+            "wall_first_ns": self.timeline.start_of(rtp, self.clock.wall_ns(rtp), self._floor()),
             "wall_last_ns": 0,
             "frames": 0,
             "bytes": 0,
@@ -390,14 +402,10 @@ class PeerTrack:
         )
         self.writer = self.writer_factory(path, self.codec, self.clock_rate, rtp, size)
 
-    def _wall_first(self, rtp: int) -> int:
-        """Contiguous segments tile in wall time too; the RTP->wall mapping (sender reports, clock
-        drift) is applied at a boundary only when it moved by more than `RESYNC_NS`."""
-        mapped = self.clock.wall_ns(rtp)
-        chain = self._chain
-        if chain is not None and chain[0] == rtp and abs(mapped - chain[1]) <= RESYNC_NS:
-            return chain[1]
-        return mapped
+    def _floor(self) -> int | None:
+        """A new stretch never starts before the end of the track's earlier media."""
+        with self.state.lock:
+            return self.state.last_end_ns
 
     def _seal(self, next_rtp: int | None) -> None:
         if self.writer is None:
@@ -412,13 +420,16 @@ class PeerTrack:
             return
         rtp_end = written.rtp_end if written is not None else record["rtp_first"]
         frames = written.frames if written is not None else writer.frames
-        # the mapping is more mature now than at open (a sender report has usually arrived)
-        record["wall_first_ns"] = self._wall_first(record["rtp_first"])
-        wall_last = (
-            record["wall_first_ns"] + (rtp_end - record["rtp_first"]) * 1_000_000_000 // self.clock_rate
+        # placed now, with the mapping as mature as it gets (recorder.clock: tiles, slews, steps)
+        rtp_first = record["rtp_first"]
+        span = self.timeline.place(
+            rtp_first, rtp_end, self.clock.wall_ns(rtp_first), self.clock.wall_ns(rtp_end), self._floor()
         )
-        record.update(rtp_last=rtp_end, wall_last_ns=wall_last, frames=frames)
-        self._chain = (rtp_end, wall_last)
+        record.update(
+            rtp_last=rtp_end, wall_first_ns=span.wall_first_ns, wall_last_ns=span.wall_last_ns, frames=frames
+        )
+        if span.step is not None:
+            self._clock_step(span.step, record["index"])
         with self.state.lock:
             self.state.last_end_ns = max(self.state.last_end_ns or 0, record["wall_last_ns"])
             self.state.last_rtp = rtp_end
@@ -437,6 +448,32 @@ class PeerTrack:
 
         self.ctx.submit(job)
 
+    def _clock_step(self, step: ClockStep, index: int) -> None:
+        ms = step.error_ns / 1e6
+        if step.error_ns > 0:
+            detail = f"时钟跳变：时间轴前移 {ms:.0f} ms (clock step: the timeline moved ahead {ms:.0f} ms)"
+        else:
+            detail = (
+                f"时钟回退 {-ms:.0f} ms：片段 {index} 的墙钟跨度已缩短 "
+                f"(clock stepped back {-ms:.0f} ms: wall span of segment {index} shortened)"
+            )
+        self.log.warning("clock step %+.0f ms after segment %d", ms, index)
+        self.on_gap(
+            GapClosed(
+                GapRecord(
+                    source=self.source,
+                    track=self.track,
+                    reason="clock_step",
+                    start_ns=step.start_ns,
+                    end_ns=step.end_ns,
+                    rtp_start=step.rtp,
+                    rtp_end=step.rtp,
+                    packets_lost=0,
+                    detail=detail,
+                )
+            )
+        )
+
     def stats(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
@@ -448,6 +485,8 @@ class PeerTrack:
             "queue_dropped": self.queue.dropped if self.queue else 0,
             "waiting_for_keyframe_dropped": self.dropped_before_key,
             "clock_synced": self.clock.synced,
+            "clock_steps": len(self.timeline.steps),
+            "sender_reports_rejected": self.clock.sr_rejected,
             "error": self.error,
         }
 
