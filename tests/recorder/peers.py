@@ -21,6 +21,7 @@ class TestPattern(MediaStreamTrack):
     """A moving test pattern at `fps`, with wall-clock pacing."""
 
     kind = "video"
+    __test__ = False  # a media track, not a pytest test class
 
     def __init__(self, width: int = 320, height: int = 240, fps: int = 15) -> None:
         super().__init__()
