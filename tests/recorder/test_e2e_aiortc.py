@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import httpx
@@ -64,7 +65,7 @@ def test_vp8_opus_end_to_end(server: Server) -> None:
             assert fmt in info["format"]["format_name"]
             assert decodes(p), b["key"]
             total += float(info["format"]["duration"])
-        for prev, nxt in zip(segs, segs[1:], strict=False):  # gap-free: they tile exactly
+        for prev, nxt in itertools.pairwise(segs):  # gap-free: they tile exactly
             assert nxt["wall_first_ns"] == prev["wall_last_ns"], (track, prev, nxt)
         wall = (segs[-1]["wall_last_ns"] - segs[0]["wall_first_ns"]) / 1e9
         interval = 1 / 15 if track == "video" else 0.02

@@ -8,6 +8,7 @@ one `recorder_overload` gap per track with the stall's bounds, and recording mus
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import threading
 import time
@@ -141,7 +142,7 @@ def test_queue_overflow_is_a_recorder_overload_gap_and_recording_goes_on(tmp_pat
         segs = segments(entries, "main", track)
         # one peer, no clock step: contiguous segments tile exactly in wall time; across dropped
         # frames the next one starts later, never overlapping
-        for prev, nxt in zip(segs, segs[1:], strict=False):
+        for prev, nxt in itertools.pairwise(segs):
             if nxt["rtp_first"] == prev["rtp_last"]:
                 assert nxt["wall_first_ns"] == prev["wall_last_ns"], (prev, nxt)
             else:
