@@ -69,6 +69,9 @@ class HttpRecorder:
         self.store = store
         self.name = name or self.url
         self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+        self._on_end: dict[str, Any] = {}  # viewer id -> the web layer's end hook (audit)
+        self._events_after = 0
+        self._poller: asyncio.Task[None] | None = None
 
     def _client(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
@@ -143,8 +146,34 @@ class HttpRecorder:
     async def watch(
         self, sid: str, source: str, offer: str, viewer: dict[str, str], on_end: Any = None
     ) -> dict[str, Any]:
-        # `on_end` (an in-process callback) cannot cross to the worker; see the report's notes
-        return await self.call("watch", sid=sid, source=source, offer=offer, viewer=viewer)
+        # `on_end` cannot cross to the worker: the worker keeps a log of ended viewers, polled here.
+        result: dict[str, Any] = await self.call("watch", sid=sid, source=source, offer=offer, viewer=viewer)
+        if on_end is not None:
+            self._on_end[result["viewer_id"]] = on_end
+            if self._poller is None or self._poller.done():
+                self._poller = asyncio.get_running_loop().create_task(self._poll_viewer_events())
+        return result
+
+    async def _poll_viewer_events(self, interval_s: float = 1.0) -> None:
+        while self._on_end:
+            await asyncio.sleep(interval_s)
+            try:
+                r = await self._client().get("/worker/viewer-events", params={"after": str(self._events_after)})
+                body = r.json() if r.status_code == 200 else None
+            except (httpx.TransportError, ValueError):
+                continue  # the worker restarts: its viewers ended with it, see below
+            if body is None:
+                continue
+            if body["last"] < self._events_after:  # a restarted worker: every viewer it had is gone
+                for vid in list(self._on_end):
+                    self._on_end.pop(vid)({"viewer_id": vid, "reason": "worker_restart"})
+                self._events_after = 0
+                continue
+            for event in body["events"]:
+                hook = self._on_end.pop(event["info"].get("viewer_id"), None)
+                if hook is not None:
+                    hook(event["info"])
+            self._events_after = body["last"]
 
     async def unwatch(self, sid: str, source: str, viewer_id: str, user: str | None = None) -> dict[str, Any] | None:
         return await self.call("unwatch", sid=sid, source=source, viewer_id=viewer_id, user=user)
@@ -165,6 +194,8 @@ class HttpRecorder:
         """Nothing to start: the worker process recovers its own sessions when it starts."""
 
     async def close(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
         clients, self._clients = self._clients, {}
         loop = asyncio.get_running_loop()
         for client_loop, client in clients.items():

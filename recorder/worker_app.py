@@ -16,6 +16,7 @@ segment, writes their entries, and exits.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import hmac
@@ -95,6 +96,17 @@ class WorkerState:
         self.lag = LoopLag()
         self.ready = False
         self.started_ns = time.time_ns()
+        # Live viewers that ended here (connection lost, session stopped, DELETE): the web process
+        # polls them so its audit trail records every `watch_stop`, as with an in-process recorder.
+        self.ended: collections.deque[dict[str, Any]] = collections.deque(maxlen=4096)
+        self.ended_seq = 0
+
+    def viewer_ended(self, info: dict[str, Any]) -> None:
+        self.ended_seq += 1
+        self.ended.append({"seq": self.ended_seq, "info": info})
+
+    def viewer_events(self, after: int) -> dict[str, Any]:
+        return {"events": [e for e in self.ended if e["seq"] > after], "last": self.ended_seq}
 
     def authorized(self, headers: Any) -> bool:
         given = headers.get(SECRET_HEADER, "")
@@ -158,6 +170,8 @@ def create_worker_app(state: WorkerState) -> Any:
                 "RecorderError",
                 f"会话 {sid} 不归此工作进程 (session belongs to another recorder worker, not {state.index})",
             )
+        if method == "watch":
+            kwargs["on_end"] = state.viewer_ended
         try:
             result = await fn(**kwargs)
         except RecorderError as exc:
@@ -170,6 +184,15 @@ def create_worker_app(state: WorkerState) -> Any:
             )
             return _error(500, "RecorderError", f"录像工作进程内部错误 (recorder worker error: {type(exc).__name__})")
         return _json({"result": result})
+
+    async def viewer_events(request: Request) -> Any:
+        if not state.authorized(request.headers):
+            return _error(401, "Unauthorized", "缺少或错误的工作进程密钥 (missing or wrong worker secret)")
+        try:
+            after = int(request.query_params.get("after", "0"))
+        except ValueError:
+            return _error(400, "BadRequest", "after 必须是整数 (after must be an integer)")
+        return _json(state.viewer_events(after))
 
     async def status(request: Request) -> Any:
         if not state.authorized(request.headers):
@@ -193,6 +216,7 @@ def create_worker_app(state: WorkerState) -> Any:
         routes=[
             Route("/rpc/{method}", rpc, methods=["POST"]),
             Route("/worker/status", status, methods=["GET"]),
+            Route("/worker/viewer-events", viewer_events, methods=["GET"]),
             Route("/worker/health", health, methods=["GET"]),
         ]
     )

@@ -44,3 +44,36 @@ def test_whep_through_a_worker_process(tmp_path: Path) -> None:
 
         run(scenario())
     assert_pass_through(viewer, sent, "vp8", 30)
+
+
+def test_viewer_ended_in_a_worker_is_audited(tmp_path: Path) -> None:
+    """A viewer that ends inside the worker (here: the session stops under it, no DELETE) still gets
+    its `watch_stop` in the web process's audit trail, as with an in-process recorder."""
+    import time
+
+    with cluster(make_settings(tmp_path), 1) as (server, _handle):
+        s = server.create_session()
+        sid, main = s["id"], s["sources"]["main"]
+        pub, _sent = packet_publisher(main["whip_url"], main["token"], "VP8")
+        auth = {"Authorization": f"Bearer {ADMIN}"}
+        viewer = WhepViewer(f"{server.url}/whep/{sid}/main", auth)
+
+        async def scenario() -> None:
+            await pub.start()
+            await pub.wait_connected()
+            await viewer.start()
+            await viewer.wait_frames("video", 10)
+            async with httpx.AsyncClient(base_url=server.url, headers=auth, timeout=30) as c:
+                assert (await c.post(f"/api/sessions/{sid}/stop")).status_code == 200
+            await viewer.close()
+            await pub.close()
+
+        run(scenario())
+        audit = server.services.audit
+        deadline = time.monotonic() + 15
+        stops: list[dict[str, object]] = []
+        while time.monotonic() < deadline and not stops:
+            stops = [r for r in audit.query(action="watch_stop") if sid in str(r.get("object", ""))]
+            time.sleep(0.3)
+        assert len(stops) == 1, stops
+        assert "session_stopped" in str(stops[0])
