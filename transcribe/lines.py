@@ -49,6 +49,8 @@ class Line:
     text: str
     confidence: float = 1.0
     words: tuple[Word, ...] = field(default_factory=tuple)
+    level_db: float | None = None  # speech level of this track over the line's words (see `levels`)
+    heard_on: tuple[str, ...] = ()  # other sources that heard the same utterance (see `crosstalk`)
 
     def to_json(self, speaker: dict[str, str] | None = None) -> dict[str, Any]:
         speaker = speaker or {}
@@ -63,6 +65,8 @@ class Line:
             "track": self.track,
             "text": self.text,
             "confidence": round(self.confidence, 3),
+            "level_db": None if self.level_db is None else round(self.level_db, 1),
+            "heard_on": list(self.heard_on),
             "words": [
                 {"start": iso(w.start_ns), "end": iso(w.end_ns), "word": w.word, "p": round(w.probability, 3)}
                 for w in self.words
@@ -70,11 +74,11 @@ class Line:
         }
 
 
-def to_wall(raw: RawLine, base_ns: int, source: str, track: str, text: str) -> Line:
+def to_wall(raw: RawLine, base_ns: int, source: str, track: str, text: str, level_db: float | None = None) -> Line:
     """Map a raw line (seconds from the start of the window) onto the wall clock."""
     words = tuple(
         Word(base_ns + round(w.start * 1e9), base_ns + round(w.end * 1e9), w.word, w.probability) for w in raw.words
     )
     start = words[0].start_ns if words else base_ns + round(raw.start * 1e9)
     end = words[-1].end_ns if words else base_ns + round(raw.end * 1e9)
-    return Line(source, track, start, max(start, end), text, raw.confidence, words)
+    return Line(source, track, start, max(start, end), text, raw.confidence, words, level_db)
