@@ -8,7 +8,9 @@ A version document (stored as JSON under ``keys.transcript_key(sid, version)``):
      "segments": [{"key", "sha256", "source", "track", "index"}],      # what it was made from
      "speakers": {"<source>/<track>": {"role", "label", "qa"}},
      "lines": [{"start", "end", "start_ns", "end_ns", "speaker", "role", "source", "track", "text",
-                "confidence", "words": [...]}],
+                "confidence", "level_db", "heard_on": [sources], "words": [...]}],
+     "duplicates": [{...line..., "kept": {"source", "track", "start", "start_ns"}}],  # cross-talk copies
+                                                                                      # left out (`crosstalk`)
      "untranscribable": [{"start", "end", "start_ns", "end_ns", "source", "track", "speaker", "reason",
                           "segment_key"}],
      "base_version": null|int, "corrected_by", "verified_by", "verified": iso|null, "note",
@@ -21,6 +23,7 @@ import difflib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from transcribe import crosstalk
 from transcribe.audio import SegmentRef
 from transcribe.errors import CorrectionError
 from transcribe.lines import Line, iso, parse_iso
@@ -55,7 +58,8 @@ def build(
     tracks = {(s.source, s.track) for s in segments} | {(ln.source, ln.track) for ln in lines}
     speakers = speakers_map(tracks, session_start, participants)
     zero = min((s.wall_first_ns for s in segments), default=min((ln.start_ns for ln in lines), default=now_ns))
-    ordered = sorted(lines, key=lambda ln: (ln.start_ns, ln.source, ln.track))
+    merged = crosstalk.merge(lines)  # one utterance heard on several microphones -> one line
+    ordered = sorted(merged.lines, key=lambda ln: (ln.start_ns, ln.source, ln.track))
     gaps = []
     for b in sorted(bad, key=lambda b: (b["start_ns"], b["source"])):
         sp = speakers.get(f"{b['source']}/{b['track']}", {})
@@ -90,6 +94,18 @@ def build(
         ],
         "speakers": speakers,
         "lines": [ln.to_json(speakers.get(f"{ln.source}/{ln.track}")) for ln in ordered],
+        "duplicates": [
+            {
+                **d.line.to_json(speakers.get(f"{d.line.source}/{d.line.track}")),
+                "kept": {
+                    "source": d.kept.source,
+                    "track": d.kept.track,
+                    "start": iso(d.kept.start_ns),
+                    "start_ns": d.kept.start_ns,
+                },
+            }
+            for d in merged.duplicates
+        ],
         "untranscribable": gaps,
         "base_version": None,
         "corrected_by": None,

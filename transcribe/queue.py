@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS tracks(
 CREATE TABLE IF NOT EXISTS live_lines(
   id INTEGER PRIMARY KEY AUTOINCREMENT, sid TEXT, source TEXT, track TEXT, kind TEXT, start_ns INTEGER,
   end_ns INTEGER, text TEXT, confidence REAL, words TEXT, reason TEXT, segment_key TEXT, available_ns INTEGER,
-  UNIQUE(sid, source, track, kind, start_ns));
+  level_db REAL, UNIQUE(sid, source, track, kind, start_ns));
 CREATE INDEX IF NOT EXISTS live_lines_sid ON live_lines(sid, id);
 CREATE TABLE IF NOT EXISTS final_jobs(
   id INTEGER PRIMARY KEY AUTOINCREMENT, sid TEXT, source TEXT, track TEXT,
@@ -91,6 +91,7 @@ def line_to_row(line: Line) -> dict[str, Any]:
         "end_ns": line.end_ns,
         "text": line.text,
         "confidence": line.confidence,
+        "level_db": line.level_db,
         "words": [[w.start_ns, w.end_ns, w.word, round(w.probability, 4)] for w in line.words],
     }
 
@@ -105,6 +106,7 @@ def line_from_row(source: str, track: str, row: dict[str, Any]) -> Line:
         str(row["text"]),
         float(row.get("confidence", 1.0)),
         words,
+        None if row.get("level_db") is None else float(row["level_db"]),
     )
 
 
@@ -150,6 +152,9 @@ class JobQueue:
                 for stmt in SCHEMA.split(";"):
                     if stmt.strip():
                         self._db.execute(stmt)
+                columns = {r["name"] for r in self._db.execute("PRAGMA table_info(live_lines)")}
+                if "level_db" not in columns:  # queues made before speech levels were recorded
+                    self._db.execute("ALTER TABLE live_lines ADD COLUMN level_db REAL")
         except sqlite3.Error as exc:
             raise QueueError(f"cannot open the transcription queue {path}: {exc}") from exc
 
@@ -275,6 +280,16 @@ class JobQueue:
 
     def live_rows(self, sid: str, after_id: int = 0) -> list[dict[str, Any]]:
         return [dict(r) for r in self._q("SELECT * FROM live_lines WHERE sid=? AND id>? ORDER BY id", (sid, after_id))]
+
+    def live_line_rows_between(self, sid: str, start_ns: int, end_ns: int) -> list[dict[str, Any]]:
+        """Live lines (kind 'line') whose span meets [start_ns, end_ns], in commit order."""
+        return [
+            dict(r)
+            for r in self._q(
+                "SELECT * FROM live_lines WHERE sid=? AND kind='line' AND end_ns>=? AND start_ns<=? ORDER BY id",
+                (sid, start_ns, end_ns),
+            )
+        ]
 
     def live_drained(self, sid: str) -> bool:
         pending = self._q("SELECT COUNT(*) AS n FROM segments WHERE sid=? AND live_done=0", (sid,))[0]["n"]
@@ -453,7 +468,7 @@ class JobQueue:
             for ln in lines:
                 cur = db.execute(
                     "INSERT OR IGNORE INTO live_lines(sid,source,track,kind,start_ns,end_ns,text,"
-                    "confidence,words,available_ns) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    "confidence,words,available_ns,level_db) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         job.sid,
                         job.source,
@@ -465,6 +480,7 @@ class JobQueue:
                         ln.confidence,
                         json.dumps(line_to_row(ln)["words"]),
                         now_ns,
+                        ln.level_db,
                     ),
                 )
                 added += cur.rowcount

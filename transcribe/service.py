@@ -22,8 +22,8 @@ from tonglu.settings import Settings
 from transcribe import documents
 from transcribe.dispatcher import live_document, segment_ref
 from transcribe.errors import CorrectionError, VersionNotFound
-from transcribe.lines import iso
-from transcribe.queue import JobQueue
+from transcribe.lines import Line, iso
+from transcribe.queue import JobQueue, line_from_row
 from transcribe.versions import VersionStore
 from transcribe.worker import queue_path
 
@@ -106,11 +106,28 @@ class TranscriptService:
         return self.live_draft(sid)
 
     def live_lines(self, sid: str, after_id: int = 0) -> list[tuple[int, dict[str, Any]]]:
-        start, participants, _ = self.session_facts(sid)
+        """Live rows committed after `after_id`, in commit order, for a stream that cannot retract a line.
+
+        Cross-talk (`crosstalk.live_marks`, over the lines around the new ones): a line that repeats one
+        heard better on another track has kind ``duplicate`` and ``duplicate_of`` (the kept line's id); a
+        kept line carries ``heard_on`` and ``replaces`` (ids of copies sent earlier that it supersedes).
+        """
+        from transcribe.crosstalk import live_marks
         from transcribe.speakers import speaker_for
 
+        new_rows = self.queue.live_rows(sid, after_id)
+        if not new_rows:
+            return []
+        start, participants, _ = self.session_facts(sid)
+        spans = [(r["start_ns"], r["end_ns"]) for r in new_rows if r["kind"] == "line"]
+        marks = {}
+        if spans:
+            context = self.queue.live_line_rows_between(
+                sid, min(a for a, _ in spans) - LIVE_CONTEXT_NS, max(b for _, b in spans) + LIVE_CONTEXT_NS
+            )
+            marks = live_marks({int(r["id"]): _row_line(r) for r in context})
         out = []
-        for r in self.queue.live_rows(sid, after_id):
+        for r in new_rows:
             sp = speaker_for(r["source"], start, participants)
             item = {
                 "start": iso(r["start_ns"]),
@@ -126,6 +143,14 @@ class TranscriptService:
             }
             if r["kind"] == "line":
                 item["confidence"] = round(r["confidence"] or 0.0, 3)
+                item["level_db"] = None if r["level_db"] is None else round(r["level_db"], 1)
+                mark = marks.get(int(r["id"]))
+                item["heard_on"] = list(mark.heard_on) if mark else []
+                if mark and mark.duplicate_of is not None:
+                    item["kind"] = "duplicate"
+                    item["duplicate_of"] = mark.duplicate_of
+                elif mark and mark.replaces:
+                    item["replaces"] = list(mark.replaces)
             else:
                 item["reason"] = r["reason"]
             out.append((int(r["id"]), item))
@@ -167,6 +192,7 @@ class TranscriptService:
         """Re-transcribe every audio segment of the session here and store the result as a new version."""
         from transcribe.audio import assemble
         from transcribe.engine import Engine
+        from transcribe.levels import line_level_db
         from transcribe.lines import to_wall
         from transcribe.models import resolve_model
         from transcribe.queue import bad_to_row
@@ -192,7 +218,9 @@ class TranscriptService:
             track_segs = sorted((s for s in segs if (s.source, s.track) == track), key=lambda s: s.index)
             window = assemble(track_segs, self.read)
             raw, _ = engine.transcribe(window.audio, thorough=True)
-            lines += [to_wall(r, window.start_ns, track[0], track[1], r.text) for r in raw]
+            lines += [
+                to_wall(r, window.start_ns, track[0], track[1], r.text, line_level_db(window.audio, r)) for r in raw
+            ]
             bad += [bad_to_row(b) for b in window.bad]
         doc = documents.build(
             sid=sid,
@@ -209,6 +237,13 @@ class TranscriptService:
         published = self.versions_store.publish(sid, doc, by="asr")
         assert published is not None
         return published
+
+
+LIVE_CONTEXT_NS = 60_000_000_000  # live lines this close to the new ones are compared for cross-talk
+
+
+def _row_line(r: dict[str, Any]) -> Line:
+    return line_from_row(r["source"], r["track"], {**r, "words": json.loads(r["words"] or "[]")})
 
 
 def dumps(doc: dict[str, Any]) -> str:

@@ -23,6 +23,7 @@ from transcribe.audio import RATE, Window, assemble
 from transcribe.engine import VAD_PARAMETERS, Engine, speech_chunks
 from transcribe.errors import LeaseLost
 from transcribe.guards import RawLine
+from transcribe.levels import line_level_db
 from transcribe.lines import to_wall
 from transcribe.live import plan_cut
 from transcribe.models import resolve_model
@@ -72,7 +73,10 @@ def process_live_batch(
             results.setdefault(owner_index, []).extend(lines)
     added = 0
     for i, (job, window, cut_s) in enumerate(windows):
-        wall_lines = [to_wall(r, window.start_ns, job.source, job.track, r.text) for r in results.get(i, [])]
+        wall_lines = [
+            to_wall(r, window.start_ns, job.source, job.track, r.text, line_level_db(window.audio, r))
+            for r in results.get(i, [])
+        ]
         try:
             added += queue.commit_live(job, owner, wall_lines, window.bad, window.wall_ns(cut_s))
         except LeaseLost as exc:
@@ -83,7 +87,7 @@ def process_live_batch(
 def process_final(job: FinalJob, engine: Engine, read: Callable[[str], bytes], queue: JobQueue, owner: str) -> int:
     window = assemble(job.segments, read)
     raw, _ = engine.transcribe(window.audio, thorough=True)
-    lines = [to_wall(r, window.start_ns, job.source, job.track, r.text) for r in raw]
+    lines = [to_wall(r, window.start_ns, job.source, job.track, r.text, line_level_db(window.audio, r)) for r in raw]
     queue.commit_final(job, owner, lines, window.bad)
     return len(lines)
 
