@@ -9,12 +9,16 @@ A version document (stored as JSON under ``keys.transcript_key(sid, version)``):
      "speakers": {"<source>/<track>": {"role", "label", "qa"}},
      "lines": [{"start", "end", "start_ns", "end_ns", "speaker", "role", "source", "track", "text",
                 "confidence", "level_db", "heard_on": [sources], "words": [...]}],
-     "duplicates": [{...line..., "kept": {"source", "track", "start", "start_ns"}}],  # cross-talk copies
-                                                                                      # left out (`crosstalk`)
+     "duplicates": [{...line..., "kept": {"source", "track", "start", "start_ns"}}],  # see below
      "untranscribable": [{"start", "end", "start_ns", "end_ns", "source", "track", "speaker", "reason",
                           "segment_key"}],
      "base_version": null|int, "corrected_by", "verified_by", "verified": iso|null, "note",
      "diff": [...], "asr_version": int|null, "diff_from_asr": [...]}
+
+Cross-talk: every microphone hears everyone, so `build` merges an utterance transcribed on several tracks
+into one line (`crosstalk.merge`): the copy from the track that heard it best stays in ``lines`` with
+``heard_on`` naming the other sources; the copies left out are kept, word for word, in ``duplicates``
+(nothing the ASR produced is hidden), each pointing at the line that stands for it.
 """
 
 from __future__ import annotations
