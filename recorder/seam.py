@@ -20,6 +20,7 @@ import asyncio
 import logging
 import queue
 import threading
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -45,19 +46,79 @@ class Tap(Protocol):
     def on_sender_report(self, ntp: int, rtp: int, ssrc: int) -> None: ...
 
 
+WAKE_S = 0.05  # a pipeline thread is woken at most this long after a deferred frame was queued
+
+
 class DropQueue(queue.Queue):
-    """A queue whose `put` never blocks: beyond `limit` items it drops and counts (None always goes)."""
+    """A queue whose `put` never blocks: beyond `limit` items it drops and counts (None always goes).
+
+    `defer` queues a frame *without* waking the consumer thread: the event loop's `Waker` wakes
+    every queue that got frames within `WAKE_S`, so a pipeline thread wakes (and takes the GIL)
+    once per batch instead of once per frame. `put` (and so aiortc's end-of-stream None) wakes at
+    once; the consumer drains everything queued before it, in order."""
 
     def __init__(self, limit: int) -> None:
         super().__init__()
         self.limit = limit
         self.dropped = 0
+        self.waker: Waker | None = None
+        self.dirty = False  # deferred frames the consumer has not been woken for
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         if item is not None and self.qsize() >= self.limit:
             self.dropped += 1
             return
         super().put(item, block=False)
+
+    def defer(self, item: Any) -> None:
+        """Event loop only: queue `item` (the caller checked the limit); wake the consumer later."""
+        waker = self.waker
+        if waker is None:
+            self.put(item)
+            return
+        with self.mutex:
+            self.queue.append(item)
+            self.unfinished_tasks += 1
+        if not self.dirty:
+            self.dirty = True
+            waker.mark(self)
+
+    def wake(self) -> None:
+        self.dirty = False
+        with self.mutex:
+            self.not_empty.notify()
+
+
+class Waker:
+    """Wakes the consumers of the queues that got deferred frames, once per `WAKE_S` (one event loop)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, interval_s: float = WAKE_S) -> None:
+        self.loop = loop
+        self.interval_s = interval_s
+        self._dirty: list[DropQueue] = []
+        self._scheduled = False
+
+    def mark(self, q: DropQueue) -> None:
+        self._dirty.append(q)
+        if not self._scheduled:
+            self._scheduled = True
+            self.loop.call_later(self.interval_s, self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for q in dirty:
+            q.wake()
+
+
+_wakers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Waker] = weakref.WeakKeyDictionary()
+
+
+def waker_for(loop: asyncio.AbstractEventLoop) -> Waker:
+    w = _wakers.get(loop)
+    if w is None:
+        w = _wakers[loop] = Waker(loop)
+    return w
 
 
 class UnwrapMapper:
@@ -106,6 +167,10 @@ def attach(
     """Take over one receiver. Must run in `pc.on("track")`, before the receiver starts."""
     install()
     q = DropQueue(queue_limit)
+    try:
+        q.waker = waker_for(asyncio.get_running_loop())
+    except RuntimeError:  # not on an event loop: every frame wakes the consumer
+        pass
     setattr(receiver, _P + "decoder_queue", q)
     setattr(receiver, _P + "timestamp_mapper", UnwrapMapper())
     with _lock:

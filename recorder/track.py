@@ -247,7 +247,7 @@ class PeerTrack:
         key = ov.dropping and codec is not None and self._keyframe(codec.name, data)
         d = ov.on_frame(rtp, duration, key, q.qsize() < q.limit)
         if d.put:
-            q.put(item)
+            q.defer(item)
         else:
             q.dropped += 1
         if d.want_keyframe:
