@@ -34,6 +34,9 @@ class OverloadDecision:
     gap: OverloadGap | None = None  # a stretch of dropped frames just ended
 
 
+_PUT = OverloadDecision(put=True)  # the common case, allocated once (the decision is immutable)
+
+
 class OverloadTracker:
     def __init__(self, kind: str, clock_rate: int) -> None:
         self.kind = kind
@@ -52,7 +55,7 @@ class OverloadTracker:
         """`room`: the queue can take one more item now."""
         if self._first is None:
             if room:
-                return OverloadDecision(put=True)
+                return _PUT
             self._first, self._count, self._end, self._asked_at = rtp, 0, rtp, rtp
             return self._drop(rtp, duration, want=self.kind == "video")
         if room and (self.kind != "video" or keyframe):

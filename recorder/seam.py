@@ -181,12 +181,17 @@ def attach(
     streams: dict[int, Any] = getattr(receiver, _P + "remote_streams")
     rtx_ssrc: dict[int, int] = getattr(receiver, _P + "rtx_ssrc")
 
+    rtx_of: dict[int, tuple[Any, bool]] = {}  # payload type -> (codec, is RTX): `codec.name` splits a string
+
     async def handle_rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
         if not receiver._enabled:
             return
         codec = codecs.get(packet.payload_type)
         if codec is None:
             return
+        known = rtx_of.get(packet.payload_type)
+        if known is None or known[0] is not codec:
+            known = rtx_of[packet.payload_type] = (codec, is_rtx(codec))
         stats = streams.get(packet.ssrc)
         if stats is None:
             stats = streams[packet.ssrc] = _rr.StreamStatistics(codec.clockRate)
@@ -195,7 +200,7 @@ def attach(
             tap.on_audio(packet)
             return
         repaired = False
-        if is_rtx(codec):
+        if known[1]:
             original = rtx_ssrc.get(packet.ssrc)
             apt = codec.parameters.get("apt")
             if original is None or len(packet.payload) < 2 or not isinstance(apt, int) or apt not in codecs:

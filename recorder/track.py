@@ -166,6 +166,8 @@ class PeerTrack:
         self._nacked_ns = 0
         self.assembler = FrameAssembler()
         self._codec_params: Any = None
+        self._name_of: tuple[Any, str] = (None, "")  # (codec, its name), event loop side
+        self._lower_of: tuple[Any, str] = (None, "")  # (codec, its name in lower case), pipeline thread
         self.media_ssrc: int | None = None
         self.receiver: Any = None
         self.queue: seam.DropQueue | None = None
@@ -211,7 +213,9 @@ class PeerTrack:
             self._nacked_ns = time.time_ns()
         rtp = self._packet(packet, packet.sequence_number, repaired, 0)
         payload = packet.payload
-        name = codec.name
+        if codec is not self._name_of[0]:
+            self._name_of = (codec, codec.name)  # a property that splits the MIME type
+        name = self._name_of[1]
         start = vp8_frame_start(payload) if name == "VP8" else h264_frame_start(payload)
         try:
             data = depayload(codec, payload) if payload else b""
@@ -339,7 +343,9 @@ class PeerTrack:
                     self._frame(item.payload, item.rtp, True, None, opus_duration(item.payload))
                 else:
                     codec, frame = item
-                    name = codec.name.lower()
+                    if codec is not self._lower_of[0]:
+                        self._lower_of = (codec, codec.name.lower())
+                    name = self._lower_of[1]
                     self.codec = name
                     key, size = vp8_keyframe(frame.data) if name == "vp8" else h264_keyframe(frame.data)
                     self._frame(frame.data, frame.timestamp, key, size, None)
