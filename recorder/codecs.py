@@ -205,3 +205,37 @@ def opus_duration(data: bytes) -> int:
     else:
         count = data[1] & 0x3F if len(data) > 1 else 1
     return ms10 * 48 * count // 10
+
+
+def vp8_payload(data: bytes) -> bytes:
+    """The VP8 payload of one RTP packet without its descriptor (RFC 7741 §4.2).
+
+    Same result and same `ValueError`s as aiortc's `vp8_depayload`, without building a descriptor
+    object per packet (this runs for every received video packet)."""
+    n = len(data)
+    if n < 1:
+        raise ValueError("VPX descriptor is too short")
+    if not data[0] & 0x80:
+        return data[1:]
+    if n < 2:
+        raise ValueError("VPX descriptor has truncated extended bits")
+    ext = data[1]
+    pos = 2
+    if ext & 0x80:  # I: picture id, 7 or 15 bits
+        if n < pos + 1:
+            raise ValueError("VPX descriptor has truncated PictureID")
+        if data[pos] & 0x80:
+            if n < pos + 2:
+                raise ValueError("VPX descriptor has truncated long PictureID")
+            pos += 2
+        else:
+            pos += 1
+    if ext & 0x40:  # L: TL0PICIDX
+        if n < pos + 1:
+            raise ValueError("VPX descriptor has truncated TL0PICIDX")
+        pos += 1
+    if ext & 0x30:  # T or K: one shared byte
+        if n < pos + 1:
+            raise ValueError("VPX descriptor has truncated T/K")
+        pos += 1
+    return data[pos:]

@@ -30,7 +30,7 @@ from aiortc.rtp import RtpPacket
 from recorder import seam
 from recorder.assembler import FrameAssembler, h264_frame_start, vp8_frame_start
 from recorder.clock import ClockStep, SourceClock, Timeline, TrackClock, Unwrapper
-from recorder.codecs import h264_keyframe, opus_duration, vp8_keyframe
+from recorder.codecs import h264_keyframe, opus_duration, vp8_keyframe, vp8_payload
 from recorder.context import RecorderContext, spawn
 from recorder.events import GapClosed
 from recorder.faults import failpoint
@@ -218,7 +218,7 @@ class PeerTrack:
         name = self._name_of[1]
         start = vp8_frame_start(payload) if name == "VP8" else h264_frame_start(payload)
         try:
-            data = depayload(codec, payload) if payload else b""
+            data = (vp8_payload(payload) if name == "VP8" else depayload(codec, payload)) if payload else b""
         except ValueError:
             data, start = b"", False
         frames = self.assembler.add(seq, rtp, packet.marker == 1, data, start)

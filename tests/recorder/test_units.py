@@ -7,6 +7,9 @@ from typing import Any
 
 import av
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from recorder import errors
 from recorder.clock import SourceClock, TrackClock, Unwrapper
@@ -161,3 +164,35 @@ def test_unwrapper_and_clock() -> None:
     v.on_sender_report(ntp, 90000)
     a.on_packet(48000 + 480, 1000_010_000_000 + 5_000_000)  # arrives 5 ms after it was sent
     assert a.wall_ns(48000) == v.wall_ns(90000)  # one source offset: audio and video stay in sync
+
+
+@hsettings(max_examples=400, deadline=None)
+@given(st.binary(max_size=8), st.binary(max_size=4))
+def test_vp8_payload_matches_aiortc_depayload(head: bytes, tail: bytes) -> None:
+    """Our per-packet VP8 descriptor strip returns what aiortc's does and fails where it fails."""
+    from aiortc.codecs.vpx import vp8_depayload
+
+    from recorder.codecs import vp8_payload
+
+    data = head + tail
+    try:
+        want: bytes | str = vp8_depayload(data)
+    except ValueError as exc:
+        want = str(exc)
+    try:
+        got: bytes | str = vp8_payload(data)
+    except ValueError as exc:
+        got = str(exc)
+    assert got == want
+
+
+def test_vp8_payload_every_descriptor_extension() -> None:
+    from aiortc.codecs.vpx import vp8_depayload
+
+    from recorder.codecs import vp8_payload
+
+    for first in (0x80 | 0x10, 0x90):  # every extension combination, short and long picture ids
+        for ext in range(0, 256, 16):
+            for pid in (0x05, 0x85):
+                pkt = bytes([first, ext, pid, 0x22, 0x33, 0x44, 0x55])
+                assert vp8_payload(pkt) == vp8_depayload(pkt)
