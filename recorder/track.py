@@ -11,7 +11,6 @@ source's track continue when the peer comes back. `PeerTrack` lives as long as o
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import queue
@@ -42,7 +41,7 @@ from storage import keys
 from storage.fsutil import write_durable
 from storage.logctx import ContextLogger, context_logger
 from storage.manifest import GapRecord, SegmentRecord
-from storage.spool import EVIDENCE
+from storage.spool import EVIDENCE, sha256_file
 
 SIDECAR = ".seg.json"
 QUEUE_LIMIT = 256  # frames between the event loop and a track's pipeline thread
@@ -74,16 +73,6 @@ class AudioItem:
     rtp: int
 
 
-def _sha256(path: Path) -> tuple[str, int]:
-    h = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-            size += len(block)
-    return h.hexdigest(), size
-
-
 def seal_file(
     ctx: RecorderContext,
     session: str,
@@ -99,7 +88,7 @@ def seal_file(
     crash at any instant leaves either the staged file (sealed again at start-up) or a sidecar
     whose entry start-up recovery appends if it is missing (`recorder.recovery`): never a spooled
     segment without its entry, never an entry twice."""
-    digest, size = _sha256(path)
+    digest, size = sha256_file(path)
     rec = SegmentRecord(**{**record, "sha256": digest, "bytes": size})
     sidecar = path.with_name(path.name + SIDECAR)
     write_durable(sidecar, json.dumps({"session": session, "record": rec.to_body(), "sealing": True}).encode())

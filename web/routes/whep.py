@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse, Response
 from recorder.errors import RecorderError
 from web.auth import Principal, bearer_token, require_roles, resolve_principal
 from web.routes.sessions import get_recorder
+from web.sdp_http import options_answer, patch_not_supported
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["whep"])
@@ -194,19 +195,12 @@ async def whep_delete(sid: str, source: str, viewer_id: str, request: Request, p
 
 @router.options("/whep/{sid}/{source}")
 async def whep_options(sid: str, source: str) -> Response:
-    return Response(status_code=204, headers={"Allow": "POST, OPTIONS", "Accept-Post": "application/sdp"})
+    return options_answer()
 
 
 @router.patch("/whep/{sid}/{source}/{viewer_id}")
 async def whep_patch(sid: str, source: str, viewer_id: str) -> Response:
-    return JSONResponse(
-        {
-            "detail": "不支持 trickle ICE / ICE 重启 (trickle ICE and ICE restart are not supported: "
-            "POST a new offer to reconnect)"
-        },
-        status_code=405,
-        headers={"Allow": "DELETE"},
-    )
+    return patch_not_supported("POST a new offer to reconnect")
 
 
 @router.get("/api/sessions/{sid}/monitoring")

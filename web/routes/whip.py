@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 
 from web.auth import bearer_token
 from web.routes.sessions import get_recorder
+from web.sdp_http import options_answer, patch_not_supported
 
 router = APIRouter(tags=["whip"])
 MAX_OFFER_BYTES = 64 * 1024
@@ -72,16 +73,9 @@ async def whip_delete(sid: str, source: str, peer_id: str, request: Request) -> 
 
 @router.options("/whip/{sid}/{source}")
 async def whip_options(sid: str, source: str) -> Response:
-    return Response(status_code=204, headers={"Allow": "POST, OPTIONS", "Accept-Post": "application/sdp"})
+    return options_answer()
 
 
 @router.patch("/whip/{sid}/{source}/{peer_id}")
 async def whip_patch(sid: str, source: str, peer_id: str) -> Response:
-    return JSONResponse(
-        {
-            "detail": "不支持 trickle ICE / ICE 重启 (trickle ICE and ICE restart are not supported: "
-            "POST a new offer with the same token to reconnect)"
-        },
-        status_code=405,
-        headers={"Allow": "DELETE"},
-    )
+    return patch_not_supported("POST a new offer with the same token to reconnect")
