@@ -42,7 +42,6 @@ Measured on SeaweedFS 4.48 (`weed mini`, this module's flags):
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import random
@@ -56,13 +55,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from storage.errors import ConfigError, StoreError, StoreUnavailable
 from storage.logctx import context_logger
+from storage.process import die_with_parent
 
 log = context_logger(__name__)
 
@@ -362,7 +361,7 @@ class EmbeddedStore:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             umask=0o077,  # data files and weed's unix sockets in /tmp: owner only
-            preexec_fn=_die_with_parent() if self.die_with_parent else None,
+            preexec_fn=die_with_parent() if self.die_with_parent else None,
         )
         (self.store_dir / "weed.pid").write_text(f"{self._proc.pid}\n")
         deadline = time.monotonic() + timeout_s
@@ -526,23 +525,6 @@ def security_toml() -> str:
         )
     parts.append(f'[grpc.client]\ncert = "{TLS_DIR}/grpc.pem"\nkey = "{TLS_DIR}/grpc.key"\n')
     return "\n".join(parts)
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """A preexec hook: prctl(PR_SET_PDEATHSIG, SIGTERM) on Linux (libc loaded before the fork)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig = 1
-
-    def hook() -> None:
-        prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
-
-    return hook
 
 
 class _PortClash(StoreError):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from storage.ledger import Ledger
 from storage.logctx import context_logger
+from storage.process import die_with_parent
 from storage.signing import SiteKey
 from storage.spool import Spool
 from tonglu.settings import Settings
@@ -63,7 +64,10 @@ class WorkersHandle:
         # every incarnation gets its own id, so a restarted worker never inherits a dead one's lease
         self.incarnations[worker_id] = self.incarnations.get(worker_id, 0) + 1
         argv = [*self.argv[worker_id], "--worker-id", f"{worker_id}.{self.incarnations[worker_id]}"]
-        self.procs[worker_id] = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)
+        # A killed `tonglu up` must not leave workers polling the queue behind it.
+        self.procs[worker_id] = subprocess.Popen(
+            argv, env=env, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent()
+        )
 
     def _supervise(self) -> None:
         while not self._stopping:
