@@ -99,8 +99,8 @@ def rejection(line: RawLine) -> str | None:
     key = squash(line.text)
     if not key:
         return "empty"
-    if key in HALLUCINATIONS:
-        return "hallucination_phrase"
+    if key in HALLUCINATIONS or (_HAN.search(key) and squash(_t2s().convert(key)) in HALLUCINATIONS):
+        return "hallucination_phrase"  # the list is in simplified characters; Whisper often writes traditional
     return None
 
 
@@ -115,6 +115,7 @@ def _t2s() -> Any:
     return opencc.OpenCC("t2s")
 
 
+_HAN = re.compile(r"[\u3400-\u9fff]")
 _SPACE_BETWEEN_HAN = re.compile(r"(?<=[\u3400-\u9fff])\s+(?=[\u3400-\u9fff])")
 
 

@@ -65,9 +65,7 @@ class WorkersHandle:
         self.incarnations[worker_id] = self.incarnations.get(worker_id, 0) + 1
         argv = [*self.argv[worker_id], "--worker-id", f"{worker_id}.{self.incarnations[worker_id]}"]
         # A killed `tonglu up` must not leave workers polling the queue behind it.
-        self.procs[worker_id] = subprocess.Popen(
-            argv, env=env, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent()
-        )
+        self.procs[worker_id] = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent())
 
     def _supervise(self) -> None:
         while not self._stopping:

@@ -34,6 +34,7 @@ def test_guards_drop_hallucinations_and_keep_speech() -> None:
     assert guards.rejection(raw(" ...! ")) == "empty"
     assert guards.rejection(raw("Thank you.")) == "hallucination_phrase"
     assert guards.rejection(raw("字幕由Amara.org社区提供")) == "hallucination_phrase"
+    assert guards.rejection(raw("這次的影片就到此為止!")) == "hallucination_phrase"  # traditional characters too
     assert guards.rejection(raw("Thank you for the water, I was thirsty.")) is None
 
 
@@ -240,3 +241,49 @@ def test_packing_lays_tracks_side_by_side_and_maps_lines_back() -> None:
     assert [(ln.start, ln.text) for ln in out[1]] == [(pytest.approx(2.2), "Yes")]
     many = packing.pack([a], [[(0.0, 9.0)]] * 1 + [], max_s=5.0)
     assert len(many) == 1  # one piece longer than a pack still gets a pack of its own
+
+
+def test_final_pass_clips_group_speech_up_to_the_window_and_cut_longer_speech() -> None:
+    from transcribe.clips import clip_spans
+
+    chunks = [(0.0, 5.0), (6.0, 20.0), (21.0, 28.0), (30.0, 35.0), (40.0, 110.0)]
+    clips = clip_spans(chunks, max_s=29.0)
+    assert clips == [(0.0, 28.0), (30.0, 35.0), (40.0, 69.0), (69.0, 98.0), (98.0, 110.0)]
+    assert all(b - a <= 29.0 for a, b in clips)
+    # every second of speech is inside exactly one clip, in order
+    covered = sum(b - a for a, b in clips)
+    assert covered == 28.0 + 5.0 + 70.0
+    assert clip_spans([]) == []
+
+
+def test_speech_the_decode_left_without_words_is_found_for_a_second_decode() -> None:
+    from transcribe.clips import merged, uncovered
+
+    chunks = [(0.0, 10.0), (12.0, 20.0)]
+    words = [(0.2, 0.6), (0.9, 1.5), (2.0, 3.0), (3.2, 4.0), (12.5, 13.0), (18.0, 19.6)]
+    # 4.5-10 s of the first chunk and 13.5-17.5 s of the second have no word: speech the decode lost
+    assert uncovered(chunks, words) == [(4.5, 10.0), (13.5, 17.5)]
+    # pauses shorter than the minimum inside a sentence are not gaps
+    assert uncovered([(0.0, 4.0)], [(0.0, 1.0), (1.8, 2.9), (3.5, 4.0)]) == []
+    assert uncovered([(0.0, 3.0)], []) == [(0.0, 3.0)]
+    assert uncovered([(0.0, 0.8)], []) == []
+    assert merged([(5.0, 7.0), (0.0, 2.0), (2.0, 3.0), (7.5, 9.0)]) == [(0.0, 3.0), (5.0, 9.0)]
+
+
+def test_compaction_maps_compact_times_back_to_the_recording() -> None:
+    from transcribe.clips import Compaction
+
+    rate = 100
+    cmap = Compaction.of([(100, 300), (1000, 1100), (5000, 5050)], rate)
+    assert cmap.chunks_s(350) == [(0.0, 2.0), (2.0, 3.0), (3.0, 3.5)]
+    assert cmap.original_s(0.5) == 1.5
+    assert cmap.original_s(2.0) == 10.0  # a start on a boundary belongs to the later chunk
+    assert cmap.original_s(2.0, end=True) == 3.0  # an end on a boundary to the earlier one
+    assert cmap.original_s(3.25) == 50.25
+    # a word across a cut-out silence stays in the chunk that holds most of it
+    assert cmap.original_span_s(1.9, 2.4) == (10.0, 10.4)
+    assert cmap.original_span_s(1.5, 2.1) == (2.5, 3.0)
+    assert cmap.original_span_s(0.5, 1.0) == (1.5, 2.0)
+    # hours in: no drift (positions are samples)
+    long = Compaction.of([(i * 48_000 + 100, i * 48_000 + 16_100) for i in range(10_000)], 16_000)
+    assert long.original_s(9_999 * 1.0 + 0.5) == (9_999 * 48_000 + 100 + 8_000) / 16_000

@@ -131,7 +131,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         live_seconds: Annotated[float, typer.Option(help="seconds each simulated session records")] = 60.0,
         rtf_seconds: Annotated[
             float, typer.Option(help="seconds of speech per worker for the RTF runs")
-        ] = 60.0,
+        ] = 240.0,
     ) -> None:
         """RTF (1 and 2 workers), CER zh, WER en, silence lines, live latency while N sessions record."""
         from transcribe.bench import run_bench
