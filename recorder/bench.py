@@ -180,9 +180,7 @@ def worker_status(client: httpx.Client, url: str, since_ns: int | None = None) -
     return result
 
 
-def measure(
-    client: httpx.Client, url: str, pid: int, procs: list[LoadProcess], seconds: float
-) -> dict[str, Any]:
+def measure(client: httpx.Client, url: str, pid: int, procs: list[LoadProcess], seconds: float) -> dict[str, Any]:
     s0 = worker_status(client, url)
     c0, l0 = cpu_seconds(pid), sum(cpu_seconds(p.proc.pid) for p in procs)
     t0 = time.time_ns()
@@ -235,8 +233,14 @@ def run_codec(cfg: BenchConfig, codec: str, clip_path: Path, root: Path, cores: 
                 streams: list[dict[str, str]] = []
                 while have + len(streams) < target:
                     sid, tokens = store.create(
-                        {"room": f"bench-{len(streams)}", "case_number": "BENCH", "suspect": "-",
-                         "interviewers": ["甲", "乙"], "reason": "bench"}, "bench"
+                        {
+                            "room": f"bench-{len(streams)}",
+                            "case_number": "BENCH",
+                            "suspect": "-",
+                            "interviewers": ["甲", "乙"],
+                            "reason": "bench",
+                        },
+                        "bench",
                     )
                     for source in ("main", "panorama"):
                         if have + len(streams) < target:

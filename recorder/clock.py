@@ -206,9 +206,7 @@ class Span:
 class Timeline:
     """The committed wall bounds of one track's segments (see the module docstring)."""
 
-    def __init__(
-        self, clock_rate: int, slew_ns_per_s: int = SLEW_NS_PER_S, step_ns: int = STEP_NS
-    ) -> None:
+    def __init__(self, clock_rate: int, slew_ns_per_s: int = SLEW_NS_PER_S, step_ns: int = STEP_NS) -> None:
         self.clock_rate = clock_rate
         self.slew_ns_per_s = slew_ns_per_s
         self.step_ns = step_ns

@@ -39,9 +39,7 @@ def register_h264_profiles() -> None:
             )
         )
         video.append(
-            RTCRtpCodecParameters(
-                mimeType="video/rtx", clockRate=90000, payloadType=pt + 1, parameters={"apt": pt}
-            )
+            RTCRtpCodecParameters(mimeType="video/rtx", clockRate=90000, payloadType=pt + 1, parameters={"apt": pt})
         )
         pt += 2
     _registered = True

@@ -36,9 +36,7 @@ class RecorderContext:
     _pending: set[Future[Any]] = field(default_factory=set)
     _plock: threading.Lock = field(default_factory=threading.Lock)
 
-    def append(
-        self, session: str, kind: str, body: dict[str, Any], now_ns: int | None = None
-    ) -> ManifestEntry:
+    def append(self, session: str, kind: str, body: dict[str, Any], now_ns: int | None = None) -> ManifestEntry:
         """Blocking (fsync): call from a thread."""
         entry = self.ledger.append(session, kind, body, now_ns)
         if self.index is not None:

@@ -42,9 +42,7 @@ class GapPolicy:
     def video(
         cls, frame_interval_ns: int = 33_333_333, gap_frames: float = 2.0, stall_ns: int = 1_000_000_000
     ) -> GapPolicy:
-        return cls(
-            repair_window_ns=1_000_000_000, silence_ns=int(frame_interval_ns * gap_frames), stall_ns=stall_ns
-        )
+        return cls(repair_window_ns=1_000_000_000, silence_ns=int(frame_interval_ns * gap_frames), stall_ns=stall_ns)
 
     @classmethod
     def audio(cls, gap_ms: int = 60) -> GapPolicy:
@@ -109,9 +107,7 @@ class GapDetector:
             silence = now_ns - last.arrival_ns
             if s - last.seq > MAX_HOLE:
                 events.append(
-                    self._close(
-                        "timestamp_jump", last, pkt, None, f"sequence jumped by {s - last.seq}: stream reset"
-                    )
+                    self._close("timestamp_jump", last, pkt, None, f"sequence jumped by {s - last.seq}: stream reset")
                 )
             elif s > last.seq + 1:
                 hole = _Hole(
@@ -128,9 +124,7 @@ class GapDetector:
                 self._holes.append(hole)
             elif self.policy.stall_ns is not None and silence > self.policy.stall_ns:
                 events.append(
-                    self._close(
-                        "no_packets", last, pkt, None, f"sender sent nothing for {silence // 1_000_000} ms"
-                    )
+                    self._close("no_packets", last, pkt, None, f"sender sent nothing for {silence // 1_000_000} ms")
                 )
             else:
                 media_ns = (rtp - last.rtp) * 1_000_000_000 // self.clock.clock_rate
@@ -147,8 +141,7 @@ class GapDetector:
                                 rtp_start=last.rtp,
                                 rtp_end=rtp,
                                 packets_lost=0,
-                                detail=f"RTP time moved {media_ns // 1_000_000} ms "
-                                f"in {silence // 1_000_000} ms",
+                                detail=f"RTP time moved {media_ns // 1_000_000} ms in {silence // 1_000_000} ms",
                             )
                         )
                     )

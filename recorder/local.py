@@ -145,10 +145,7 @@ class LocalRecorder:
                     if not peer.closed:
                         for pt in peer.tracks.values():
                             pt.tick(now)
-                if (
-                    not live.stopping
-                    and now - live.last_checkpoint_ns >= self.settings.checkpoint_interval_s * 1e9
-                ):
+                if not live.stopping and now - live.last_checkpoint_ns >= self.settings.checkpoint_interval_s * 1e9:
                     live.last_checkpoint_ns = now
                     self.ctx.submit(self.ctx.ledger.checkpoint, live.id)
 
@@ -271,9 +268,7 @@ class LocalRecorder:
                     f"peer {old.id}; DELETE it or wait until it is silent for 2 s)"
                 )
             if old is not None:
-                await self._end_peer(
-                    live, old, "peer_disconnect", "对端被新连接取代 replaced by a new WHIP offer"
-                )
+                await self._end_peer(live, old, "peer_disconnect", "对端被新连接取代 replaced by a new WHIP offer")
             peer = await self._new_peer(live, source, offer)
             live.peers[source] = peer
         log.info("peer %s publishes %s/%s (%s)", peer.id, sid, source, ",".join(summary.kinds))
@@ -369,9 +364,9 @@ class LocalRecorder:
     def _gap(self, live: LiveSession, ev: GapClosed) -> None:
         live.gaps_written += 1
         rec = ev.record
-        context_logger(
-            __name__, room=live.facts.room, session=live.id, track=f"{rec.source}/{rec.track}"
-        ).warning("gap %s %.3f s (%s)", rec.reason, (rec.end_ns - rec.start_ns) / 1e9, rec.detail)
+        context_logger(__name__, room=live.facts.room, session=live.id, track=f"{rec.source}/{rec.track}").warning(
+            "gap %s %.3f s (%s)", rec.reason, (rec.end_ns - rec.start_ns) / 1e9, rec.detail
+        )
         self.ctx.submit(self.ctx.append, live.id, "gap", rec.to_body())
 
     async def _end_peer(self, live: LiveSession, peer: Peer, reason: str | None, detail: str) -> None:
@@ -430,9 +425,7 @@ class LocalRecorder:
                     self._gap(
                         live,
                         GapClosed(
-                            GapRecord(
-                                source, track, r, start, max(start, stop_ns), rtp_start=rtp, detail=detail
-                            )
+                            GapRecord(source, track, r, start, max(start, stop_ns), rtp_start=rtp, detail=detail)
                         ),
                     )
             for source in facts.sources:

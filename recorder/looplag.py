@@ -1,8 +1,8 @@
 """Event-loop lag: how late a periodic ticker wakes up (> 50 ms sustained means overload).
 
-    lag = LoopLag()
-    task = asyncio.ensure_future(lag.run())
-    lag.stats(since_ns=t0)   # {"samples", "p50_ms", "p99_ms", "max_ms"} of the ticks after t0
+lag = LoopLag()
+task = asyncio.ensure_future(lag.run())
+lag.stats(since_ns=t0)   # {"samples", "p50_ms", "p99_ms", "max_ms"} of the ticks after t0
 """
 
 from __future__ import annotations

@@ -61,9 +61,7 @@ def error_from(status: int, body: Any, worker: str) -> RecorderError:
 
 
 class HttpRecorder:
-    def __init__(
-        self, url: str, secret: str, *, store: SessionStore | None = None, name: str | None = None
-    ) -> None:
+    def __init__(self, url: str, secret: str, *, store: SessionStore | None = None, name: str | None = None) -> None:
         self.url = url.rstrip("/")
         self.secret = secret
         self.store = store

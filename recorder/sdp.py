@@ -79,9 +79,7 @@ def check_offer(text: str) -> OfferSummary:
     if not any(m.supported for m in sending):
         offered = sorted({f"{m.kind}/{c}" for m in sending for c in m.codecs}) or ["none"]
         raise OfferUnsupportedCodec(
-            "不支持的编码 (no supported codec: need video VP8/H264 or audio Opus; offered "
-            + ", ".join(offered)
-            + ")"
+            "不支持的编码 (no supported codec: need video VP8/H264 or audio Opus; offered " + ", ".join(offered) + ")"
         )
     if "a=fingerprint:" not in text or "a=ice-ufrag:" not in text:
         raise OfferMalformed("SDP 缺少 ICE/DTLS 参数 (offer lacks a=ice-ufrag or a=fingerprint)")

@@ -212,9 +212,7 @@ def attach(
 
     async def handle_rtcp(packet: Any) -> None:
         if isinstance(packet, RtcpSrPacket):
-            tap.on_sender_report(
-                packet.sender_info.ntp_timestamp, packet.sender_info.rtp_timestamp, packet.ssrc
-            )
+            tap.on_sender_report(packet.sender_info.ntp_timestamp, packet.sender_info.rtp_timestamp, packet.ssrc)
         await original_rtcp(packet)
 
     receiver._handle_rtp_packet = handle_rtp

@@ -125,9 +125,7 @@ def validate_request(req: dict[str, Any]) -> dict[str, Any]:
         try:
             parsed = dt.datetime.fromisoformat(custody.replace("Z", "+00:00"))
         except ValueError as exc:
-            raise BadRequest(
-                f"custody_out 不是 ISO 时间 (custody_out is not an ISO 8601 time: {custody!r})"
-            ) from exc
+            raise BadRequest(f"custody_out 不是 ISO 时间 (custody_out is not an ISO 8601 time: {custody!r})") from exc
         if parsed.tzinfo is None:
             raise BadRequest("custody_out 必须带时区 (custody_out needs a timezone, e.g. +08:00)")
         body["custody_out_iso"] = parsed.isoformat()
@@ -167,9 +165,7 @@ class SessionStore:
         with self.engine.begin() as conn:
             for name, tok in tokens.items():
                 conn.execute(
-                    tokens_table.insert().values(
-                        session_id=sid, source=name, token_sha256=_hash(tok), created_ns=now
-                    )
+                    tokens_table.insert().values(session_id=sid, source=name, token_sha256=_hash(tok), created_ns=now)
                 )
         self.ledger.append(sid, "session_start", body)
         return sid, tokens
@@ -221,9 +217,7 @@ class SessionStore:
         token = secrets.token_urlsafe(24)
         now = time.time_ns()
         with self.engine.begin() as conn:
-            conn.execute(
-                tokens_table.delete().where(tokens_table.c.session_id == sid, tokens_table.c.source == source)
-            )
+            conn.execute(tokens_table.delete().where(tokens_table.c.session_id == sid, tokens_table.c.source == source))
             conn.execute(
                 tokens_table.insert().values(session_id=sid, source=source, token_sha256=_hash(token), created_ns=now)
             )

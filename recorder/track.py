@@ -141,11 +141,7 @@ class PeerTrack:
         self._last_video: tuple[int, int] = (0, self.clock_rate // 30)  # (rtp, frame duration)
         self.clock = TrackClock(self.clock_rate, source_clock)
         self.timeline = Timeline(self.clock_rate)  # committed wall bounds (pipeline thread only)
-        policy = (
-            GapPolicy.video(gap_frames=s.video_gap_frames)
-            if kind == "video"
-            else GapPolicy.audio(s.audio_gap_ms)
-        )
+        policy = GapPolicy.video(gap_frames=s.video_gap_frames) if kind == "video" else GapPolicy.audio(s.audio_gap_ms)
         self.detector = GapDetector(source, track, self.clock, policy)
         self.segmenter = Segmenter(kind, self.clock_rate, s.segment_seconds)
         self.log = context_logger(__name__, room=room, session=session, track=f"{source}/{track}")
@@ -349,9 +345,7 @@ class PeerTrack:
         finally:
             self.loop.call_soon_threadsafe(self._ended)
 
-    def _frame(
-        self, data: bytes, rtp: int, key: bool, size: tuple[int, int] | None, duration: int | None
-    ) -> None:
+    def _frame(self, data: bytes, rtp: int, key: bool, size: tuple[int, int] | None, duration: int | None) -> None:
         d = self.segmenter.on_frame(rtp, key, size)
         if d.want_keyframe:
             self.loop.call_soon_threadsafe(self.request_keyframe)
@@ -420,9 +414,7 @@ class PeerTrack:
         span = self.timeline.place(
             rtp_first, rtp_end, self.clock.wall_ns(rtp_first), self.clock.wall_ns(rtp_end), self._floor()
         )
-        record.update(
-            rtp_last=rtp_end, wall_first_ns=span.wall_first_ns, wall_last_ns=span.wall_last_ns, frames=frames
-        )
+        record.update(rtp_last=rtp_end, wall_first_ns=span.wall_first_ns, wall_last_ns=span.wall_last_ns, frames=frames)
         if span.step is not None:
             self._clock_step(span.step, record["index"])
         with self.state.lock:
@@ -434,9 +426,7 @@ class PeerTrack:
         path = writer.path
 
         def job() -> None:
-            rec = seal_file(
-                self.ctx, self.session, record, path, content_type, self.log.bind(segment=record["index"])
-            )
+            rec = seal_file(self.ctx, self.session, record, path, content_type, self.log.bind(segment=record["index"]))
             with self.state.lock:
                 self.state.sealed += 1
             self.on_sealed(rec)

@@ -272,9 +272,7 @@ async def serve_worker(
 
     recorder = build_recorder(settings, index, count)
     state = WorkerState(recorder, secret, index, count, owns=recorder.owns)
-    config = uvicorn.Config(
-        create_worker_app(state), log_level="warning", lifespan="off", timeout_graceful_shutdown=5
-    )
+    config = uvicorn.Config(create_worker_app(state), log_level="warning", lifespan="off", timeout_graceful_shutdown=5)
     server = _server_class()(config)
     loop = asyncio.get_running_loop()
 
@@ -285,15 +283,18 @@ async def serve_worker(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, ask_exit)
     if stop_event is not None:
-        threading.Thread(
-            target=lambda: (stop_event.wait(), loop.call_soon_threadsafe(ask_exit)), daemon=True
-        ).start()
+        threading.Thread(target=lambda: (stop_event.wait(), loop.call_soon_threadsafe(ask_exit)), daemon=True).start()
     lag_task = asyncio.ensure_future(state.lag.run())
     try:
         await recorder.start()  # recovery before the first request is answered (they wait in the backlog)
         state.ready = True
-        log.info("recorder worker %d/%d ready (pid %d, cores %s)", index, count, os.getpid(),
-                 state.status(None, False)["cores"])
+        log.info(
+            "recorder worker %d/%d ready (pid %d, cores %s)",
+            index,
+            count,
+            os.getpid(),
+            state.status(None, False)["cores"],
+        )
         if on_ready is not None:
             on_ready()
         await server.serve(sockets=[sock])

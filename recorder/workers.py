@@ -112,7 +112,7 @@ class WorkersHandle:
                         code = w.proc.returncode
                         # a worker that keeps dying at start-up is retried less and less often
                         w.fast_deaths = w.fast_deaths + 1 if now - w.started < 5.0 else 0
-                        delay = min(MAX_BACKOFF_S, 0.5 * (2 ** w.fast_deaths - 1))
+                        delay = min(MAX_BACKOFF_S, 0.5 * (2**w.fast_deaths - 1))
                         w.next_start = now + delay
                         log.warning(
                             "recorder worker %d (pid %d) exited with %s; restarting it in %.1f s",
