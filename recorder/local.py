@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from recorder import participants, seam
+from recorder import fastpath, participants, seam
 from recorder.codecs import register_h264_profiles
 from recorder.context import RecorderContext, spawn
 from recorder.errors import (
@@ -330,6 +330,7 @@ class LocalRecorder:
             raise OfferMalformed(f"SDP 无法协商 (offer could not be negotiated: {exc})") from exc
         peer.answer = munge_answer(pc.localDescription.sdp)
         _grow_socket_buffers(pc)
+        fastpath.install(pc)
         return peer
 
     async def _discard(self, peer: Peer) -> None:

@@ -39,13 +39,14 @@ _P = "_RTCRtpReceiver__"
 
 
 class Tap(Protocol):
-    async def on_video(self, packet: RtpPacket, codec: Any, repaired: bool) -> None: ...
+    def on_video(self, packet: RtpPacket, codec: Any, repaired: bool) -> None: ...
 
     def on_audio(self, packet: RtpPacket) -> None: ...
 
     def on_sender_report(self, ntp: int, rtp: int, ssrc: int) -> None: ...
 
 
+SYNC_HANDLER = "_tonglu_handle_rtp_sync"  # receiver attribute: the same handler, synchronous
 WAKE_S = 0.05  # a pipeline thread is woken at most this long after a deferred frame was queued
 
 
@@ -183,7 +184,7 @@ def attach(
 
     rtx_of: dict[int, tuple[Any, bool]] = {}  # payload type -> (codec, is RTX): `codec.name` splits a string
 
-    async def handle_rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
+    def handle_rtp_sync(packet: RtpPacket) -> None:
         if not receiver._enabled:
             return
         codec = codecs.get(packet.payload_type)
@@ -208,7 +209,10 @@ def attach(
             packet = unwrap_rtx(packet, payload_type=apt, ssrc=original)
             codec = codecs[apt]
             repaired = True
-        await tap.on_video(packet, codec, repaired)
+        tap.on_video(packet, codec, repaired)
+
+    async def handle_rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
+        handle_rtp_sync(packet)
 
     async def handle_rtcp(packet: Any) -> None:
         if isinstance(packet, RtcpSrPacket):
@@ -216,6 +220,7 @@ def attach(
         await original_rtcp(packet)
 
     receiver._handle_rtp_packet = handle_rtp
+    setattr(receiver, SYNC_HANDLER, handle_rtp_sync)  # taken by recorder.fastpath
     receiver._handle_rtcp_packet = handle_rtcp
     return q
 

@@ -190,11 +190,12 @@ class PeerTrack:
             self._handle_gap(ev)
         return rtp
 
-    async def on_video(self, packet: RtpPacket, codec: Any, repaired: bool) -> None:
+    def on_video(self, packet: RtpPacket, codec: Any, repaired: bool) -> None:
+        """Event loop, synchronous (called straight from the socket callback, `recorder.fastpath`)."""
         self._codec_params = codec
         seq = self._seq.unwrap(packet.sequence_number)
         if self.nack.add(packet):
-            await seam.send_nack(self.receiver, packet.ssrc, sorted(self.nack.missing))
+            spawn(seam.send_nack(self.receiver, packet.ssrc, sorted(self.nack.missing)))
             self._nacked_ns = time.time_ns()
         rtp = self._packet(packet, packet.sequence_number, repaired, 0)
         payload = packet.payload

@@ -1,7 +1,8 @@
 """Contract with the pinned aiortc: the private seam the recorder relies on is still there and works.
 
 aiortc -> aiortc loopback in one process, no HTTP: a registered track gets encoded frames (no
-decoding), an unregistered track still gets aiortc's decoded frames through the original worker.
+decoding), an unregistered track still gets aiortc's decoded frames through the original worker;
+with `recorder.fastpath` installed every RTP packet skips aiortc's datagram queue and still arrives.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import av
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 
-from recorder import seam
+from recorder import fastpath, seam
 from recorder.codecs import vp8_keyframe
 from tests.recorder.peers import TestPattern, Tone
 
@@ -37,6 +38,16 @@ def test_private_names_exist() -> None:
         "_RTCRtpReceiver__remote_streams",
     ):
         assert name in r, name
+    # recorder.fastpath
+    import aioice.ice
+    from aiortc.rtcdtlstransport import RTCDtlsTransport
+
+    d = RTCDtlsTransport.__init__.__code__.co_names
+    for name in ("_rx_srtp", "_rtp_router", "_rtp_header_extensions_map", "_RTCDtlsTransport__rx_bytes"):
+        assert name in d, name
+    assert "_queue" in aioice.ice.Connection.data_received.__code__.co_names
+    assert "_protocols" in aioice.ice.Connection.__init__.__code__.co_names
+    assert "data_received" in aioice.ice.StunProtocol.datagram_received.__code__.co_names
     for meth in ("_handle_rtp_packet", "_handle_rtcp_packet", "_send_rtcp_pli", "_send_rtcp_nack"):
         assert hasattr(rr.RTCRtpReceiver, meth), meth
 
@@ -48,7 +59,7 @@ class _Tap:
         self.reports = 0
         self.q: seam.DropQueue | None = None
 
-    async def on_video(self, packet: Any, codec: Any, repaired: bool) -> None:
+    def on_video(self, packet: Any, codec: Any, repaired: bool) -> None:
         self.video.append(packet)
 
     def on_audio(self, packet: Any) -> None:
@@ -91,13 +102,28 @@ def test_loopback_seam() -> None:
         await sender.setLocalDescription(await sender.createOffer())
         await receiver.setRemoteDescription(sender.localDescription)
         await receiver.setLocalDescription(await receiver.createAnswer())
+        assert fastpath.install(receiver) == 1 and fastpath.install(receiver) == 0  # one bundled transport
+        dtls = receiver.getTransceivers()[0].receiver.transport
+        queued_rtp = []
+        slow = dtls._handle_rtp_data
+
+        async def counted(data: bytes, arrival_time_ms: int) -> None:
+            queued_rtp.append(len(data))
+            await slow(data, arrival_time_ms)
+
+        dtls._handle_rtp_data = counted
         await sender.setRemoteDescription(receiver.localDescription)
         for _ in range(100):
             if len(decoded) >= 5 and tap.audio > 20:
                 break
             await asyncio.sleep(0.1)
+        assert fastpath.installed(receiver)
+        stats = await receiver.getStats()
+        transport = next(s for s in stats.values() if s.type == "transport")
         await sender.close()
         await receiver.close()
+        # every RTP packet took the fast path (none through aiortc's queue), and is still counted
+        assert queued_rtp == [] and transport.packetsReceived > tap.audio
         return tap, got, len(decoded)
 
     loop = asyncio.new_event_loop()
@@ -120,7 +146,7 @@ def test_video_frames_forwarded_encoded() -> None:
         tap_holder: dict[str, Any] = {}
 
         class VideoTap(_Tap):
-            async def on_video(self, packet: Any, codec: Any, repaired: bool) -> None:
+            def on_video(self, packet: Any, codec: Any, repaired: bool) -> None:
                 from aiortc.codecs import depayload
                 from aiortc.jitterbuffer import JitterFrame
 
