@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _P:
     ts: int
     marker: bool
@@ -37,6 +37,7 @@ class FrameAssembler:
         self.max_packets = max_packets
         self._packets: dict[int, _P] = {}
         self._next: int | None = None
+        self._scan = 0  # packets _next.._scan of the waiting frame are known contiguous, same ts, no marker
         self._need_start = True
         self.skipped_packets = 0
 
@@ -63,6 +64,7 @@ class FrameAssembler:
             del self._packets[s]
         self.skipped_packets += seq - self._next
         self._next = seq
+        self._scan = 0
         self._need_start = True
         return self._drain()
 
@@ -81,7 +83,8 @@ class FrameAssembler:
             first = pk.get(self._next)
             if first is None:
                 return out
-            s = self._next
+            # resume the scan where the last call stopped: a frame of k packets costs O(k), not O(k^2)
+            s = self._scan if self._scan > self._next else self._next
             end = None
             while True:
                 p = pk[s]
@@ -96,6 +99,7 @@ class FrameAssembler:
                     break
                 s += 1
             if end is None:
+                self._scan = s
                 return out
             data = b"".join(pk.pop(x).data for x in range(self._next, end + 1))
             out.append((first.ts, data))
