@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    print(f"ready {args.worker_id}", flush=True)
+    context_logger("transcribe.worker").info("worker %s ready (model %s)", args.worker_id, engine.model.name)  # stderr
     run(args.data_dir, args.worker_id, engine, evidence_reader(settings), lease_s=args.lease_s, stop=stop)
     return 0
 
