@@ -1,27 +1,35 @@
-"""A synchronous receive path for SRTP media packets (private aiortc 1.16.0 / aioice attributes, pinned).
+"""A synchronous receive path for SRTP media packets (private aiortc 1.16.0 / aioice / asyncio attributes, pinned).
 
 aiortc takes every datagram through aioice's STUN parse (an exception for anything not STUN), an
 `asyncio.Queue`, a task step of the DTLS transport's `__run` loop and three coroutine layers before
-`RTCRtpReceiver._handle_rtp_packet` sees it. On the recorder's event loop, which receives ~170
-packets per second per 720p camera, that hand-off cost about as much as SRTP itself.
+`RTCRtpReceiver._handle_rtp_packet` sees it, and asyncio's datagram transport reads one datagram per
+readiness event. On the recorder's event loop, which receives ~170 packets per second per 720p
+camera, that hand-off cost about as much as SRTP itself.
 
-`install(pc)` hooks the ICE connection of each of the peer connection's DTLS transports: an SRTP
-*RTP* datagram that arrives once the SRTP keys exist is unprotected, parsed, routed with aiortc's own
-router and handed to the receiver's synchronous handler (`seam.SYNC_HANDLER`, set by `seam.attach`)
-straight from the socket callback. Everything else (STUN, DTLS, SRTCP, RTP before the handshake,
-receivers without a synchronous handler) takes aiortc's path unchanged. What a receiver sees is the
-same `RtpPacket`, in arrival order; `tests/recorder/test_seam_contract.py` pins the attributes used.
+`install(pc)` hooks the ICE connection of each of the peer connection's DTLS transports:
+- its sockets read up to `READ_BURST` datagrams per readiness event;
+- an SRTP *RTP* datagram that arrives once the SRTP keys exist is unprotected, parsed (`parse_rtp`:
+  header extensions are skipped, nothing here reads them), routed with aiortc's own router and
+  handed to the receiver's synchronous handler (`seam.SYNC_HANDLER`, set by `seam.attach`) straight
+  from the socket callback.
+Everything else (STUN, DTLS, SRTCP, RTP before the handshake, receivers without a synchronous
+handler) takes aiortc's path unchanged. `tests/recorder/test_seam_contract.py` pins the attributes
+used, checks that no RTP packet took the queue, and that `parse_rtp` agrees with aiortc's parser.
+Measured (`tonglu bench recorder`, 16 x 720p30 VP8, 2-core machine, same command): 3.13-3.26 % of
+a core per stream before, 2.65 % with the synchronous path, 2.24 % with lean parsing + burst reads.
 """
 
 from __future__ import annotations
 
 import logging
+import struct
+from asyncio import selector_events
 from collections.abc import Callable
 from typing import Any
 
 import pylibsrtp
 from aiortc import clock
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import HeaderExtensions, RtpPacket
 
 from recorder.context import spawn
 from recorder.seam import SYNC_HANDLER
@@ -29,6 +37,10 @@ from recorder.seam import SYNC_HANDLER
 log = logging.getLogger(__name__)
 
 _MARK = "_tonglu_fastpath"
+_HEADER = struct.Struct("!BBHLL")
+_NO_EXTENSIONS = HeaderExtensions()  # shared, never written: the recorder reads no header extension
+_DATAGRAM_TRANSPORT: type = getattr(selector_events, "_SelectorDatagramTransport")  # noqa: B009 (private)
+READ_BURST = 32  # datagrams read per readiness event of a socket (asyncio reads one)
 _RX_BYTES = "_RTCDtlsTransport__rx_bytes"
 _RX_PACKETS = "_RTCDtlsTransport__rx_packets"
 
@@ -60,7 +72,6 @@ def _install(dtls: Any) -> int:
         return 0
     queued: Callable[[bytes, int], None] = conn.data_received
     router = dtls._rtp_router
-    extensions = dtls._rtp_header_extensions_map
 
     def data_received(data: bytes, component: int) -> None:
         srtp = dtls._rx_srtp
@@ -69,7 +80,7 @@ def _install(dtls: Any) -> int:
             queued(data, component)
             return
         try:
-            packet = RtpPacket.parse(srtp.unprotect(data), extensions)
+            packet = parse_rtp(srtp.unprotect(data))
         except (pylibsrtp.Error, ValueError):
             return  # as aiortc: a packet that fails authentication or parsing is dropped
         setattr(dtls, _RX_BYTES, getattr(dtls, _RX_BYTES) + len(data))
@@ -89,6 +100,7 @@ def _install(dtls: Any) -> int:
     conn.data_received = data_received
     for protocol in conn._protocols:
         _skip_stun_parse(protocol, data_received)
+        _read_bursts(protocol)
     setattr(conn, _MARK, True)
     return 1
 
@@ -108,3 +120,71 @@ def _skip_stun_parse(protocol: Any, data_received: Callable[[bytes, int], None])
             original(data, addr)
 
     protocol.datagram_received = datagram_received
+
+
+def _read_bursts(protocol: Any) -> None:
+    """Read up to READ_BURST queued datagrams per readiness event instead of one (CPython's selector
+    transports only: one epoll round and loop iteration per packet otherwise)."""
+    transport: Any = getattr(protocol, "transport", None)
+    selector_datagram = isinstance(transport, _DATAGRAM_TRANSPORT)  # (a variable: keeps `Any` for mypy)
+    if not selector_datagram:
+        return
+    loop: Any = transport._loop
+    sock = transport._sock
+
+    def read_ready() -> None:
+        for _ in range(READ_BURST):
+            if transport._conn_lost:
+                return
+            try:
+                data, addr = sock.recvfrom(transport.max_size)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                transport._protocol.error_received(exc)
+                return
+            transport._protocol.datagram_received(data, addr)
+
+    loop._add_reader(transport._sock_fd, read_ready)
+
+
+def parse_rtp(data: bytes) -> RtpPacket:
+    """`RtpPacket.parse` without decoding header extensions (same checks, same fields otherwise).
+
+    The recorder, its router (SSRC and payload type) and its receive statistics read none; the
+    extension block is skipped, and `extensions` is an empty shared `HeaderExtensions`."""
+    if len(data) < 12:
+        raise ValueError("RTP packet length is less than 12 bytes")
+    first, second, seq, timestamp, ssrc = _HEADER.unpack_from(data)
+    if first >> 6 != 2:
+        raise ValueError("RTP packet has invalid version")
+    cc = first & 0x0F
+    pos = 12 + 4 * cc
+    end = len(data)
+    if end < pos:
+        raise ValueError("RTP packet has truncated CSRC")
+    csrc = list(struct.unpack_from(f"!{cc}L", data, 12)) if cc else []
+    if first & 0x10:
+        if end < pos + 4:
+            raise ValueError("RTP packet has truncated extension profile / length")
+        pos += 4 + 4 * ((data[pos + 2] << 8) | data[pos + 3])
+        if end < pos:
+            raise ValueError("RTP packet has truncated extension value")
+    padding = 0
+    if first & 0x20:
+        padding = data[-1]
+        if not padding or padding > end - pos:
+            raise ValueError("RTP packet padding length is invalid")
+        end -= padding
+    packet = RtpPacket.__new__(RtpPacket)
+    packet.version = 2
+    packet.marker = second >> 7
+    packet.payload_type = second & 0x7F
+    packet.sequence_number = seq
+    packet.timestamp = timestamp
+    packet.ssrc = ssrc
+    packet.csrc = csrc
+    packet.extensions = _NO_EXTENSIONS
+    packet.payload = data[pos:end]
+    packet.padding_size = padding
+    return packet

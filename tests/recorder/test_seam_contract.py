@@ -184,3 +184,35 @@ def test_video_frames_forwarded_encoded() -> None:
     codec, first = frames[0]
     assert codec.name == "VP8" and isinstance(first.data, bytes)
     assert vp8_keyframe(first.data) == (True, (160, 120))  # encoded bitstream, never decoded
+
+
+def test_lean_rtp_parse_matches_aiortc_on_every_field_it_keeps() -> None:
+    from aiortc.rtp import RtpPacket
+
+    def build(cc: int, ext_words: int, pad: int, marker: int) -> bytes:
+        first = 0x80 | (0x20 if pad else 0) | (0x10 if ext_words >= 0 else 0) | cc
+        head = bytes([first, (marker << 7) | 96]) + (4711).to_bytes(2, "big") + (90000).to_bytes(4, "big")
+        head += (0xCAFE).to_bytes(4, "big") + b"".join(i.to_bytes(4, "big") for i in range(cc))
+        if ext_words >= 0:
+            head += b"\xbe\xde" + ext_words.to_bytes(2, "big") + b"\x10\x01\x00\x00" * ext_words
+        return head + b"payload-bytes" + (bytes(pad - 1) + bytes([pad]) if pad else b"")
+
+    for cc in (0, 2):
+        for ext in (-1, 0, 1, 3):
+            for pad in (0, 1, 4):
+                for marker in (0, 1):
+                    data = build(cc, ext, pad, marker)
+                    ours, theirs = fastpath.parse_rtp(data), RtpPacket.parse(data)
+                    for field in ("version", "marker", "payload_type", "sequence_number", "timestamp", "ssrc"):
+                        assert getattr(ours, field) == getattr(theirs, field), field
+                    assert (ours.csrc, ours.payload, ours.padding_size) == (
+                        theirs.csrc,
+                        theirs.payload,
+                        theirs.padding_size,
+                    )
+    truncated_extension = b"\x90\x60" + bytes(10) + b"\xbe\xde\x00\x05"
+    for bad in (b"\x80\x60\x00", b"\x40" + bytes(11), truncated_extension, b"\xa0" + bytes(11)):
+        with pytest.raises(ValueError):
+            fastpath.parse_rtp(bad)
+        with pytest.raises(ValueError):
+            RtpPacket.parse(bad)
