@@ -16,7 +16,8 @@ Everything else (STUN, DTLS, SRTCP, RTP before the handshake, receivers without 
 handler) takes aiortc's path unchanged. `tests/recorder/test_seam_contract.py` pins the attributes
 used, checks that no RTP packet took the queue, and that `parse_rtp` agrees with aiortc's parser.
 Measured (`tonglu bench recorder`, 16 x 720p30 VP8, 2-core machine, same command): 3.13-3.26 % of
-a core per stream before, 2.65 % with the synchronous path, 2.24 % with lean parsing + burst reads.
+a core per stream before, 2.65 % with the synchronous path, 2.24 % with lean parsing + burst reads;
+bursts of 8 (about one video frame) vs 32: 40 streams held either way, loop lag p99 34 vs 40 ms.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ _MARK = "_tonglu_fastpath"
 _HEADER = struct.Struct("!BBHLL")
 _NO_EXTENSIONS = HeaderExtensions()  # shared, never written: the recorder reads no header extension
 _DATAGRAM_TRANSPORT: type = getattr(selector_events, "_SelectorDatagramTransport")  # noqa: B009 (private)
-READ_BURST = 32  # datagrams read per readiness event of a socket (asyncio reads one)
+READ_BURST = 8  # datagrams read per readiness event of a socket (asyncio reads one); ~1 video frame
 _RX_BYTES = "_RTCDtlsTransport__rx_bytes"
 _RX_PACKETS = "_RTCDtlsTransport__rx_packets"
 

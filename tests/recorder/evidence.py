@@ -100,11 +100,7 @@ def decodes(path: Path) -> bool:
 
 
 def segments(entries: list[Any], source: str, track: str) -> list[dict[str, Any]]:
-    segs = [
-        e.body
-        for e in entries
-        if e.kind == "segment" and e.body["source"] == source and e.body["track"] == track
-    ]
+    segs = [e.body for e in entries if e.kind == "segment" and e.body["source"] == source and e.body["track"] == track]
     return sorted(segs, key=lambda b: b["index"])
 
 

@@ -60,12 +60,8 @@ class Relay:
     async def start(self) -> tuple[tuple[str, int], tuple[str, int]]:
         """Returns (address the publisher talks to, address the recorder talks to)."""
         loop = asyncio.get_running_loop()
-        _, self.a = await loop.create_datagram_endpoint(
-            lambda: _Side(self, True), local_addr=("127.0.0.1", 0)
-        )
-        _, self.b = await loop.create_datagram_endpoint(
-            lambda: _Side(self, False), local_addr=("127.0.0.1", 0)
-        )
+        _, self.a = await loop.create_datagram_endpoint(lambda: _Side(self, True), local_addr=("127.0.0.1", 0))
+        _, self.b = await loop.create_datagram_endpoint(lambda: _Side(self, False), local_addr=("127.0.0.1", 0))
         return (
             self.a.transport.get_extra_info("sockname")[:2],
             self.b.transport.get_extra_info("sockname")[:2],

@@ -107,9 +107,7 @@ def test_a_crash_anywhere_in_the_seal_loses_nothing(
 
 
 @pytest.mark.slow
-def test_worker_killed_between_spool_and_ledger_loses_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_worker_killed_between_spool_and_ledger_loses_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     once = tmp_path / "failpoints"
     once.mkdir()
     monkeypatch.setenv(ENV, "seal.after_spool=kill")  # inherited by the worker processes

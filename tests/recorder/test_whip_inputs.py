@@ -140,9 +140,7 @@ def test_bad_input_gets_precise_4xx_and_recording_goes_on(server: Server) -> Non
                 },
             )
             results.append(("patch", r.status_code, r.json()["detail"]))
-            r = await c.delete(
-                base + (pub.location or "") + "x", headers={"Authorization": f"Bearer {main['token']}"}
-            )
+            r = await c.delete(base + (pub.location or "") + "x", headers={"Authorization": f"Bearer {main['token']}"})
             results.append(("delete unknown peer", r.status_code, r.json()["detail"]))
         await asyncio.sleep(3)
         with server.api() as api:

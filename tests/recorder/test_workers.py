@@ -102,11 +102,17 @@ def test_vp8_opus_end_to_end_through_a_worker_with_periodic_checkpoints(tmp_path
                 st = c.get(f"/api/sessions/{sid}").json()
                 assert st["state"] == "recording" and st["sources"]["main"]["connected"] is True
                 # errors from the worker keep their status and reason through the web app
-                r = c.post(f"/whip/{sid}/main", content=pub.pc.localDescription.sdp,
-                           headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {main['token']}"})
+                r = c.post(
+                    f"/whip/{sid}/main",
+                    content=pub.pc.localDescription.sdp,
+                    headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {main['token']}"},
+                )
                 assert r.status_code == 409 and "already" in r.json()["detail"]
-                r = c.post(f"/whip/{sid}/panorama", content="v=0\r\n",
-                           headers={"Content-Type": "application/sdp", "Authorization": "Bearer wrong"})
+                r = c.post(
+                    f"/whip/{sid}/panorama",
+                    content="v=0\r\n",
+                    headers={"Content-Type": "application/sdp", "Authorization": "Bearer wrong"},
+                )
                 assert r.status_code == 403 and r.json()["error"] == "TokenInvalid"
                 r = c.post(f"/api/sessions/{sid}/stop", json={"reason": "讯问结束"})
                 assert r.status_code == 200, r.text
@@ -193,8 +199,12 @@ def test_worker_cli_reports_a_free_port(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    env = {**os.environ, "TONGLU_DATA_DIR": str(tmp_path / "data"), "TONGLU_RETENTION_SECONDS": "60",
-           "TONGLU_ADMIN_TOKEN": ADMIN}
+    env = {
+        **os.environ,
+        "TONGLU_DATA_DIR": str(tmp_path / "data"),
+        "TONGLU_RETENTION_SECONDS": "60",
+        "TONGLU_ADMIN_TOKEN": ADMIN,
+    }
     env.pop("TONGLU_RECORDER_SECRET", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "tonglu.cli", "recorder", "worker", "--index", "0", "--port", "0"],
