@@ -89,3 +89,36 @@ def test_worker_killed_mid_job_is_retried_once_by_another(env: Env) -> None:
     finally:
         handle.stop()
     assert np.isfinite(audio).all()
+
+
+@pytest.mark.whisper
+def test_a_worker_writes_nothing_on_stdout(env: Env) -> None:
+    """Benchmarks print one JSON object on stdout; workers inherit it, so they must log to stderr only."""
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "transcribe.worker", "--data-dir", str(env.settings.data_dir)]
+    proc = subprocess.Popen(
+        [*argv, "--worker-id", "w-out", "--model", "tiny.en", "--language", "en"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "TONGLU_DATA_DIR": str(env.settings.data_dir)},
+    )
+    import threading
+
+    seen: list[bytes] = []
+    assert proc.stderr is not None
+    reader = threading.Thread(target=lambda: seen.extend(iter(proc.stderr.readline, b"")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not any(b"w-out ready" in line for line in seen) and time.monotonic() < deadline:
+            assert proc.poll() is None, b"".join(seen)
+            time.sleep(0.1)
+        assert any(b"w-out ready" in line for line in seen), b"".join(seen)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert out == b""
