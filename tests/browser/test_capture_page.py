@@ -11,12 +11,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from storage.evidence_dir import spooled_objects, write_session_dir
-from storage.verify import verify_path
 from tests.browser.conftest import BackgroundLoop, Browser, BrowserFactory
 from tests.live.conftest import LiveServer, live_server  # noqa: F401  (the app with accounts and audit)
 from tests.recorder.conftest import Server
-from tests.recorder.evidence import ffprobe, gaps, segments, spooled_files, verify_chain
+from tests.recorder.evidence import ffprobe, gaps, laid_out, segments, spooled_files, verify_chain
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 SMALL_VIDEO = "640x360@15"  # keeps two publishing cameras affordable on 2 shared cores
@@ -162,15 +160,7 @@ def check_media(
 
 def verify_laid_out(server: Server, sid: str, digest: str, dest: Path) -> None:
     """The standalone verifier over the session laid out as in the bucket, anchored on the site key."""
-    services = server.services
-    write_session_dir(
-        services.ledger.entries(sid),
-        services.ledger.checkpoints(sid),
-        spooled_objects(services.spool, sid),
-        services.site_key.public_pem,
-        dest,
-    )
-    result = verify_path(dest, trusted_keys=[services.site_key.public_pem], expected_digests=[digest])
+    result = laid_out(server.services, sid, dest, [digest])
     assert result.ok, [f"{p.code}: {p.message}" for p in result.errors]
 
 

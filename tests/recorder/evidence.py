@@ -8,7 +8,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from storage.evidence_dir import spooled_objects, write_session_dir
 from storage.manifest import GENESIS
+from storage.verify import verify_path
+from storage.verify_core import Result
 from web.services import Services
 
 
@@ -106,3 +109,15 @@ def segments(entries: list[Any], source: str, track: str) -> list[dict[str, Any]
 
 def gaps(entries: list[Any]) -> list[dict[str, Any]]:
     return [e.body for e in entries if e.kind == "gap"]
+
+
+def laid_out(services: Services, sid: str, dest: Path, digests: list[str] | None = None) -> Result:
+    """The standalone verifier's result over the session laid out as in the bucket (site key anchored)."""
+    write_session_dir(
+        services.ledger.entries(sid),
+        services.ledger.checkpoints(sid),
+        spooled_objects(services.spool, sid),
+        services.site_key.public_pem,
+        dest,
+    )
+    return verify_path(str(dest), trusted_keys=[services.site_key.public_pem], expected_digests=digests or [])

@@ -23,12 +23,11 @@ from recorder.recovery import recover_session
 from recorder.store import SessionStore
 from recorder.track import SIDECAR, seal_file, staged_sidecars
 from storage import keys
-from storage.evidence_dir import spooled_objects, write_session_dir
+from storage.evidence_dir import spooled_objects
 from storage.fsutil import write_durable
 from storage.logctx import context_logger
-from storage.verify_core import Result, verify_path
 from tests.recorder.conftest import make_settings
-from tests.recorder.evidence import segments
+from tests.recorder.evidence import laid_out, segments
 from tests.recorder.peers import WhipPublisher
 from tests.recorder.workerfix import cluster, run, staged_files
 from web.services import Services
@@ -40,17 +39,6 @@ REQUEST = {
     "interviewers": ["李四", "王五"],
     "reason": "讯问",
 }
-
-
-def laid_out(services: Services, sid: str, dest: Path) -> Result:
-    write_session_dir(
-        services.ledger.entries(sid),
-        services.ledger.checkpoints(sid),
-        spooled_objects(services.spool, sid),
-        services.site_key.public_pem,
-        dest,
-    )
-    return verify_path(str(dest), trusted_keys=[services.site_key.public_pem])
 
 
 def stage(ctx: RecorderContext, sid: str, index: int) -> tuple[dict[str, Any], Path]:
