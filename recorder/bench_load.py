@@ -1,18 +1,19 @@
-"""Benchmark load generator: many aiortc senders in one process, sending a pre-encoded clip.
+"""Benchmark load generator: many senders in one process, sending a pre-encoded clip.
 
     python -m recorder.bench_load      (config as one JSON line on stdin, see `main`)
 
-Each sender publishes one source of a session to a recorder worker's internal API (the same
-`HttpRecorder.publish` the web app uses) and sends the clip's packets in a loop at the clip's
-frame rate, timestamps rewritten, nothing encoded. Every second the process prints one JSON line
-on stdout: {"t_ns", "connected", "failed", "frames_sent"}. It exits when stdin closes.
+Each sender is an aiortc peer that publishes one source of a session to a recorder worker's
+internal API (the same `HttpRecorder.publish` the web app uses); once connected, `LeanSender`
+sends the clip's RTP packets in a loop at the clip's frame rate, timestamps rewritten, nothing
+encoded, NACKs answered with RTX, PLIs with the keyframe. Every second the process prints one
+JSON line on stdout: {"t_ns", "connected", "failed", "frames_sent", "retransmitted"}. It exits
+when stdin closes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
 import json
 import os
 import sys
@@ -21,53 +22,37 @@ import time
 from pathlib import Path
 from typing import Any
 
-VIDEO_CLOCK = 90000
 
-
-class Counter:
-    frames = 0
-
-
-def clip_track(clip: Any, counter: Counter) -> Any:
-    import av
+def idle_track() -> Any:
+    """A video track that never yields a frame: aiortc's own send loop stays parked on it while
+    `LeanSender` sends the clip (aiortc still negotiates and runs RTCP for the sender)."""
     from aiortc.mediastreams import MediaStreamTrack
 
-    class ClipTrack(MediaStreamTrack):
+    class IdleTrack(MediaStreamTrack):
         kind = "video"
 
-        def __init__(self) -> None:
-            super().__init__()
-            self._start: float | None = None
-            self._n = 0
-            self._step = VIDEO_CLOCK // clip.fps
+        async def recv(self) -> Any:
+            await asyncio.Event().wait()
 
-        async def recv(self) -> av.Packet:
-            if self._start is None:
-                self._start = time.monotonic()
-            delay = self._start + self._n / clip.fps - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            data, key = clip.packets[self._n % len(clip.packets)]
-            p = av.Packet(data)
-            p.pts = p.dts = self._n * self._step
-            p.time_base = fractions.Fraction(1, VIDEO_CLOCK)
-            p.is_keyframe = key
-            self._n += 1
-            counter.frames += 1
-            return p
-
-    return ClipTrack()
+    return IdleTrack()
 
 
-async def publish(cfg: dict[str, Any], stream: dict[str, str], clip: Any, counter: Counter) -> Any:
+async def publish(cfg: dict[str, Any], stream: dict[str, str], codec: str) -> tuple[Any, Any]:
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
     from recorder.remote import HttpRecorder
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    t = pc.addTransceiver(clip_track(clip, counter), direction="sendonly")
+    connected = asyncio.Event()
+
+    @pc.on("connectionstatechange")
+    def _state() -> None:
+        if pc.connectionState == "connected":
+            connected.set()
+
+    t = pc.addTransceiver(idle_track(), direction="sendonly")
     caps = RTCRtpSender.getCapabilities("video").codecs
-    mime = f"video/{clip.codec}".lower()
+    mime = f"video/{codec}".lower()
     t.setCodecPreferences([c for c in caps if c.mimeType.lower() in (mime, "video/rtx")])
     await pc.setLocalDescription(await pc.createOffer())
     rec = HttpRecorder(cfg["url"], cfg["secret"])
@@ -76,35 +61,57 @@ async def publish(cfg: dict[str, Any], stream: dict[str, str], clip: Any, counte
     finally:
         await rec.close()
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
-    return pc
+    await asyncio.wait_for(connected.wait(), 60)
+    for _ in range(200):  # the sender starts once DTLS is up; its SRTP session exists from then on
+        if getattr(t.sender.transport, "_tx_srtp", None) is not None and t._codecs:
+            break
+        await asyncio.sleep(0.05)
+    return pc, t
 
 
 async def run(cfg: dict[str, Any], stop: threading.Event) -> None:
     from recorder.bench_media import load
+    from recorder.bench_sender import ClipPackets, LeanSender
 
     clip = load(Path(cfg["clip"]))
-    counter = Counter()
+    packets = ClipPackets.of(clip)
+    frames = [0]
     pcs: list[Any] = []
+    senders: list[LeanSender] = []
     failed = 0
     sem = asyncio.Semaphore(4)
+    n = len(cfg["streams"])
 
-    async def one(stream: dict[str, str]) -> None:
+    async def one(i: int, stream: dict[str, str]) -> None:
         nonlocal failed
         async with sem:
             try:
-                pcs.append(await publish(cfg, stream, clip, counter))
+                pc, t = await publish(cfg, stream, clip.codec)
             except Exception as exc:
                 failed += 1
                 print(f"publish {stream['sid']}/{stream['source']} failed: {exc}", file=sys.stderr)
+                return
+        pcs.append(pc)
+        sender = LeanSender(t.sender, t._codecs[0].payloadType, packets, i / n / clip.fps, frames)
+        sender.start()
+        senders.append(sender)
 
-    await asyncio.gather(*(one(s) for s in cfg["streams"]))
+    await asyncio.gather(*(one(i, s) for i, s in enumerate(cfg["streams"])))
     try:
         while not stop.is_set():
             connected = sum(1 for pc in pcs if pc.connectionState == "connected")
-            line = {"t_ns": time.time_ns(), "connected": connected, "failed": failed, "frames_sent": counter.frames}
+            line = {
+                "t_ns": time.time_ns(),
+                "connected": connected,
+                "failed": failed,
+                "frames_sent": frames[0],
+                "retransmitted": sum(s.retransmitted for s in senders),
+            }
             print(json.dumps(line), flush=True)
             await asyncio.sleep(1.0)
     finally:
+        for s in senders:
+            s.stop()
         for pc in pcs:
             with contextlib.suppress(Exception):
                 await pc.close()

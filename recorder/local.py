@@ -391,6 +391,9 @@ class LocalRecorder:
             if pt.first_arrival_ns is None:
                 seam.unregister(pt.receiver)
         await peer.pc.close()
+        # closing put end-of-stream on each started track's queue; the pipeline thread seals the
+        # last segments (a session stop drains the sealer right after, so wait for it here)
+        await asyncio.gather(*(pt.ended.wait() for pt in peer.tracks.values() if pt.lane is not None))
         if live.peers.get(peer.source) is peer:
             del live.peers[peer.source]
 

@@ -33,7 +33,7 @@ from recorder.clock import Unwrapper
 log = logging.getLogger(__name__)
 
 _original_worker = _rr.decoder_worker
-_registry: dict[int, Callable[[queue.Queue[Any]], None]] = {}
+_registry: dict[int, Callable[[Any], None]] = {}  # runners take the receiver's DropQueue
 _lock = threading.Lock()
 _P = "_RTCRtpReceiver__"
 
@@ -56,7 +56,8 @@ class DropQueue(queue.Queue):
     `defer` queues a frame *without* waking the consumer thread: the event loop's `Waker` wakes
     every queue that got frames within `WAKE_S`, so a pipeline thread wakes (and takes the GIL)
     once per batch instead of once per frame. `put` (and so aiortc's end-of-stream None) wakes at
-    once; the consumer drains everything queued before it, in order."""
+    once; the consumer drains everything queued before it, in order. A consumer that does not
+    block in `get` (`recorder.pipeline`) sets `notify`, called instead of waking a `get`."""
 
     def __init__(self, limit: int) -> None:
         super().__init__()
@@ -64,12 +65,16 @@ class DropQueue(queue.Queue):
         self.dropped = 0
         self.waker: Waker | None = None
         self.dirty = False  # deferred frames the consumer has not been woken for
+        self.notify: Callable[[], None] | None = None  # wakes a consumer that does not wait on us
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         if item is not None and self.qsize() >= self.limit:
             self.dropped += 1
             return
         super().put(item, block=False)
+        notify = self.notify
+        if notify is not None:
+            notify()
 
     def defer(self, item: Any) -> None:
         """Event loop only: queue `item` (the caller checked the limit); wake the consumer later."""
@@ -86,6 +91,10 @@ class DropQueue(queue.Queue):
 
     def wake(self) -> None:
         self.dirty = False
+        notify = self.notify
+        if notify is not None:
+            notify()
+            return
         with self.mutex:
             self.not_empty.notify()
 
@@ -163,7 +172,7 @@ def installed() -> bool:
 
 
 def attach(
-    receiver: Any, kind: str, runner: Callable[[queue.Queue[Any]], None], tap: Tap, queue_limit: int = 256
+    receiver: Any, kind: str, runner: Callable[[DropQueue], None], tap: Tap, queue_limit: int = 256
 ) -> DropQueue:
     """Take over one receiver. Must run in `pc.on("track")`, before the receiver starts."""
     install()

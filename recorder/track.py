@@ -4,16 +4,17 @@
 source's track continue when the peer comes back. `PeerTrack` lives as long as one peer:
 - on the event loop it sees every RTP packet (`on_rtp` / `on_audio`) and sender report, feeds the
   clock and the gap detector, and passes gap events to the session;
-- in aiortc's receiver thread (through the seam) it runs `run(queue)`: segment decisions, muxing,
-  and hands each sealed file to the sealer pool (hash, spool, ledger) so it never waits on fsync.
+- in the process's pipeline thread (`recorder.pipeline`, registered from aiortc's receiver thread
+  through the seam) it takes the queued frames (`step`): segment decisions, muxing; it hands each
+  sealed file to the sealer pool (hash, spool, ledger) so it never waits on fsync.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpreceiver import NackGenerator
 from aiortc.rtp import RtpPacket
 
-from recorder import seam
+from recorder import pipeline, seam
 from recorder.assembler import FrameAssembler, h264_frame_start, vp8_frame_start
 from recorder.clock import ClockStep, SourceClock, Timeline, TrackClock, Unwrapper
 from recorder.codecs import h264_keyframe, opus_duration, vp8_keyframe, vp8_payload
@@ -163,7 +164,8 @@ class PeerTrack:
         self._record: dict[str, Any] | None = None
         self.frames = 0
         self.dropped_before_key = 0
-        self.ended = asyncio.Event()
+        self.ended = asyncio.Event()  # set when the pipeline has sealed the track's last segment
+        self.lane: pipeline.Lane | None = None  # set once aiortc started the receiver
         self.error: str | None = None
         # live viewers (recorder.relay): publishing costs nothing while nobody watches
         self.tap = ctx.relay.track(session, source, track, kind) if ctx.relay is not None else None
@@ -317,33 +319,44 @@ class PeerTrack:
     def _ended(self) -> None:
         self.ended.set()
 
-    # -- receiver thread side --------------------------------------------------------------
-    def run(self, q: queue.Queue[Any]) -> None:
+    # -- pipeline thread side (recorder.pipeline) ----------------------------------------
+    def run(self, q: seam.DropQueue) -> None:
+        """aiortc's receiver thread (through the seam): hand this track to the process's pipeline
+        thread and return (that thread ends; aiortc's stop() joins it at once)."""
+        p = pipeline.shared()
+        q.notify = p.wake
+        self.lane = p.add(q, self)
+
+    def step(self, item: Any) -> None:
+        if isinstance(item, AudioItem):
+            self.codec = "opus"
+            self._frame(item.payload, item.rtp, True, None, opus_duration(item.payload))
+            return
+        codec, frame = item
+        if codec is not self._lower_of[0]:
+            self._lower_of = (codec, codec.name.lower())
+        name = self._lower_of[1]
+        self.codec = name
+        key, size = vp8_keyframe(frame.data) if name == "vp8" else h264_keyframe(frame.data)
+        self._frame(frame.data, frame.timestamp, key, size, None)
+
+    def finish(self) -> None:
+        """End of stream (the peer closed): seal the open segment."""
+        self._seal(None)
+        self._signal_ended()
+
+    def fail(self, exc: BaseException) -> None:
+        self.error = f"{type(exc).__name__}: {exc}"
+        self.log.error("pipeline failed", exc_info=exc)
         try:
-            while True:
-                item = q.get()
-                if item is None:
-                    break
-                if isinstance(item, AudioItem):
-                    self.codec = "opus"
-                    self._frame(item.payload, item.rtp, True, None, opus_duration(item.payload))
-                else:
-                    codec, frame = item
-                    if codec is not self._lower_of[0]:
-                        self._lower_of = (codec, codec.name.lower())
-                    name = self._lower_of[1]
-                    self.codec = name
-                    key, size = vp8_keyframe(frame.data) if name == "vp8" else h264_keyframe(frame.data)
-                    self._frame(frame.data, frame.timestamp, key, size, None)
-            self._seal(None)
-        except Exception as exc:
-            self.error = f"{type(exc).__name__}: {exc}"
-            self.log.exception("pipeline failed")
             if self.writer is not None:
                 self.writer.abort()
                 self._seal_written(None)
-            raise
         finally:
+            self._signal_ended()
+
+    def _signal_ended(self) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is gone (process shutting down)
             self.loop.call_soon_threadsafe(self._ended)
 
     def _frame(self, data: bytes, rtp: int, key: bool, size: tuple[int, int] | None, duration: int | None) -> None:
