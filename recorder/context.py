@@ -8,6 +8,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from recorder.priority import SEAL_NICE, lower_this_thread
 from storage.ledger import Ledger
 from storage.manifest import ManifestEntry
 from storage.spool import Spool
@@ -31,7 +32,9 @@ class RecorderContext:
     index: Any = None  # storage.index.Index when the storage area provides it
     relay: Any = None  # recorder.relay.Relay: live fan-out to WHEP viewers (set by LocalRecorder)
     sealer: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="seal")
+        default_factory=lambda: ThreadPoolExecutor(
+            max_workers=4, thread_name_prefix="seal", initializer=lower_this_thread, initargs=(SEAL_NICE,)
+        )
     )
     _pending: set[Future[Any]] = field(default_factory=set)
     _plock: threading.Lock = field(default_factory=threading.Lock)

@@ -92,12 +92,30 @@ class GapDetector:
     def on_packet(
         self, seq: int, rtp: int, now_ns: int, *, repaired: bool = False, duration: int = 0
     ) -> list[GapClosed]:
+        last = self._last
+        if (
+            last is not None
+            and not self._holes
+            and not repaired
+            and rtp == last.rtp
+            and seq == (last.seq + 1) & 0xFFFF
+            and self._seq.last == last.seq
+            and (self.policy.stall_ns is None or now_ns - last.arrival_ns <= self.policy.stall_ns)
+        ):
+            # the next packet of the same frame, nothing missing (most video packets): no check can
+            # fire (same RTP time: no jump; no hole; no stall), and the clock's anchor and delay
+            # minimum cannot move (same RTP time, later arrival). No hole refers to `last`.
+            last.seq += 1
+            last.arrival_ns = now_ns
+            self._seq.last = last.seq
+            self.clock.last_arrival_ns = now_ns
+            self.packets += 1
+            return []
         s = self._seq.unwrap(seq)
         if not repaired:
             self.clock.on_packet(rtp, now_ns)
         pkt = _Pkt(s, rtp, now_ns, duration)
         events: list[GapClosed] = []
-        last = self._last
         if last is None:
             self._last = pkt
             self.packets += 1

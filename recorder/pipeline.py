@@ -19,6 +19,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from recorder.priority import PIPELINE_NICE, lower_this_thread
+
 log = logging.getLogger(__name__)
 
 
@@ -65,6 +67,7 @@ class SharedPipeline:
             return len(self._lanes)
 
     def _run(self) -> None:
+        lower_this_thread(PIPELINE_NICE)  # the event loop goes first (recorder.priority)
         while True:
             self._wake.wait()
             self._wake.clear()

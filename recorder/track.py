@@ -39,7 +39,7 @@ from recorder.muxer import CONTAINER_FOR, CONTENT_TYPE, SegmentWriter
 from recorder.overload import OverloadGap, OverloadTracker
 from recorder.segmenter import Segmenter
 from storage import keys
-from storage.fsutil import write_durable
+from storage.fsutil import write_atomic, write_durable
 from storage.logctx import ContextLogger, context_logger
 from storage.manifest import GapRecord, SegmentRecord
 from storage.spool import EVIDENCE, sha256_file
@@ -195,8 +195,12 @@ class PeerTrack:
     def on_video(self, packet: RtpPacket, codec: Any, repaired: bool) -> None:
         """Event loop, synchronous (called straight from the socket callback, `recorder.fastpath`)."""
         self._codec_params = codec
-        seq = self._seq.unwrap(packet.sequence_number)
-        if self.nack.add(packet):
+        seq16 = packet.sequence_number
+        seq = self._seq.unwrap(seq16)
+        nack = self.nack
+        if not nack.missing and nack.max_seq is not None and seq16 == (nack.max_seq + 1) & 0xFFFF:
+            nack.max_seq = seq16  # in order, nothing missing: what `add` would do, without its scans
+        elif nack.add(packet):
             spawn(seam.send_nack(self.receiver, packet.ssrc, sorted(self.nack.missing)))
             self._nacked_ns = time.time_ns()
         rtp = self._packet(packet, packet.sequence_number, repaired, 0)
@@ -398,8 +402,11 @@ class PeerTrack:
             "sha256": "",
             "recovered": False,
         }
-        # the sidecar lets a restarted recorder seal this file if we are killed while writing it
-        write_durable(
+        # the sidecar lets a restarted recorder seal this file if we are killed while writing it.
+        # Not fsynced (two fsyncs per segment on this thread): the file it describes is not fsynced
+        # either until it is sealed, so after a power cut both are equally uncertain (the restart
+        # gap then runs from the last sealed segment), and a killed process loses neither.
+        write_atomic(
             path.with_name(path.name + SIDECAR),
             json.dumps({"session": self.session, "record": self._record}).encode(),
         )

@@ -31,6 +31,22 @@ def write_durable(path: Path, data: bytes, mode: int = 0o640) -> None:
     fsync_dir(path.parent)
 
 
+def write_atomic(path: Path, data: bytes, mode: int = 0o640) -> None:
+    """Write `data` to `path` atomically (temp file, rename) without forcing it to disk: readers and
+    a restarted process see the old or the new content, never a torn file; a power cut may lose it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
 def append_durable(path: Path, data: bytes) -> None:
     """Append and fsync (O_APPEND: concurrent appenders never interleave within one write)."""
     path.parent.mkdir(parents=True, exist_ok=True)

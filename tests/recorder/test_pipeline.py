@@ -89,3 +89,30 @@ def test_deferred_frames_wait_for_the_wake() -> None:
     q.put(None)
     assert c.finished.wait(5)
     assert c.items == ["first", 0, 1, 2, 3, 4]
+
+
+def test_background_threads_yield_to_the_event_loop() -> None:
+    """Sealer and pipeline threads run at a higher nice value than the thread that made them."""
+    from recorder.context import RecorderContext
+    from recorder.priority import PIPELINE_NICE, SEAL_NICE, nice_of_this_thread
+
+    base = nice_of_this_thread()
+    ctx = RecorderContext(settings=None, spool=None, ledger=None)  # type: ignore[arg-type]
+    try:
+        assert ctx.submit(nice_of_this_thread).result(5) == min(19, base + SEAL_NICE)
+    finally:
+        ctx.sealer.shutdown()
+    p = SharedPipeline(name="test-pipeline-3")
+
+    class Probe(Recorder):
+        def step(self, item: Any) -> None:
+            self.items.append(nice_of_this_thread())
+
+    c = Probe()
+    q = DropQueue(10)
+    q.notify = p.wake
+    p.add(q, c)
+    q.put("x")
+    q.put(None)
+    assert c.finished.wait(5)
+    assert c.items == [min(19, base + PIPELINE_NICE)]

@@ -13,7 +13,7 @@ from storage import keys, merkle
 from storage.errors import SpoolCorrupt
 from storage.ledger import Ledger
 from storage.signing import SiteKey, load_public_pem, verify_signature
-from storage.spool import WORK, Spool
+from storage.spool import WORK, Spool, SpoolItem
 
 
 def _ledger(root: Path) -> Ledger:
@@ -62,6 +62,32 @@ def test_interrupted_spool_write_is_completed_on_recover(tmp_path: Path) -> None
     assert spool.pending() == []
     assert Spool(tmp_path).recover() == 1
     assert [i.key for i in spool.pending()] == ["k/a"]
+
+
+def test_recover_handles_every_state_a_put_can_be_cut_in(tmp_path: Path) -> None:
+    """`put_bytes` renames `.data.tmp` after the `.pending` sidecar's name is durable, then
+    publishes: every crash state is completed (data fsynced) or dropped (never acknowledged)."""
+    spool = Spool(tmp_path)
+    a, b, c = spool.put_bytes("k/a", b"aaaa"), spool.put_bytes("k/b", b"bbbb"), spool.put_bytes("k/c", b"cccc")
+
+    def tmp_of(item: SpoolItem) -> Path:
+        return item.data_path.with_name(item.data_path.name + ".tmp")
+
+    # a: sidecar durable, data still under its temporary name
+    os.replace(a.meta_path, a.meta_path.with_name(a.meta_path.name + ".pending"))
+    os.replace(a.data_path, tmp_of(a))
+    # b: published sidecar, data rename lost (a filesystem that reorders renames)
+    os.replace(b.data_path, tmp_of(b))
+    # c: the put never reached its sidecar: only temporary data
+    c.meta_path.unlink()
+    os.replace(c.data_path, tmp_of(c))
+    assert Spool(tmp_path).recover() == 2  # a: data renamed and published, b: data renamed
+    items = {i.key: i for i in spool.pending()}
+    assert sorted(items) == ["k/a", "k/b"]
+    for key, data in (("k/a", b"aaaa"), ("k/b", b"bbbb")):
+        spool.check(items[key])
+        assert items[key].data_path.read_bytes() == data
+    assert not list(tmp_path.glob("ready/*.tmp")) and not list(tmp_path.glob("ready/*.pending"))
 
 
 def test_ledger_spools_entries_and_checkpoint_covers_them(tmp_path: Path) -> None:
