@@ -142,7 +142,7 @@ class LeanSender:
     async def _retransmit(self, sequence_number: int) -> None:
         """Answer a NACK as aiortc does: the lost packet again, wrapped in RTX (RFC 4588)."""
         entry = self._history[sequence_number % HISTORY]
-        if entry is None or entry[0] != sequence_number or self._rtx_pt is None or self._handle is None:
+        if entry is None or entry[0] != sequence_number or self._rtx_pt is None:
             return
         _, ts, marker, payload = entry
         hdr = self._rtx_template
