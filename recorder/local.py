@@ -43,6 +43,7 @@ from tonglu.settings import Settings
 
 log = logging.getLogger(__name__)
 TICK_S = 0.1
+PIPELINE_END_S = 60.0  # a closed peer's last segments are sealed by then (else: logged, stop goes on)
 EXPECTED_TRACKS = ("video", "audio")
 
 
@@ -393,7 +394,13 @@ class LocalRecorder:
         await peer.pc.close()
         # closing put end-of-stream on each started track's queue; the pipeline thread seals the
         # last segments (a session stop drains the sealer right after, so wait for it here)
-        await asyncio.gather(*(pt.ended.wait() for pt in peer.tracks.values() if pt.lane is not None))
+        started = [pt for pt in peer.tracks.values() if pt.lane is not None]
+        try:
+            await asyncio.wait_for(asyncio.gather(*(pt.ended.wait() for pt in started)), PIPELINE_END_S)
+        except TimeoutError:
+            for pt in started:
+                if not pt.ended.is_set():
+                    pt.log.error("pipeline did not finish the track within %.0f s of the peer closing", PIPELINE_END_S)
         if live.peers.get(peer.source) is peer:
             del live.peers[peer.source]
 
