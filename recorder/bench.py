@@ -2,8 +2,9 @@
 against aiortc's stock `MediaRecorder` measured in the same run.
 
 Layout (2+ cores): one recorder worker process (`start_workers(settings, 1)`) pinned to the first
-core; load generators (`recorder.bench_load`, many aiortc senders per process, pre-encoded clip
-from `recorder.bench_media`) and this process on the second. Steps add senders (each session
+core; load generators (`recorder.bench_load`: many senders per process, each an aiortc peer whose
+media is sent by `recorder.bench_sender.LeanSender` from a pre-encoded clip, `recorder.bench_media`)
+and this process on the second. Steps add senders (each session
 publishes two cameras, `main` and `panorama`); each step waits until all are connected, lets them
 settle, then measures over `step_seconds`:
 
@@ -429,6 +430,8 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         "load_cores": load_cores(cfg, cores),
         "ncpu": len(cores),
         "streams_are": "video only, one per camera; each session = 2 cameras (main + panorama)",
+        "load_generator": "aiortc peers (ICE, DTLS, SRTP keys, RTCP); RTP from a clip packetised once, SRTP + "
+        "sendto per packet; NACK answered with RTX, PLI with the keyframe; frames paced at the clip rate",
         "held_means": f"lag p99 < {LAG_LIMIT_MS} ms, 0 lost/dropped, >= {RECORDED_MIN_RATIO:.0%} of sent frames "
         f"recorded, load sent >= {LOAD_MIN_RATIO:.0%} of {cfg.fps} fps",
         "targets": TARGETS,
