@@ -8,6 +8,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from recorder.indexfeed import DEFERRED_KINDS, IndexFeed
 from recorder.priority import SEAL_NICE, lower_this_thread
 from storage.ledger import Ledger
 from storage.manifest import ManifestEntry
@@ -37,13 +38,22 @@ class RecorderContext:
         )
     )
     _pending: set[Future[Any]] = field(default_factory=set)
+    index_feed: IndexFeed | None = field(init=False, default=None)
     _plock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.index_feed = IndexFeed(self.index) if self.index is not None else None
 
     def append(self, session: str, kind: str, body: dict[str, Any], now_ns: int | None = None) -> ManifestEntry:
         """Blocking (fsync): call from a thread."""
         entry = self.ledger.append(session, kind, body, now_ns)
-        if self.index is not None:
-            self.index.apply(entry)
+        feed = self.index_feed
+        if feed is not None:
+            if kind in DEFERRED_KINDS:
+                feed.put(entry)  # applied in a batch within `feed.interval_s`
+            else:
+                feed.flush()
+                self.index.apply(entry)
         return entry
 
     async def append_async(self, session: str, kind: str, body: dict[str, Any]) -> ManifestEntry:
@@ -62,10 +72,12 @@ class RecorderContext:
             self._pending.discard(fut)
 
     async def drain(self) -> None:
-        """Wait until every seal and ledger write submitted so far is done."""
+        """Wait until every seal and ledger write submitted so far is done, and indexed."""
         while True:
             with self._plock:
                 pending = list(self._pending)
             if not pending:
-                return
+                break
             await asyncio.gather(*(asyncio.wrap_future(f) for f in pending), return_exceptions=True)
+        if self.index_feed is not None:
+            await asyncio.to_thread(self.index_feed.flush)

@@ -15,6 +15,7 @@ import threading
 
 PIPELINE_NICE = 5  # muxing: weight ~1/3 of the loop's
 SEAL_NICE = 10  # hashing, fsync, ledger: weight ~1/10 of the loop's
+INDEX_NICE = 15  # the index DB cache (recorder.indexfeed): whenever the core is idle
 
 
 def lower_this_thread(by: int) -> None:

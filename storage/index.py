@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from storage.ledger import Ledger
 
 log = context_logger(__name__)
+_R = TypeVar("_R")
 
 metadata = MetaData()
 
@@ -337,7 +338,7 @@ class Index:
         self.engine.dispose()
 
     # -- updates -------------------------------------------------------------------------------
-    def _retrying(self, what: str, fn: Callable[[Connection], bool]) -> bool:
+    def _retrying(self, what: str, fn: Callable[[Connection], _R]) -> _R:
         """Run `fn` in a transaction; retry on a race with another writer (unique key, SQLite busy)."""
         for attempt in range(6):
             try:
@@ -349,7 +350,7 @@ class Index:
                 time.sleep(0.01 * (attempt + 1))
             except SQLAlchemyError as exc:
                 raise IndexDBError(f"index DB update for {what} failed: {exc}") from exc
-        return False
+        raise AssertionError("unreachable")
 
     def apply(self, entry: ManifestEntry) -> bool:
         """Apply one manifest entry. Returns False if (session, seq) was already applied."""
@@ -381,6 +382,77 @@ class Index:
             return True
 
         return self._retrying(f"{entry.session}#{entry.seq}", fn)
+
+    def apply_many(self, batch: list[ManifestEntry]) -> int:
+        """Apply entries in one transaction, the same result as `apply` one by one, with a few
+        statements per batch for segment and gap entries instead of about seven each (a recorder
+        seals a segment every few seconds per track). Returns how many were new."""
+
+        def fn(conn: Connection) -> int:
+            todo: dict[tuple[str, int], ManifestEntry] = {}
+            for e in batch:
+                todo.setdefault((e.session, e.seq), e)
+            for sid in {sid for sid, _ in todo}:
+                seqs = [seq for s_, seq in todo if s_ == sid]
+                for (seen,) in conn.execute(
+                    select(entries.c.seq).where(and_(entries.c.session_id == sid, entries.c.seq.in_(seqs)))
+                ):
+                    todo.pop((sid, seen), None)
+            new = sorted(todo.values(), key=lambda e: (e.session, e.seq))
+            if not new:
+                return 0
+            conn.execute(
+                insert(entries),
+                [
+                    {"session_id": e.session, "seq": e.seq, "kind": e.kind, "time_ns": e.time_ns,
+                     "entry_hash": e.entry_hash}
+                    for e in new
+                ],
+            )
+            for sid in sorted({e.session for e in new}):
+                self._ensure_session(conn, sid)
+            segs = [(e, SegmentRecord.from_body(e.body)) for e in new if e.kind == "segment"]
+            if segs:
+                keys_ = sorted({rec.key for _, rec in segs})
+                found = conn.execute(select(uploaded_keys.c.key).where(uploaded_keys.c.key.in_(keys_)))
+                uploaded = {k for (k,) in found}
+                conn.execute(
+                    insert(segments),
+                    [
+                        {"session_id": e.session, "seq": e.seq, "source": r.source, "track": r.track,
+                         "media": r.media, "codec": r.codec, "container": r.container, "idx": r.index, "key": r.key,
+                         "wall_first_ns": r.wall_first_ns, "wall_last_ns": r.wall_last_ns, "bytes": r.bytes,
+                         "sha256": r.sha256, "recovered": r.recovered, "uploaded": r.key in uploaded}
+                        for e, r in segs
+                    ],
+                )
+                for sid, source in sorted({(e.session, r.source) for e, r in segs}):
+                    self._upsert_source(conn, sid, source, None, None)
+            gap_rows = []
+            for e in new:
+                if e.kind == "gap":
+                    g = GapRecord.from_body(e.body)
+                    gap_rows.append({"session_id": e.session, "seq": e.seq, "source": g.source, "track": g.track,
+                                     "reason": g.reason, "start_ns": g.start_ns, "end_ns": g.end_ns, "body": e.body})
+            if gap_rows:
+                conn.execute(insert(gaps), gap_rows)
+            for e in new:
+                if e.kind not in ("segment", "gap"):
+                    self._apply(conn, e)
+            last: dict[str, ManifestEntry] = {}
+            for e in new:
+                last[e.session] = e  # sorted by seq within a session
+            for sid, e in last.items():
+                conn.execute(
+                    update(sessions)
+                    .where(and_(sessions.c.id == sid, sessions.c.entries <= e.seq))
+                    .values(entries=e.seq + 1, head=e.entry_hash)
+                )
+            return len(new)
+
+        if not batch:
+            return 0
+        return self._retrying(f"{len(batch)} entries", fn)
 
     @staticmethod
     def _ensure_session(conn: Connection, sid: str) -> None:

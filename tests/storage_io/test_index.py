@@ -154,6 +154,38 @@ def test_apply_is_idempotent(local) -> None:
     assert before == after
 
 
+def test_apply_many_equals_apply_one_by_one(local, tmp_path: Path) -> None:
+    """The recorder's batched path: same tables as entry-by-entry, in any batching, with repeats."""
+    spool, ledger, index = local
+    fill_session(ledger, index, "S1")
+    fill_session(ledger, index, "S2")
+    t0 = 1_700_000_000_000_000_000
+    for i in range(3, 9):  # more segments (an upload mark before one of them) and gaps, S3 not yet known
+        body = segment("S3", "panorama", i, t0)
+        record(ledger, None, "S3", "segment", body, now_ns=t0 + i)
+        if i == 5:
+            index.mark_uploaded(body["key"], t0)
+        record(ledger, None, "S3", "gap", GapRecord("panorama", "audio", "rtp_loss", t0 + i, t0 + i + 5).to_body(),
+               now_ns=t0 + i)
+    record(ledger, None, "S3", "session_stop", {"stopped_by": "li", "reason": ""}, now_ns=t0 + 99)
+    for e in ledger.entries("S3"):
+        index.apply(e)
+    batched = Index(f"sqlite:///{tmp_path / 'batched.db'}")
+    batched.mark_uploaded(segment("S3", "panorama", 5, t0)["key"], t0)
+    everything = [e for sid in ("S1", "S2", "S3") for e in ledger.entries(sid)]
+    assert batched.apply_many(everything[:7]) == 7
+    assert batched.apply_many(everything[3:20] + everything[3:5]) == 13  # repeats are skipped
+    assert batched.apply_many(everything[20:]) == len(everything) - 20
+    assert batched.apply_many(everything) == 0
+    for sid in ("S1", "S2", "S3"):
+        assert batched.get_session(sid) == index.get_session(sid)
+        assert batched.segments(sid) == index.segments(sid)
+        assert batched.gaps(sid) == index.gaps(sid)
+        assert batched.annotations(sid) == index.annotations(sid)
+        assert batched.sources(sid) == index.sources(sid)
+    assert [g.uploaded for g in batched.segments("S3")] == [i == 5 for i in range(3, 9)]
+
+
 def test_sync_from_ledger_catches_up_missed_entries(local) -> None:
     _, ledger, index = local
     fill_session(ledger, None, "S2")  # the index missed everything
