@@ -156,7 +156,7 @@ def test_apply_is_idempotent(local) -> None:
 
 def test_apply_many_equals_apply_one_by_one(local, tmp_path: Path) -> None:
     """The recorder's batched path: same tables as entry-by-entry, in any batching, with repeats."""
-    spool, ledger, index = local
+    _, ledger, index = local
     fill_session(ledger, index, "S1")
     fill_session(ledger, index, "S2")
     t0 = 1_700_000_000_000_000_000
