@@ -214,7 +214,8 @@ class PeerTrack:
         except ValueError:
             data, start = b"", False
         frames = self.assembler.add(seq, rtp, packet.marker == 1, data, start)
-        self._emit(codec, frames)
+        if frames:  # at most one packet in six or so completes a frame
+            self._emit(codec, frames)
 
     def _emit(self, codec: Any, frames: list[tuple[int, bytes]]) -> None:
         if self.queue is None:

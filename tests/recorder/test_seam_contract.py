@@ -8,6 +8,7 @@ with `recorder.fastpath` installed every RTP packet skips aiortc's datagram queu
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import queue
 from typing import Any
 
@@ -25,6 +26,7 @@ from tests.recorder.peers import TestPattern, Tone
 def test_pinned_versions() -> None:
     assert aiortc.__version__ == "1.16.0"
     assert av.__version__ == "18.1.0"
+    assert importlib.metadata.version("pylibsrtp") == "1.0.0"
 
 
 def test_private_names_exist() -> None:
@@ -216,3 +218,36 @@ def test_lean_rtp_parse_matches_aiortc_on_every_field_it_keeps() -> None:
             fastpath.parse_rtp(bad)
         with pytest.raises(ValueError):
             RtpPacket.parse(bad)
+
+
+def test_direct_unprotect_matches_pylibsrtp() -> None:
+    """`fastpath.direct_unprotect` (libsrtp through pylibsrtp's private binding) gives the same
+    bytes as `Session.unprotect`, and fails the same way on a forged, replayed or oversize packet."""
+    import os
+
+    import pylibsrtp
+    from pylibsrtp import Policy, Session
+
+    key = os.urandom(30)
+    profile = Policy.SRTP_PROFILE_AES128_CM_SHA1_80
+
+    def session(direction: int) -> Session:
+        return Session(policy=Policy(key=key, ssrc_type=direction, srtp_profile=profile))
+
+    tx = session(Policy.SSRC_ANY_OUTBOUND)
+    theirs, ours = session(Policy.SSRC_ANY_INBOUND), session(Policy.SSRC_ANY_INBOUND)
+    unprotect = fastpath.direct_unprotect(ours)
+    for seq in range(200):
+        plain = bytes([0x80, 96]) + seq.to_bytes(2, "big") + (seq * 3000).to_bytes(4, "big") + b"\0\0\0\1"
+        plain += os.urandom(seq * 7 % 1300)
+        packet = tx.protect(plain)
+        assert unprotect(packet) == theirs.unprotect(packet) == plain
+    forged = bytearray(packet)
+    forged[20] ^= 1
+    for bad in (bytes(forged), packet):  # altered; replayed
+        with pytest.raises(pylibsrtp.Error):
+            theirs.unprotect(bad)
+        with pytest.raises(pylibsrtp.Error):
+            unprotect(bad)
+    with pytest.raises(ValueError):
+        unprotect(bytes(70000))
