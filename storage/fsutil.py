@@ -14,37 +14,36 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_durable(path: Path, data: bytes, mode: int = 0o640) -> None:
-    """Write `data` to `path` atomically: temp file, fsync, rename, fsync the directory."""
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _write_renamed(path: Path, data: bytes, mode: int, sync: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
+        write_all(fd, data)
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    fsync_dir(path.parent)
+    if sync:
+        fsync_dir(path.parent)
+
+
+def write_durable(path: Path, data: bytes, mode: int = 0o640) -> None:
+    """Write `data` to `path` atomically: temp file, fsync, rename, fsync the directory."""
+    _write_renamed(path, data, mode, sync=True)
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o640) -> None:
     """Write `data` to `path` atomically (temp file, rename) without forcing it to disk: readers and
     a restarted process see the old or the new content, never a torn file; a power cut may lose it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    _write_renamed(path, data, mode, sync=False)
 
 
 def append_durable(path: Path, data: bytes) -> None:

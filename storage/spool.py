@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from storage.errors import SpoolCorrupt, SpoolError
-from storage.fsutil import fsync_dir
+from storage.fsutil import fsync_dir, write_all
 
 EVIDENCE = "evidence"
 WORK = "work"
@@ -58,9 +58,7 @@ def _write_synced(*files: tuple[Path, bytes]) -> None:
         for path, data in files:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
             fds.append(fd)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_all(fd, data)
         for fd in fds:
             os.fsync(fd)
     finally:
