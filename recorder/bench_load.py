@@ -62,10 +62,6 @@ async def publish(cfg: dict[str, Any], stream: dict[str, str], codec: str) -> tu
         await rec.close()
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
     await asyncio.wait_for(connected.wait(), 60)
-    for _ in range(200):  # the sender starts once DTLS is up; its SRTP session exists from then on
-        if getattr(t.sender.transport, "_tx_srtp", None) is not None and t._codecs:
-            break
-        await asyncio.sleep(0.05)
     return pc, t
 
 
@@ -87,12 +83,12 @@ async def run(cfg: dict[str, Any], stop: threading.Event) -> None:
         async with sem:
             try:
                 pc, t = await publish(cfg, stream, clip.codec)
+                pcs.append(pc)
+                sender = await LeanSender.for_transceiver(t, packets, i / n / clip.fps, frames)
             except Exception as exc:
                 failed += 1
                 print(f"publish {stream['sid']}/{stream['source']} failed: {exc}", file=sys.stderr)
                 return
-        pcs.append(pc)
-        sender = LeanSender(t.sender, t._codecs[0].payloadType, packets, i / n / clip.fps, frames)
         sender.start()
         senders.append(sender)
 

@@ -97,6 +97,19 @@ class LeanSender:
         self.retransmitted = 0
         sender._retransmit = self._retransmit  # aiortc's NACK handler calls this
 
+    @classmethod
+    async def for_transceiver(
+        cls, transceiver: Any, packets: ClipPackets, phase_s: float, counter: list[int], timeout_s: float = 10.0
+    ) -> LeanSender:
+        """The sender of a connected transceiver, once DTLS has given it SRTP keys and the answer a codec."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while getattr(transceiver.sender.transport, "_tx_srtp", None) is None or not transceiver._codecs:
+            if loop.time() > deadline:
+                raise TimeoutError("sender has no SRTP keys or codec yet")
+            await asyncio.sleep(0.05)
+        return cls(transceiver.sender, int(transceiver._codecs[0].payloadType), packets, phase_s, counter)
+
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._seq, self._rtx_seq, self._ts0 = random.getrandbits(16), random.getrandbits(16), random.getrandbits(32)

@@ -25,14 +25,7 @@ def test_lean_sender_is_recorded_whole_and_answers_nacks(server: Server) -> None
         pub = WhipPublisher(main["whip_url"], main["token"], audio=False, track=idle_track())
         await pub.start()
         await pub.wait_connected()
-        t = pub.pc.getTransceivers()[0]
-        for _ in range(100):
-            if getattr(t.sender.transport, "_tx_srtp", None) is not None:
-                break
-            await asyncio.sleep(0.05)
-        pt = t._codecs[0].payloadType
-        assert pt is not None
-        sender = LeanSender(t.sender, pt, packets, 0.0, frames)
+        sender = await LeanSender.for_transceiver(pub.pc.getTransceivers()[0], packets, 0.0, frames)
         udp: Any = sender._udp
         send, n = udp.sendto, [0]
 
