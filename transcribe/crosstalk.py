@@ -15,6 +15,13 @@ The rule, deterministic for the same input lines in any order:
    line. A line on track A also matches a *run* of up to `MAX_RUN` consecutive lines on track B when
    each of them lies mostly (>= 50 % of its own span) inside A's line, the run's span overlaps A's
    line as in 1, and the run's texts joined are similar to A's text as in 1.
+2b. **Fragments.** Live windows cut an utterance at different words on different tracks, so a short
+   piece ("he was.") may stand alone on one track while its words end another track's lines. A line
+   whose words all appear, contiguous and in order, among the words of the other track's overlapping
+   lines, *each word at the same moment* (start within `FRAGMENT_SLACK_S`, `SINGLE_WORD_SLACK_S` for
+   a one-token line), is the same utterance and joins those lines. The same words said again later
+   (an interviewer repeating an answer) are seconds apart and do not match. Needs word timestamps;
+   lines without them use rules 1 and 2 only.
 3. **Groups.** Matches link lines into groups (connected components). In each group the lines of
    every track are taken together (joined text, in time order).
 4. **Who heard it best.** Only a track whose joined text covers every other track's joined text
@@ -48,6 +55,8 @@ MIN_OVERLAP = 0.5
 MIN_SIMILARITY = 0.7
 MIN_COVER = 0.7
 MAX_RUN = 4
+FRAGMENT_SLACK_S = 0.6
+SINGLE_WORD_SLACK_S = 0.3
 
 _HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _WORD = re.compile(r"[^\W_]+")
@@ -132,6 +141,32 @@ def _matches_run(a: Line, run: Sequence[Line]) -> bool:
     return similarity(tokens(a.text), _joined(run)) >= MIN_SIMILARITY
 
 
+def _timed_tokens(ln: Line) -> list[tuple[str, int]]:
+    """(token, word start) for every token of the line's words (empty without word timestamps)."""
+    return [(t, w.start_ns) for w in ln.words for t in tokens(w.word)]
+
+
+def fragment_matches(a: Line, others: Sequence[Line]) -> list[int]:
+    """Indexes into `others` (one track's lines overlapping `a`, in time order) whose words contain all of
+    `a`'s words, contiguous, in order and at the same moments (rule 2b); empty when there is no such place."""
+    mine = _timed_tokens(a)
+    if not mine:
+        return []
+    theirs = [(tok, at, k) for k, b in enumerate(others) for tok, at in _timed_tokens(b)]
+    n = len(mine)
+    slack = round((SINGLE_WORD_SLACK_S if n == 1 else FRAGMENT_SLACK_S) * 1e9)
+    words = [t for t, _ in mine]
+    for p in range(len(theirs) - n + 1):
+        if theirs[p][0] != words[0]:
+            continue
+        window = theirs[p : p + n]
+        if [t for t, _, _ in window] != words:
+            continue
+        if all(abs(at - at_mine) <= slack for (_, at, _), (_, at_mine) in zip(window, mine, strict=True)):
+            return sorted({k for _, _, k in window})
+    return []
+
+
 class _Groups:
     def __init__(self, n: int) -> None:
         self.parent = list(range(n))
@@ -195,6 +230,8 @@ def merge(lines: Sequence[Line]) -> Merged:
                     if _matches_run(a, run):
                         for j in cands[x : y + 1]:
                             groups.union(i, j)
+            for m in fragment_matches(a, [ordered[j] for j in cands]):
+                groups.union(i, cands[m])
 
     members: dict[int, list[int]] = {}
     for i in range(n):

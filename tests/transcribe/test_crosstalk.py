@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from transcribe.audio import RATE
 from transcribe.crosstalk import merge
 from transcribe.guards import RawLine, RawWord
 from transcribe.levels import line_level_db, rms_db
-from transcribe.lines import Line
+from transcribe.lines import Line, Word
 from transcribe.queue import JobQueue
 
 T0 = 1_717_200_000_000_000_000
@@ -22,6 +23,17 @@ S = 1_000_000_000
 
 def ln(source: str, a: float, b: float, text: str, level: float | None = None, conf: float = 0.9) -> Line:
     return Line(source, "audio", T0 + round(a * S), T0 + round(b * S), text, conf, (), level)
+
+
+def timed(source: str, a: float, b: float, text: str, level: float | None = None, shift: float = 0.0) -> Line:
+    """A line with word timestamps spread evenly over [a, b] (each word moved by `shift` seconds)."""
+    said = text.split()
+    step = (b - a) / len(said)
+    words = tuple(
+        Word(T0 + round((a + k * step + shift) * S), T0 + round((a + (k + 1) * step + shift) * S), w, 0.9)
+        for k, w in enumerate(said)
+    )
+    return Line(source, "audio", words[0].start_ns, words[-1].end_ns, text, 0.9, words, level)
 
 
 def texts(lines: list[Line]) -> list[tuple[str, str]]:
@@ -114,6 +126,51 @@ def test_split_lines_long_line_wins_or_the_pieces_win() -> None:
     assert texts(out.lines) == [("panorama", first), ("panorama", second)]
     assert all(x.heard_on == ("main",) for x in out.lines)
     assert [d.line.text for d in out.duplicates] == [long]
+
+
+SENTENCE = "Had he married a more amiable woman he might have been made still more respectable than he was."
+
+
+def _sentence_at(source: str, level: float, words: slice, shift: float = 0.0) -> Line:
+    """Part of SENTENCE as one line, its words where they fall when the sentence runs 10.0 s to 16.0 s."""
+    said = SENTENCE.split()
+    step = 6.0 / len(said)
+    first, stop, _ = words.indices(len(said))
+    a, b = 10.0 + first * step, 10.0 + stop * step
+    return timed(source, a, b, " ".join(said[words]), level, shift)
+
+
+def test_a_fragment_cut_elsewhere_by_a_live_window_joins_the_same_words_on_the_other_track() -> None:
+    # as a live pass once cut it: the louder panorama has "... than he" + "was.", the quieter main
+    # microphone has the sentence up to "than" and then "he was." alone at the same moments
+    pano = [_sentence_at("panorama", -20.0, slice(0, -1)), _sentence_at("panorama", -20.0, slice(-1, None))]
+    main = [_sentence_at("main", -32.0, slice(0, -2), shift=0.15), _sentence_at("main", -32.0, slice(-2, None), 0.2)]
+    out = merge([*main, *pano])
+    assert [x.source for x in out.lines] == ["panorama", "panorama"]
+    assert all(x.heard_on == ("main",) for x in out.lines)
+    assert sorted(d.line.text for d in out.duplicates) == sorted(x.text for x in main)
+    marks = crosstalk.live_marks(dict(enumerate([*pano, *main])))
+    assert marks[3].duplicate_of is not None  # "he was." on main: nothing new to show
+    # the mirror: the fragment is on the louder track, so both of its lines stay
+    main_loud = [replace(x, level_db=-15.0) for x in main]
+    out = merge([*main_loud, *pano])
+    assert [x.text for x in out.lines] == [x.text for x in main]
+    # a one-word fragment must fall on the very moment of the other track's word
+    whole = [_sentence_at("panorama", -20.0, slice(0, None))]
+    one = _sentence_at("main", -32.0, slice(-1, None), shift=0.1)
+    assert [x.source for x in merge([one, *whole]).lines] == ["panorama"]
+    assert len(merge([_sentence_at("main", -32.0, slice(-1, None), shift=0.4), *whole]).lines) == 2
+
+
+def test_the_same_words_said_again_or_by_someone_else_later_are_not_a_fragment() -> None:
+    pano = [_sentence_at("panorama", -20.0, slice(0, None))]
+    # someone echoes "than he was" 0.8 s behind the speaker: same words, other moments
+    repeat = _sentence_at("main", -20.0, slice(-3, None), shift=0.8)
+    assert repeat.start_ns < pano[0].end_ns  # still overlapping in time, so only the word times tell
+    assert len(merge([*pano, repeat]).lines) == 2
+    # two speakers at once who share two words at different moments within the overlap
+    other = timed("main", 14.0, 16.0, "he was never there", -20.0)
+    assert len(merge([*pano, other]).lines) == 2
 
 
 def test_a_track_that_heard_only_half_never_replaces_the_whole() -> None:
