@@ -12,6 +12,7 @@ from recorder.bench_sender import ClipPackets, LeanSender
 from tests.recorder.conftest import Server
 from tests.recorder.evidence import decodes, gaps, segments, spooled_files, verify_chain
 from tests.recorder.peers import WhipPublisher
+from tests.recorder.workerfix import run
 
 
 def test_lean_sender_is_recorded_whole_and_answers_nacks(server: Server) -> None:
@@ -42,11 +43,7 @@ def test_lean_sender_is_recorded_whole_and_answers_nacks(server: Server) -> None
         await pub.pc.close()
         return sender
 
-    loop = asyncio.new_event_loop()
-    try:
-        sender = loop.run_until_complete(scenario())
-    finally:
-        loop.close()
+    sender = run(scenario())
     with server.api() as c:
         assert c.post(f"/api/sessions/{sid}/stop").status_code == 200
     entries = verify_chain(server.services, sid)

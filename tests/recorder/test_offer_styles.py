@@ -19,6 +19,7 @@ import pytest
 from tests.recorder.conftest import Server
 from tests.recorder.evidence import decodes, segments, spooled_files, verify_chain
 from tests.recorder.peers import WhipPublisher
+from tests.recorder.workerfix import run
 
 pytestmark = pytest.mark.slow
 
@@ -210,11 +211,7 @@ def test_offer_styles_negotiate_and_record(server: Server, style: str, codec: st
         await pub.close()
         return answer
 
-    loop = asyncio.new_event_loop()
-    try:
-        answer = loop.run_until_complete(scenario())
-    finally:
-        loop.close()
+    answer = run(scenario())
     # the answer takes the client's numbering and accepts what the recorder records
     assert re.search(rf"a=rtpmap:{video_pt} {codec}/90000", answer, re.I), answer
     assert re.search(rf"a=rtpmap:{audio_pt} opus/48000/2", answer, re.I), answer
