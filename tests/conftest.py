@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tonglu.settings import Settings
+from tonglu.config import Settings
 
 
 @pytest.fixture
@@ -54,14 +54,14 @@ class SeaweedServer:
         }
         s = Settings.from_env(values)
         if bootstrap:
-            from storage.bootstrap import bootstrap as do_bootstrap
-            from storage.signing import SiteKey
+            from tonglu.evidence.bootstrap import bootstrap as do_bootstrap
+            from tonglu.evidence.signing import SiteKey
 
             do_bootstrap(self.object_store(s, "admin"), s, SiteKey.load_or_create(s.keys_dir))
         return s
 
     def object_store(self, settings: Settings, role: str = "recorder") -> Any:
-        from storage.objectstore import ObjectStore
+        from tonglu.evidence.objectstore import ObjectStore
 
         access, secret = self.credentials[role]
         return ObjectStore(
@@ -76,7 +76,7 @@ class SeaweedServer:
 
 @pytest.fixture(scope="session")
 def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
-    from storage.seaweed import EmbeddedStore
+    from tonglu.evidence.seaweed import EmbeddedStore
 
     # One volume per bucket that holds data; weed mini's automatic limit (77 here) would run out
     # after ~38 tests' bucket pairs and then fail PUTs with InternalError 500.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 
 from tests.recorder.conftest import Server
-from web.routes.capture import capture_view
+from tonglu.web.routes.capture import capture_view
 
 
 def status(server: Server, sid: str, token: str | None) -> httpx.Response:

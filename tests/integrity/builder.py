@@ -10,15 +10,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from integrity.config import AnalysisConfig
-from integrity.evidence import DirEvidence
-from integrity.service import Review
-from storage import keys
-from storage.ledger import Ledger
-from storage.manifest import GapRecord, SegmentRecord
-from storage.signing import SiteKey
-from storage.spool import Spool
-from tonglu.settings import Settings
+from tonglu.config import Settings
+from tonglu.evidence import keys
+from tonglu.evidence.ledger import Ledger
+from tonglu.evidence.manifest import GapRecord, SegmentRecord
+from tonglu.evidence.signing import SiteKey
+from tonglu.evidence.spool import Spool
+from tonglu.integrity.config import AnalysisConfig
+from tonglu.integrity.evidence import DirEvidence
+from tonglu.integrity.service import Review
 
 MEDIA = Path(__file__).resolve().parents[1] / "fixtures" / "integrity" / "media"
 S = 1_000_000_000

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from integrity.findings import (
+from tests.integrity.builder import SOURCES, T0, Scenario, build, find
+from tonglu.evidence.manifest import GapRecord
+from tonglu.integrity.findings import (
     AV_DRIFT,
     CLOCK_STEP,
     CONTINUITY,
@@ -18,10 +20,8 @@ from integrity.findings import (
     VERIFIER_FAILURE,
     finding_id,
 )
-from integrity.report import build as build_report
-from integrity.timefmt import iso_utc
-from storage.manifest import GapRecord
-from tests.integrity.builder import SOURCES, T0, Scenario, build, find
+from tonglu.integrity.report import build as build_report
+from tonglu.integrity.timefmt import iso_utc
 
 S = 1_000_000_000
 MS = 1_000_000
@@ -225,7 +225,7 @@ def test_explained_gap_shows_as_explained_and_is_signed(tmp_path: Path) -> None:
     ],
 )
 def test_bad_explanations_are_refused(tmp_path: Path, finding, reason, text, approver, message) -> None:
-    from integrity.errors import IntegrityError
+    from tonglu.integrity.errors import IntegrityError
 
     gap = GapRecord("main", "video", "no_packets", T0 + 3 * S, T0 + 3500 * MS)
     b = build(tmp_path, Scenario(gaps=[gap]))
@@ -250,7 +250,7 @@ def test_still_recording_session(tmp_path: Path) -> None:
 
 
 def test_unknown_session(tmp_path: Path) -> None:
-    from integrity.errors import UnknownSession
+    from tonglu.integrity.errors import UnknownSession
 
     b = build(tmp_path, Scenario())
     with pytest.raises(UnknownSession):

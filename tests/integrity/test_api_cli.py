@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from storage import verify_core
-from storage.manifest import GapRecord
 from tests.integrity.builder import T0, Scenario, build
-from tonglu.settings import Settings
+from tonglu.config import Settings
+from tonglu.evidence import verify_core
+from tonglu.evidence.manifest import GapRecord
 
 S = 1_000_000_000
 TOKEN = "test-admin-token-integrity"
@@ -31,8 +31,8 @@ def settings_for(tmp: Path) -> Settings:
 
 @pytest.fixture
 def app_session(tmp_path: Path):
-    from web.app import create_app
-    from web.services import Services
+    from tonglu.web.app import create_app
+    from tonglu.web.services import Services
 
     settings = settings_for(tmp_path)
     gap = GapRecord("main", "video", "peer_disconnect", T0 + 3 * S, T0 + 3500 * S // 1000)

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from integrity.errors import SessionStillRecording
-from integrity.export import export_session
-from storage import canonical, verify_core
-from storage.manifest import ManifestEntry
 from tests.integrity.builder import T0, Scenario, build
+from tonglu.evidence import canonical, verify_core
+from tonglu.evidence.manifest import ManifestEntry
+from tonglu.integrity.errors import SessionStillRecording
+from tonglu.integrity.export import export_session
 
 S = 1_000_000_000
 TONGLU = str(Path(sys.executable).with_name("tonglu"))

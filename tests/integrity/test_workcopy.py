@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from integrity.timefmt import NS, local_text
-from integrity.workcopy import build_for_session, cjk_font, clock_filter_kwargs, ffmpeg_binary, geometry_for
-from storage.spool import WORK
 from tests.integrity.builder import T0, Scenario, build, find
+from tonglu.evidence.spool import WORK
+from tonglu.integrity.timefmt import NS, local_text
+from tonglu.integrity.workcopy import build_for_session, cjk_font, clock_filter_kwargs, ffmpeg_binary, geometry_for
 
 S = NS
 HEIGHT = 360

@@ -16,13 +16,13 @@ import pytest
 import uvicorn
 from argon2 import PasswordHasher
 
-from recorder.local import LocalRecorder
-from recorder.router import RecorderRouter
-from tonglu.settings import Settings
-from web.accounts import USER_ROLES, Accounts
-from web.app import create_app
-from web.audit import AuditLog
-from web.services import Services
+from tonglu.config import Settings
+from tonglu.recorder.local import LocalRecorder
+from tonglu.recorder.router import RecorderRouter
+from tonglu.web.accounts import USER_ROLES, Accounts
+from tonglu.web.app import create_app
+from tonglu.web.audit import AuditLog
+from tonglu.web.services import Services
 
 ADMIN = "live-admin-token-" + "x" * 24
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)

@@ -21,9 +21,9 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.codecs import get_decoder
 from aiortc.mediastreams import MediaStreamTrack
 
-from recorder import seam
-from recorder.codecs import h264_nals
 from tests.recorder.peers import PacketLoop, WhipPublisher
+from tonglu.recorder import seam
+from tonglu.recorder.codecs import h264_nals
 
 ENCODERS = {"VP8": ("libvpx", {"deadline": "realtime", "cpu-used": "8"}), "H264": ("libx264", {"tune": "zerolatency"})}
 

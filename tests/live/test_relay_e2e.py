@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from recorder.relay import AUDIO_QUEUE_FRAMES, VIDEO_QUEUE_FRAMES, Subscriber
 from tests.live.conftest import LiveServer
 from tests.live.media import WhepViewer, packet_publisher
 from tests.recorder.evidence import decodes, gaps, segments, spooled_files, verify_chain
+from tonglu.recorder.relay import AUDIO_QUEUE_FRAMES, VIDEO_QUEUE_FRAMES, Subscriber
 
 pytestmark = pytest.mark.slow
 

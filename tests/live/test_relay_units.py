@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from recorder.errors import OfferMalformed, OfferNoMedia, OfferUnsupportedCodec
-from recorder.participants import fold, is_remote_source, joined_body, left_body, source_specs
-from recorder.relay import KeyframeGate, Rebaser, Relay, Subscriber, TrackTap, is_keyframe
-from recorder.whep import check_whep_offer, monitoring_summary
+from tonglu.recorder.errors import OfferMalformed, OfferNoMedia, OfferUnsupportedCodec
+from tonglu.recorder.participants import fold, is_remote_source, joined_body, left_body, source_specs
+from tonglu.recorder.relay import KeyframeGate, Rebaser, Relay, Subscriber, TrackTap, is_keyframe
+from tonglu.recorder.whep import check_whep_offer, monitoring_summary
 
 VP8_KEY = bytes([0x10, 0x02, 0x00, 0x9D, 0x01, 0x2A, 0x40, 0x01, 0xF0, 0x00]) + b"\x00" * 20
 VP8_DELTA = bytes([0x31, 0x02, 0x00]) + b"\x11" * 20

@@ -14,11 +14,11 @@ import httpx
 import pytest
 import uvicorn
 
-from recorder.local import LocalRecorder
-from recorder.router import RecorderRouter
-from tonglu.settings import Settings
-from web.app import create_app
-from web.services import Services
+from tonglu.config import Settings
+from tonglu.recorder.local import LocalRecorder
+from tonglu.recorder.router import RecorderRouter
+from tonglu.web.app import create_app
+from tonglu.web.services import Services
 
 ADMIN = "test-admin-token"
 

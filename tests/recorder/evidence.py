@@ -8,11 +8,11 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from storage.evidence_dir import spooled_objects, write_session_dir
-from storage.manifest import GENESIS
-from storage.verify import verify_path
-from storage.verify_core import Result
-from web.services import Services
+from tonglu.evidence.evidence_dir import spooled_objects, write_session_dir
+from tonglu.evidence.manifest import GENESIS
+from tonglu.evidence.verify import verify_path
+from tonglu.evidence.verify_core import Result
+from tonglu.web.services import Services
 
 
 def spooled_files(services: Services) -> dict[str, Path]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from recorder.assembler import FrameAssembler
+from tonglu.recorder.assembler import FrameAssembler
 
 
 def _frames(n_frames: int, sizes: list[int], first_seq: int = 1000) -> list[tuple[int, int, bool, bytes, bool]]:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from recorder.bench_load import idle_track
-from recorder.bench_media import encode_clip
-from recorder.bench_sender import ClipPackets, LeanSender
 from tests.recorder.conftest import Server
 from tests.recorder.evidence import decodes, gaps, segments, spooled_files, verify_chain
 from tests.recorder.peers import WhipPublisher
 from tests.recorder.workerfix import run
+from tonglu.bench.load import idle_track
+from tonglu.bench.media import encode_clip
+from tonglu.bench.sender import ClipPackets, LeanSender
 
 
 def test_lean_sender_is_recorded_whole_and_answers_nacks(server: Server) -> None:

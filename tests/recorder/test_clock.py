@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from recorder.clock import (
+from tonglu.recorder.clock import (
     NTP_UNIX_OFFSET_S,
     STEP_NS,
     ClockStep,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from recorder.clock import TrackClock
-from recorder.gaps import GapDetector, GapPolicy
+from tonglu.recorder.clock import TrackClock
+from tonglu.recorder.gaps import GapDetector, GapPolicy
 
 MS = 1_000_000
 T0 = 1_700_000_000_000_000_000

@@ -7,14 +7,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from recorder.context import RecorderContext
-from storage import keys
-from storage.index import Index
-from storage.ledger import Ledger
-from storage.manifest import GapRecord, SegmentRecord
-from storage.signing import SiteKey
-from storage.spool import Spool
-from tonglu.settings import Settings
+from tonglu.config import Settings
+from tonglu.evidence import keys
+from tonglu.evidence.index import Index
+from tonglu.evidence.ledger import Ledger
+from tonglu.evidence.manifest import GapRecord, SegmentRecord
+from tonglu.evidence.signing import SiteKey
+from tonglu.evidence.spool import Spool
+from tonglu.recorder.context import RecorderContext
 
 
 def segment(sid: str, i: int) -> dict[str, Any]:

@@ -17,15 +17,15 @@ from typing import Any
 
 import pytest
 
-from recorder.local import LocalRecorder
-from recorder.muxer import SegmentWriter
-from recorder.overload import OverloadGap, OverloadTracker
-from recorder.router import RecorderRouter
 from tests.recorder.conftest import make_settings
 from tests.recorder.evidence import decodes, gaps, segments, spooled_files, verify_chain
 from tests.recorder.peers import WhipPublisher
 from tests.recorder.workerfix import run, web_app
-from web.services import Services
+from tonglu.recorder.local import LocalRecorder
+from tonglu.recorder.muxer import SegmentWriter
+from tonglu.recorder.overload import OverloadGap, OverloadTracker
+from tonglu.recorder.router import RecorderRouter
+from tonglu.web.services import Services
 
 # -- the rules ---------------------------------------------------------------------------------
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from recorder.pipeline import SharedPipeline
-from recorder.seam import DropQueue
+from tonglu.recorder.pipeline import SharedPipeline
+from tonglu.recorder.seam import DropQueue
 
 
 class Recorder:
@@ -93,8 +93,8 @@ def test_deferred_frames_wait_for_the_wake() -> None:
 
 def test_background_threads_yield_to_the_event_loop() -> None:
     """Sealer and pipeline threads run at a higher nice value than the thread that made them."""
-    from recorder.context import RecorderContext
-    from recorder.priority import PIPELINE_NICE, SEAL_NICE, nice_of_this_thread
+    from tonglu.recorder.context import RecorderContext
+    from tonglu.recorder.priority import PIPELINE_NICE, SEAL_NICE, nice_of_this_thread
 
     base = nice_of_this_thread()
     ctx = RecorderContext(settings=None, spool=None, ledger=None)  # type: ignore[arg-type]

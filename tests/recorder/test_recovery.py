@@ -147,7 +147,7 @@ def packets(path: Path) -> int:
 
 def verify_chain_open(services: Any, sid: str) -> list[Any]:
     """The chain links of a session that is still recording (no final checkpoint yet)."""
-    from storage.manifest import GENESIS
+    from tonglu.evidence.manifest import GENESIS
 
     entries = services.ledger.entries(sid)
     prev = GENESIS

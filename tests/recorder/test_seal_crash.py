@@ -17,20 +17,20 @@ from typing import Any
 
 import pytest
 
-from recorder.context import RecorderContext
-from recorder.faults import ENV, ONCE_ENV, POINTS, SimulatedCrash
-from recorder.recovery import recover_session
-from recorder.store import SessionStore
-from recorder.track import SIDECAR, seal_file, staged_sidecars
-from storage import keys
-from storage.evidence_dir import spooled_objects
-from storage.fsutil import write_durable
-from storage.logctx import context_logger
 from tests.recorder.conftest import make_settings
 from tests.recorder.evidence import laid_out, segments
 from tests.recorder.peers import WhipPublisher
 from tests.recorder.workerfix import cluster, run, staged_files
-from web.services import Services
+from tonglu.evidence import keys
+from tonglu.evidence.evidence_dir import spooled_objects
+from tonglu.evidence.fsutil import write_durable
+from tonglu.evidence.logctx import context_logger
+from tonglu.recorder.context import RecorderContext
+from tonglu.recorder.faults import ENV, ONCE_ENV, POINTS, SimulatedCrash
+from tonglu.recorder.recovery import recover_session
+from tonglu.recorder.store import SessionStore
+from tonglu.recorder.track import SIDECAR, seal_file, staged_sidecars
+from tonglu.web.services import Services
 
 REQUEST = {
     "room": "第一审讯室",

@@ -18,9 +18,9 @@ import av
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 
-from recorder import fastpath, seam
-from recorder.codecs import vp8_keyframe
 from tests.recorder.peers import TestPattern, Tone
+from tonglu.recorder import fastpath, seam
+from tonglu.recorder.codecs import vp8_keyframe
 
 
 def test_pinned_versions() -> None:

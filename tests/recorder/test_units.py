@@ -11,11 +11,11 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from recorder import errors
-from recorder.clock import SourceClock, TrackClock, Unwrapper
-from recorder.codecs import h264_keyframe, opus_duration, vp8_keyframe
-from recorder.sdp import check_offer, munge_answer
-from recorder.segmenter import Segmenter
+from tonglu.recorder import errors
+from tonglu.recorder.clock import SourceClock, TrackClock, Unwrapper
+from tonglu.recorder.codecs import h264_keyframe, opus_duration, vp8_keyframe
+from tonglu.recorder.sdp import check_offer, munge_answer
+from tonglu.recorder.segmenter import Segmenter
 
 OFFER = """v=0\r
 o=- 1 2 IN IP4 127.0.0.1\r
@@ -172,7 +172,7 @@ def test_vp8_payload_matches_aiortc_depayload(head: bytes, tail: bytes) -> None:
     """Our per-packet VP8 descriptor strip returns what aiortc's does and fails where it fails."""
     from aiortc.codecs.vpx import vp8_depayload
 
-    from recorder.codecs import vp8_payload
+    from tonglu.recorder.codecs import vp8_payload
 
     data = head + tail
     try:
@@ -189,7 +189,7 @@ def test_vp8_payload_matches_aiortc_depayload(head: bytes, tail: bytes) -> None:
 def test_vp8_payload_every_descriptor_extension() -> None:
     from aiortc.codecs.vpx import vp8_depayload
 
-    from recorder.codecs import vp8_payload
+    from tonglu.recorder.codecs import vp8_payload
 
     for first in (0x80 | 0x10, 0x90):  # every extension combination, short and long picture ids
         for ext in range(0, 256, 16):

@@ -11,15 +11,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from recorder.remote import SECRET_HEADER, HttpRecorder
-from recorder.router import RecorderRouter, owner_index
-from recorder.workers import start_workers
-from storage.signing import verify_signature
 from tests.recorder.conftest import ADMIN, make_settings
 from tests.recorder.evidence import decodes, ffprobe, gaps, segments, verify_chain
 from tests.recorder.peers import WhipPublisher
 from tests.recorder.workerfix import cluster, run, session_for_worker, staged_files, web_app
-from web.services import Services
+from tonglu.evidence.signing import verify_signature
+from tonglu.recorder.remote import SECRET_HEADER, HttpRecorder
+from tonglu.recorder.router import RecorderRouter, owner_index
+from tonglu.recorder.workers import start_workers
+from tonglu.web.services import Services
 
 pytestmark = pytest.mark.slow
 

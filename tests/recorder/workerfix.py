@@ -11,12 +11,12 @@ from typing import Any
 
 import uvicorn
 
-from recorder.router import build_router, owner_index
-from recorder.workers import WorkersHandle, start_workers
 from tests.recorder.conftest import Server
-from tonglu.settings import Settings
-from web.app import create_app
-from web.services import Services
+from tonglu.config import Settings
+from tonglu.recorder.router import build_router, owner_index
+from tonglu.recorder.workers import WorkersHandle, start_workers
+from tonglu.web.app import create_app
+from tonglu.web.services import Services
 
 
 @contextlib.contextmanager

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from storage import canonical, merkle
-from storage.checkpoint import Checkpoint, human_digest, sign_checkpoint
-from storage.errors import CanonicalError, ManifestError
-from storage.manifest import GENESIS, GapRecord, HashChain, ManifestEntry, SegmentRecord
-from storage.signing import SiteKey, load_public_pem, verify_signature
+from tonglu.evidence import canonical, merkle
+from tonglu.evidence.checkpoint import Checkpoint, human_digest, sign_checkpoint
+from tonglu.evidence.errors import CanonicalError, ManifestError
+from tonglu.evidence.manifest import GENESIS, GapRecord, HashChain, ManifestEntry, SegmentRecord
+from tonglu.evidence.signing import SiteKey, load_public_pem, verify_signature
 
 
 def _mth(leaves: list[bytes]) -> bytes:

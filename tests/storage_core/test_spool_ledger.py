@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from storage import keys, merkle
-from storage.errors import SpoolCorrupt
-from storage.ledger import Ledger
-from storage.signing import SiteKey, load_public_pem, verify_signature
-from storage.spool import WORK, Spool, SpoolItem
+from tonglu.evidence import keys, merkle
+from tonglu.evidence.errors import SpoolCorrupt
+from tonglu.evidence.ledger import Ledger
+from tonglu.evidence.signing import SiteKey, load_public_pem, verify_signature
+from tonglu.evidence.spool import WORK, Spool, SpoolItem
 
 
 def _ledger(root: Path) -> Ledger:

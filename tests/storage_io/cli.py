@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tonglu.settings import Settings
+from tonglu.config import Settings
 
 ENV_KEYS = {
     "data_dir": "TONGLU_DATA_DIR",

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from storage.errors import StorageError
-from storage.keys import public_key_key
-from storage.ledger import Ledger
-from storage.objectstore import ObjectStore
-from storage.seaweed import load_endpoint, s3_answers
-from storage.signing import PRIVATE_NAME, SiteKey
-from storage.spool import Spool
 from tests.storage_io.cli import env_for, run_tonglu, spool_files, tonglu_cmd
-from tonglu.settings import Settings
+from tonglu.config import Settings
+from tonglu.evidence.errors import StorageError
+from tonglu.evidence.keys import public_key_key
+from tonglu.evidence.ledger import Ledger
+from tonglu.evidence.objectstore import ObjectStore
+from tonglu.evidence.seaweed import load_endpoint, s3_answers
+from tonglu.evidence.signing import PRIVATE_NAME, SiteKey
+from tonglu.evidence.spool import Spool
 
 
 def seg_key(sid: str, i: int) -> str:

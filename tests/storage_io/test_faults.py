@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from storage.bootstrap import bootstrap
-from storage.ledger import Ledger
-from storage.manifest import ManifestEntry
-from storage.objectstore import ObjectStore
-from storage.seaweed import EmbeddedStore, load_endpoint
-from storage.signing import SiteKey
-from storage.spool import Spool
 from tests.storage_io.cli import env_for, run_tonglu, tonglu_cmd
-from tonglu.settings import Settings
+from tonglu.config import Settings
+from tonglu.evidence.bootstrap import bootstrap
+from tonglu.evidence.ledger import Ledger
+from tonglu.evidence.manifest import ManifestEntry
+from tonglu.evidence.objectstore import ObjectStore
+from tonglu.evidence.seaweed import EmbeddedStore, load_endpoint
+from tonglu.evidence.signing import SiteKey
+from tonglu.evidence.spool import Spool
 
 pytestmark = pytest.mark.slow
 

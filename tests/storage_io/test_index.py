@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from storage import keys
-from storage.index import Index, SessionFilter, record
-from storage.ledger import Ledger
-from storage.manifest import GapRecord, SegmentRecord
-from storage.reindex import reindex
-from storage.signing import SiteKey
-from storage.spool import Spool
-from storage.uploader import Uploader
-from tonglu.settings import Settings
+from tonglu.config import Settings
+from tonglu.evidence import keys
+from tonglu.evidence.index import Index, SessionFilter, record
+from tonglu.evidence.ledger import Ledger
+from tonglu.evidence.manifest import GapRecord, SegmentRecord
+from tonglu.evidence.reindex import reindex
+from tonglu.evidence.signing import SiteKey
+from tonglu.evidence.spool import Spool
+from tonglu.evidence.uploader import Uploader
 
 START = {
     "room": "审讯室1",

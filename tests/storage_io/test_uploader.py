@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 from minio.commonconfig import COMPLIANCE
 
-from storage.errors import ObjectNotFound, SpoolCorrupt
-from storage.ledger import Ledger
-from storage.manifest import ManifestEntry
-from storage.objectstore import ObjectStore
-from storage.reader import EvidenceReader
-from storage.signing import SiteKey
-from storage.spool import WORK, Spool
-from storage.uploader import Uploader
-from tonglu.settings import Settings
+from tonglu.config import Settings
+from tonglu.evidence.errors import ObjectNotFound, SpoolCorrupt
+from tonglu.evidence.ledger import Ledger
+from tonglu.evidence.manifest import ManifestEntry
+from tonglu.evidence.objectstore import ObjectStore
+from tonglu.evidence.reader import EvidenceReader
+from tonglu.evidence.signing import SiteKey
+from tonglu.evidence.spool import WORK, Spool
+from tonglu.evidence.uploader import Uploader
 
 
 def seg_key(sid: str, i: int) -> str:

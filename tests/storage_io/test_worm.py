@@ -15,12 +15,12 @@ from minio import Minio
 from minio.commonconfig import COMPLIANCE, GOVERNANCE
 from minio.objectlockconfig import DAYS, ObjectLockConfig
 
-from storage.bootstrap import bootstrap
-from storage.errors import ConfigError, ObjectConflict, ObjectNotFound, StoreAuthError, StoreError
-from storage.keys import public_key_key
-from storage.objectstore import ObjectStore
-from storage.signing import SiteKey
-from tonglu.settings import Settings
+from tonglu.config import Settings
+from tonglu.evidence.bootstrap import bootstrap
+from tonglu.evidence.errors import ConfigError, ObjectConflict, ObjectNotFound, StoreAuthError, StoreError
+from tonglu.evidence.keys import public_key_key
+from tonglu.evidence.objectstore import ObjectStore
+from tonglu.evidence.signing import SiteKey
 
 
 def sha(data: bytes) -> str:

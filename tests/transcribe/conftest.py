@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from storage.ledger import Ledger
-from storage.signing import SiteKey
-from storage.spool import Spool
-from tonglu.settings import Settings
-from transcribe.audio import RATE, decode
-from transcribe.evaluation import CORPUS, noise_clips
+from tonglu.bench.evaluation import CORPUS, noise_clips
+from tonglu.config import Settings
+from tonglu.evidence.ledger import Ledger
+from tonglu.evidence.signing import SiteKey
+from tonglu.evidence.spool import Spool
+from tonglu.transcribe.audio import RATE, decode
 
 SPEECH = CORPUS
 LIBRIVOX = sorted((SPEECH / "en" / "librivox").glob("*.wav"))
@@ -66,16 +66,16 @@ def noise_set(seconds: float = 20.0) -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="session")
 def tiny_engine():  # type: ignore[no-untyped-def]
-    from transcribe.engine import Engine
-    from transcribe.models import resolve_model
+    from tonglu.transcribe.engine import Engine
+    from tonglu.transcribe.models import resolve_model
 
     return Engine(resolve_model("tiny.en"), language="en")
 
 
 @pytest.fixture(scope="session")
 def base_engine():  # type: ignore[no-untyped-def]
-    from transcribe.engine import Engine
-    from transcribe.models import resolve_model
+    from tonglu.transcribe.engine import Engine
+    from tonglu.transcribe.models import resolve_model
 
     return Engine(resolve_model("base"), language="zh")
 

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from tests.transcribe.conftest import LIBRIVOX, SPEECH, compose, first_word_s, load, noise_set
-from transcribe.audio import RATE
-from transcribe.evaluation import corpus, error_rate, join_lines
-from transcribe.guards import clean_text
+from tonglu.bench.evaluation import corpus, error_rate, join_lines
+from tonglu.transcribe.audio import RATE
+from tonglu.transcribe.guards import clean_text
 
 pytestmark = pytest.mark.whisper
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from transcribe import crosstalk, documents, exports
-from transcribe.audio import RATE
-from transcribe.crosstalk import merge
-from transcribe.guards import RawLine, RawWord
-from transcribe.levels import line_level_db, rms_db
-from transcribe.lines import Line, Word
-from transcribe.queue import JobQueue
+from tonglu.transcribe import crosstalk, documents, exports
+from tonglu.transcribe.audio import RATE
+from tonglu.transcribe.crosstalk import merge
+from tonglu.transcribe.guards import RawLine, RawWord
+from tonglu.transcribe.levels import line_level_db, rms_db
+from tonglu.transcribe.lines import Line, Word
+from tonglu.transcribe.queue import JobQueue
 
 T0 = 1_717_200_000_000_000_000
 S = 1_000_000_000

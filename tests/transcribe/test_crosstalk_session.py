@@ -13,19 +13,19 @@ from typing import Any
 import numpy as np
 import pytest
 
-from storage.ledger import Ledger
-from storage.signing import SiteKey
-from storage.spool import Spool
 from tests.transcribe.conftest import LIBRIVOX, first_word_s, load, reference
 from tests.transcribe.test_session import wait_for
-from tonglu.settings import Settings
-from transcribe import exports
-from transcribe.audio import RATE
-from transcribe.evaluation import error_rate, join_lines
-from transcribe.service import TranscriptService
-from transcribe.simulate import SimSession
-from transcribe.source import evidence_reader
-from transcribe.workers import start_workers
+from tonglu.bench.evaluation import error_rate, join_lines
+from tonglu.bench.simulate import SimSession
+from tonglu.config import Settings
+from tonglu.evidence.ledger import Ledger
+from tonglu.evidence.signing import SiteKey
+from tonglu.evidence.spool import Spool
+from tonglu.transcribe import exports
+from tonglu.transcribe.audio import RATE
+from tonglu.transcribe.service import TranscriptService
+from tonglu.transcribe.source import evidence_reader
+from tonglu.transcribe.workers import start_workers
 
 pytestmark = [pytest.mark.whisper, pytest.mark.slow]
 T0 = 1_717_300_000_000_000_000

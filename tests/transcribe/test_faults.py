@@ -12,12 +12,12 @@ import pytest
 
 from tests.transcribe.conftest import LIBRIVOX, Env, compose
 from tests.transcribe.test_session import T0, wait_for
-from transcribe.audio import BadSpan, SegmentRef
-from transcribe.errors import LeaseLost
-from transcribe.lines import Line
-from transcribe.queue import JobQueue, LiveJob
-from transcribe.simulate import SimSession
-from transcribe.workers import start_workers
+from tonglu.bench.simulate import SimSession
+from tonglu.transcribe.audio import BadSpan, SegmentRef
+from tonglu.transcribe.errors import LeaseLost
+from tonglu.transcribe.lines import Line
+from tonglu.transcribe.queue import JobQueue, LiveJob
+from tonglu.transcribe.workers import start_workers
 
 
 def test_lease_lost_commit_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -97,7 +97,7 @@ def test_a_worker_writes_nothing_on_stdout(env: Env) -> None:
     import subprocess
     import sys
 
-    argv = [sys.executable, "-m", "transcribe.worker", "--data-dir", str(env.settings.data_dir)]
+    argv = [sys.executable, "-m", "tonglu.transcribe.worker", "--data-dir", str(env.settings.data_dir)]
     proc = subprocess.Popen(
         [*argv, "--worker-id", "w-out", "--model", "tiny.en", "--language", "en"],
         stdin=subprocess.DEVNULL,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from transcribe.errors import ModelChecksumError, ModelError
-from transcribe.models import BASE_SHA256, BASE_SIZE, base_parts, prepare_base, resolve_model
+from tonglu.transcribe.errors import ModelChecksumError, ModelError
+from tonglu.transcribe.models import BASE_SHA256, BASE_SIZE, base_parts, prepare_base, resolve_model
 
 
 def test_prepare_base_reassembles_and_is_idempotent(tmp_path: Path) -> None:

@@ -6,14 +6,14 @@ import io
 
 import pytest
 
-from transcribe import documents, exports, guards
-from transcribe.audio import SegmentRef
-from transcribe.errors import CorrectionError
-from transcribe.evaluation import en_words, error_rate, zh_chars
-from transcribe.guards import RawLine, RawWord
-from transcribe.lines import Line, Word, iso, parse_iso, to_wall
-from transcribe.live import plan_cut
-from transcribe.speakers import speaker_for
+from tonglu.bench.evaluation import en_words, error_rate, zh_chars
+from tonglu.transcribe import documents, exports, guards
+from tonglu.transcribe.audio import SegmentRef
+from tonglu.transcribe.errors import CorrectionError
+from tonglu.transcribe.guards import RawLine, RawWord
+from tonglu.transcribe.lines import Line, Word, iso, parse_iso, to_wall
+from tonglu.transcribe.live import plan_cut
+from tonglu.transcribe.speakers import speaker_for
 
 T0 = 1_717_200_000_000_000_000  # 2024-06-01T00:00:00Z
 
@@ -223,7 +223,7 @@ def test_split_at_pauses_starts_a_new_line_when_the_speaker_pauses() -> None:
 def test_packing_lays_tracks_side_by_side_and_maps_lines_back() -> None:
     import numpy as np
 
-    from transcribe import packing
+    from tonglu.transcribe import packing
 
     a = np.ones(16000 * 10, np.float32)
     b = np.full(16000 * 8, 0.5, np.float32)
@@ -244,7 +244,7 @@ def test_packing_lays_tracks_side_by_side_and_maps_lines_back() -> None:
 
 
 def test_final_pass_clips_group_speech_up_to_the_window_and_cut_longer_speech() -> None:
-    from transcribe.clips import clip_spans
+    from tonglu.transcribe.clips import clip_spans
 
     chunks = [(0.0, 5.0), (6.0, 20.0), (21.0, 28.0), (30.0, 35.0), (40.0, 110.0)]
     clips = clip_spans(chunks, max_s=29.0)
@@ -257,7 +257,7 @@ def test_final_pass_clips_group_speech_up_to_the_window_and_cut_longer_speech() 
 
 
 def test_speech_the_decode_left_without_words_is_found_for_a_second_decode() -> None:
-    from transcribe.clips import merged, uncovered
+    from tonglu.transcribe.clips import merged, uncovered
 
     chunks = [(0.0, 10.0), (12.0, 20.0)]
     words = [(0.2, 0.6), (0.9, 1.5), (2.0, 3.0), (3.2, 4.0), (12.5, 13.0), (18.0, 19.6)]
@@ -271,7 +271,7 @@ def test_speech_the_decode_left_without_words_is_found_for_a_second_decode() -> 
 
 
 def test_compaction_maps_compact_times_back_to_the_recording() -> None:
-    from transcribe.clips import Compaction
+    from tonglu.transcribe.clips import Compaction
 
     rate = 100
     cmap = Compaction.of([(100, 300), (1000, 1100), (5000, 5050)], rate)

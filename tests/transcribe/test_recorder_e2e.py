@@ -18,9 +18,9 @@ from tests.recorder.conftest import make_settings, run_server
 from tests.recorder.peers import WhipPublisher
 from tests.transcribe.conftest import LIBRIVOX, compose
 from tests.transcribe.test_session import wait_for
-from transcribe.evaluation import error_rate, join_lines
-from transcribe.service import TranscriptService
-from transcribe.workers import start_workers
+from tonglu.bench.evaluation import error_rate, join_lines
+from tonglu.transcribe.service import TranscriptService
+from tonglu.transcribe.workers import start_workers
 
 pytestmark = [pytest.mark.whisper, pytest.mark.slow]
 

@@ -12,13 +12,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.transcribe.conftest import LIBRIVOX, Env, compose
-from transcribe.evaluation import error_rate, join_lines
-from transcribe.service import TranscriptService
-from transcribe.simulate import SimSession
-from transcribe.source import evidence_reader
-from transcribe.workers import start_workers
-from web.auth import Principal
-from web.services import Services
+from tonglu.bench.evaluation import error_rate, join_lines
+from tonglu.bench.simulate import SimSession
+from tonglu.transcribe.service import TranscriptService
+from tonglu.transcribe.source import evidence_reader
+from tonglu.transcribe.workers import start_workers
+from tonglu.web.auth import Principal
+from tonglu.web.services import Services
 
 pytestmark = [pytest.mark.whisper, pytest.mark.slow]
 T0 = 1_717_200_000_000_000_000
@@ -62,10 +62,10 @@ def test_live_draft_then_final_version_with_wall_clock_lines(env: Env) -> None:
     services = Services.local(env.settings)
     services.transcripts = TranscriptService(env.settings, env.spool, env.ledger, read=evidence_reader(env.settings))
     services.accounts = _Accounts()
-    from web.audit import AuditLog
+    from tonglu.web.audit import AuditLog
 
     services.audit = AuditLog.from_settings(env.settings, env.spool)
-    client = TestClient(__import__("web.app", fromlist=["create_app"]).create_app(services))
+    client = TestClient(__import__("tonglu.web.app", fromlist=["create_app"]).create_app(services))
     try:
         corrupt_index = 5
         sealed = 0

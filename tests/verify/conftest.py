@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from storage.evidence_dir import install_verifier, sign_sha256sums, write_sha256sums
 from tests.verify.session_builder import BuiltSession, build_session, lay_out
+from tonglu.evidence.evidence_dir import install_verifier, sign_sha256sums, write_sha256sums
 
 
 @pytest.fixture(scope="session")

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from storage import keys
-from storage.evidence_dir import spooled_objects, write_session_dir
-from storage.ledger import Ledger
-from storage.manifest import GapRecord, ManifestEntry, SegmentRecord
-from storage.signing import SiteKey
-from storage.spool import Spool
+from tonglu.evidence import keys
+from tonglu.evidence.evidence_dir import spooled_objects, write_session_dir
+from tonglu.evidence.ledger import Ledger
+from tonglu.evidence.manifest import GapRecord, ManifestEntry, SegmentRecord
+from tonglu.evidence.signing import SiteKey
+from tonglu.evidence.spool import Spool
 
 MEDIA = Path(__file__).resolve().parents[1] / "fixtures" / "verify" / "media"
 T0 = 1_750_000_000_000_000_000

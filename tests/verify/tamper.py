@@ -11,11 +11,11 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from storage import canonical, keys
-from storage.checkpoint import Checkpoint
-from storage.manifest import ManifestEntry
-from storage.signing import SiteKey
 from tests.verify.session_builder import BuiltSession
+from tonglu.evidence import canonical, keys
+from tonglu.evidence.checkpoint import Checkpoint
+from tonglu.evidence.manifest import ManifestEntry
+from tonglu.evidence.signing import SiteKey
 
 Expected = list[tuple[str, str]]  # (problem code, object named)
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from storage import verify_core
-from storage.evidence_dir import zip_dir
 from tests.verify.session_builder import BuiltSession
 from tests.verify.tamper import TAMPERS
 from tonglu.cli import app
+from tonglu.evidence import verify_core
+from tonglu.evidence.evidence_dir import zip_dir
 
 CORE = Path(verify_core.__file__)
 runner = CliRunner()

@@ -11,11 +11,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storage import canonical, merkle, verify_core
-from storage.checkpoint import human_digest, sign_checkpoint
-from storage.errors import CanonicalError
-from storage.manifest import GENESIS, HashChain
-from storage.signing import SiteKey, key_id_of
+from tonglu.evidence import canonical, merkle, verify_core
+from tonglu.evidence.checkpoint import human_digest, sign_checkpoint
+from tonglu.evidence.errors import CanonicalError
+from tonglu.evidence.manifest import GENESIS, HashChain
+from tonglu.evidence.signing import SiteKey, key_id_of
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63) + 1, 2**63 - 1) | st.text(max_size=20),

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from storage.spool import Spool
-from storage.uploader import Uploader
-from storage.verify import local_trusted_keys, verify_store_session
 from tests.verify.session_builder import BuiltSession, build_session
 from tonglu.cli import app
-from tonglu.settings import Settings
+from tonglu.config import Settings
+from tonglu.evidence.spool import Spool
+from tonglu.evidence.uploader import Uploader
+from tonglu.evidence.verify import local_trusted_keys, verify_store_session
 
 runner = CliRunner()
 

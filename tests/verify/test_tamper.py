@@ -10,13 +10,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from storage import keys, merkle, verify_core
-from storage.checkpoint import sign_checkpoint
-from storage.evidence_dir import write_sha256sums, zip_dir
-from storage.manifest import GENESIS, HashChain, ManifestEntry
-from storage.signing import SiteKey
 from tests.verify.session_builder import BuiltSession, build_session, lay_out
 from tests.verify.tamper import TAMPERS, edit_entry_value, flip_byte, manifest_files, path_of, write_entry
+from tonglu.evidence import keys, merkle, verify_core
+from tonglu.evidence.checkpoint import sign_checkpoint
+from tonglu.evidence.evidence_dir import write_sha256sums, zip_dir
+from tonglu.evidence.manifest import GENESIS, HashChain, ManifestEntry
+from tonglu.evidence.signing import SiteKey
 
 
 def verify(path: Path, **kw: object) -> verify_core.Result:

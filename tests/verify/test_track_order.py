@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from storage import verify_core
-from storage.ledger import Ledger
-from storage.manifest import GapRecord
-from storage.signing import SiteKey
-from storage.spool import Spool
 from tests.verify.session_builder import MEDIA, SECOND, T0, BuiltSession, _segment, lay_out
+from tonglu.evidence import verify_core
+from tonglu.evidence.ledger import Ledger
+from tonglu.evidence.manifest import GapRecord
+from tonglu.evidence.signing import SiteKey
+from tonglu.evidence.spool import Spool
 
 VIDEO = sorted((MEDIA / "main" / "video").glob("*.webm"))
 

@@ -14,10 +14,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tests.browser.conftest import chromium  # noqa: F401  (the browser fixture, for test_journeys)
-from tonglu.settings import Settings
-from web.accounts import USER_ROLES, Accounts
-from web.app import create_app
-from web.services import Services
+from tonglu.config import Settings
+from tonglu.web.accounts import USER_ROLES, Accounts
+from tonglu.web.app import create_app
+from tonglu.web.services import Services
 
 ADMIN_TOKEN = "test-admin-token-" + "x" * 24
 PASSWORDS = {role: f"pw-{role}-0123456789" for role in USER_ROLES}
@@ -42,7 +42,7 @@ FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)
 def services(web_settings: Settings) -> Services:
     services = Services.local(web_settings)
     services.accounts = Accounts.from_url(web_settings.db_url, hasher=FAST_HASHER)
-    from transcribe.service import TranscriptService
+    from tonglu.transcribe.service import TranscriptService
 
     services.transcripts = TranscriptService(web_settings, services.spool, services.ledger)
     return services

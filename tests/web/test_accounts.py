@@ -10,11 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.web.conftest import PASSWORDS, Staff, login
-from web.accounts import Accounts, ensure_initial_admin
-from web.errors import AccountError, UnknownUser, UserExists
-from web.services import Services
-from web.tables import users
-from web.throttle import LoginThrottle
+from tonglu.web.accounts import Accounts, ensure_initial_admin
+from tonglu.web.errors import AccountError, UnknownUser, UserExists
+from tonglu.web.services import Services
+from tonglu.web.tables import users
+from tonglu.web.throttle import LoginThrottle
 
 
 class Clock:

@@ -11,12 +11,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, update
 
-from storage.spool import Spool
 from tests.web.conftest import Staff, start_session
-from web.audit import AuditLog
-from web.rbac import MATRIX
-from web.services import Services
-from web.tables import audit_records, engine_for
+from tonglu.evidence.spool import Spool
+from tonglu.web.audit import AuditLog
+from tonglu.web.rbac import MATRIX
+from tonglu.web.services import Services
+from tonglu.web.tables import audit_records, engine_for
 
 SID = "s-audit-1"
 EVIDENCE_PATH = re.compile(r"^/(api/sessions|review|console|live|remote)/\{\}")
@@ -53,7 +53,7 @@ def test_evidence_access_shows_up_in_the_audit_trail(
 ) -> None:
     """Call every audited route once as a role it admits and once as one it refuses."""
     start_session(services, SID)
-    from web.routeindex import flatten
+    from tonglu.web.routeindex import flatten
 
     registered = {(m, re.sub(r"\{[^}]*\}", "{}", i.path)) for i in flatten(app) for m in i.methods}
     audited = [
@@ -122,7 +122,7 @@ def test_consistent_rewrite_of_a_database_record_is_detected(tmp_path: Path) -> 
     with log.engine.connect() as conn:
         row = conn.execute(audit_records.select().where(audit_records.c.seq == 4)).first()
     assert row is not None
-    from web.auditchain import AuditRecord
+    from tonglu.web.auditchain import AuditRecord
 
     rec = AuditRecord.from_bytes(row.raw.encode())
     forged = AuditRecord(
@@ -180,7 +180,7 @@ def test_records_are_spooled_to_the_worm_bucket_in_batches(tmp_path: Path) -> No
     log.flush()
     items = spool.pending()
     assert items[-1].key == "audit/000000000006-000000000006.jsonl"
-    from web.audit import verify_batch_objects
+    from tonglu.web.audit import verify_batch_objects
 
     check = verify_batch_objects([i.data_path.read_bytes() for i in items])
     assert check.ok and check.count == 7

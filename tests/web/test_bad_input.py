@@ -9,9 +9,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tests.web.conftest import PASSWORDS, Staff, start_session
-from web.rbac import rule_for
-from web.routeindex import flatten
-from web.services import Services
+from tonglu.web.rbac import rule_for
+from tonglu.web.routeindex import flatten
+from tonglu.web.services import Services
 
 SID = "s-bad-1"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy import update
 from typer.testing import CliRunner
 
-from web.tables import audit_records, engine_for
+from tonglu.web.tables import audit_records, engine_for
 
 TONGLU = str(Path(sys.executable).with_name("tonglu"))
 

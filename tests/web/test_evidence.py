@@ -6,9 +6,9 @@ import itertools
 
 from fastapi.testclient import TestClient
 
-from storage.keys import manifest_key
 from tests.web.conftest import Staff, start_session
-from web.services import Services
+from tonglu.evidence.keys import manifest_key
+from tonglu.web.services import Services
 
 SID = "s-ev-1"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from tests.web.conftest import Staff, start_session
-from web.services import Services
+from tonglu.web.services import Services
 
 S1, S2 = "s-inv-1", "s-inv-2"
 

@@ -23,13 +23,13 @@ from typing import Any
 
 import pytest
 
-from storage.manifest import GAP_REASONS
 from tests.browser.conftest import Browser, BrowserFactory
 from tests.browser.test_capture_page import CAMERAS, open_capture, page_state, wait_recording
 from tests.recorder.conftest import Server, make_settings, run_server
 from tests.transcribe.conftest import LIBRIVOX
-from transcribe.service import TranscriptService
-from transcribe.workers import start_workers
+from tonglu.evidence.manifest import GAP_REASONS
+from tonglu.transcribe.service import TranscriptService
+from tonglu.transcribe.workers import start_workers
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.whisper]
 PASSWORD = "journey-password-1"

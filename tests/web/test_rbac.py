@@ -15,11 +15,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tests.web.conftest import ADMIN_TOKEN, Staff, start_session
-from web.accounts import USER_ROLES
-from web.app import create_app
-from web.rbac import MATRIX, PUBLIC, TOKEN, normalize, rule_for, unruled_routes
-from web.routeindex import flatten
-from web.services import Services
+from tonglu.web.accounts import USER_ROLES
+from tonglu.web.app import create_app
+from tonglu.web.rbac import MATRIX, PUBLIC, TOKEN, normalize, rule_for, unruled_routes
+from tonglu.web.routeindex import flatten
+from tonglu.web.services import Services
 
 SESSION = "s-rbac-1"
 PARTICIPANT_SOURCE = [""]

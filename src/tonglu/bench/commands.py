@@ -1,0 +1,124 @@
+"""`tonglu bench store|verify|recorder|report|transcribe`: each prints ONE JSON object on stdout
+with its figures and a baseline measured in the same run; progress goes to stderr.
+
+Attached to the `tonglu` command line through the `tonglu.cli` entry-point group.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+bench_app = typer.Typer(
+    help="Benchmarks: each prints one JSON object with its figures and a same-run baseline.", no_args_is_help=True
+)
+
+
+def _fail(msg: str, code: int = 1) -> None:
+    typer.echo(f"错误 error: {msg}", err=True)
+    raise typer.Exit(code)
+
+
+@bench_app.command("store")
+def bench_store(
+    seconds: float = typer.Option(40.0, "--seconds", help="how long to produce segments"),
+    streams: int = typer.Option(64, "--streams"),
+    segment_seconds: float = typer.Option(4.0, "--segment-seconds"),
+    bitrate: int = typer.Option(2_000_000, "--bitrate", help="bits per second per stream"),
+    threads: int = typer.Option(4, "--threads", help="upload threads"),
+    verify_mb: int = typer.Option(256, "--verify-mb", help="MB hashed for the verify comparison"),
+) -> None:
+    """Seal latency at 64 × 2 Mbit/s (4 s segments) and verify MB/s vs sha256sum. Prints one JSON object."""
+    from tonglu.bench.store import run_bench
+
+    try:
+        result = run_bench(
+            seconds=seconds,
+            streams=streams,
+            segment_seconds=segment_seconds,
+            bitrate=bitrate,
+            threads=threads,
+            verify_mb=verify_mb,
+        )
+    except Exception as exc:  # a benchmark names its failure and exits non-zero
+        _fail(f"bench store failed: {type(exc).__name__}: {exc}")
+        return
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+@bench_app.command("verify")
+def bench_verify(
+    mb: Annotated[int, typer.Option(help="total segment megabytes")] = 256,
+    segment_kb: Annotated[int, typer.Option(help="size of one segment (4 s at 2 Mbit/s = 1000 KB)")] = 1000,
+    workers: Annotated[int, typer.Option(help="hashing threads of the verifier (default: as `verify`)")] = 0,
+) -> None:
+    """Full `verify` of a real session directory vs `sha256sum` on the same files (one JSON object)."""
+    from tonglu.bench.verify import run_bench
+
+    typer.echo(json.dumps(run_bench(mb=mb, segment_kb=segment_kb, workers=workers or None)))
+
+
+@bench_app.command("recorder")
+def bench_recorder(
+    steps: Annotated[str, typer.Option(help="stream counts to step through")] = "8,16,32,48,64,80",
+    step_seconds: Annotated[float, typer.Option(help="measured seconds per step")] = 12.0,
+    warmup_seconds: Annotated[float, typer.Option(help="seconds after connecting before measuring")] = 4.0,
+    codecs: Annotated[str, typer.Option(help="vp8, h264 or vp8,h264")] = "vp8",
+    baseline_streams: Annotated[int, typer.Option(help="streams for aiortc's stock MediaRecorder")] = 2,
+    bitrate_kbps: Annotated[int, typer.Option(help="target bitrate of the 720p30 clip")] = 1500,
+    senders_per_process: Annotated[int, typer.Option(help="aiortc senders per load process")] = 16,
+    load_cores: Annotated[int, typer.Option(help="cores for the load generators (machines with > 2)")] = 1,
+) -> None:
+    """Streams one pinned recorder core holds (720p30 pass-through) vs aiortc's MediaRecorder."""
+    from tonglu.bench.recorder import BenchConfig, run_bench
+
+    try:
+        cfg = BenchConfig(
+            steps=[int(s) for s in steps.split(",") if s.strip()],
+            step_seconds=step_seconds,
+            warmup_seconds=warmup_seconds,
+            codecs=[c.strip().lower() for c in codecs.split(",") if c.strip()],
+            baseline_streams=baseline_streams,
+            bitrate_kbps=bitrate_kbps,
+            senders_per_process=senders_per_process,
+            load_cores=load_cores,
+        )
+        cfg.check()
+    except ValueError as exc:
+        _fail(str(exc), 2)
+        return
+    typer.echo(json.dumps(run_bench(cfg)))
+
+
+@bench_app.command("report")
+def bench_report(
+    hours: float = typer.Option(4.0, "--hours", help="session length to synthesise"),
+    segment_mb: float = typer.Option(1.0, "--segment-mb", help="video segment size in MB"),
+    keep: bool = typer.Option(False, "--keep", help="keep the temporary directory"),
+) -> None:
+    """Analyse + report a synthesised 4-hour two-camera session and export it, vs `zip` of the files."""
+    from tonglu.bench import report
+
+    print(json.dumps(report.run(hours=hours, segment_mb=segment_mb, keep=keep), ensure_ascii=False))
+
+
+@bench_app.command("transcribe")
+def bench_transcribe(
+    model: Annotated[str, typer.Option(help="model for the figures (base by default)")] = "base",
+    sessions: Annotated[int, typer.Option(help="sessions recording at once for the live latency")] = 4,
+    live_seconds: Annotated[float, typer.Option(help="seconds each simulated session records")] = 60.0,
+    rtf_seconds: Annotated[float, typer.Option(help="seconds of speech per worker for the RTF runs")] = 240.0,
+) -> None:
+    """RTF (1 and 2 workers), CER zh, WER en, silence lines, live latency while N sessions record."""
+    from tonglu.bench.transcribe import run_bench
+
+    result = run_bench(model=model, sessions=sessions, live_seconds=live_seconds, rtf_seconds=rtf_seconds)
+    typer.echo(json.dumps(result, ensure_ascii=False, default=float))
+
+
+def register(app: typer.Typer) -> None:
+    """Entry point of the `tonglu.cli` group: adds `tonglu bench ...`."""
+    app.add_typer(bench_app, name="bench")

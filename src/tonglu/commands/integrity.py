@@ -1,0 +1,137 @@
+"""`tonglu report`, `tonglu gap explain`, `tonglu workcopy`, `tonglu export`.
+
+Errors print one line naming the cause and exit 1 (unknown session, still recording for an export,
+unknown finding, bad reason code, ffmpeg failure); usage errors exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+
+gap_app = typer.Typer(help="间断说明 Gap explanations (append-only, signed).", no_args_is_help=True)
+
+
+def _fail(msg: str, code: int = 1) -> NoReturn:
+    typer.echo(f"错误 error: {msg}", err=True)
+    raise typer.Exit(code)
+
+
+def _review() -> Any:
+    from tonglu.config import Settings, SettingsError
+    from tonglu.evidence.errors import StorageError
+    from tonglu.integrity.runtime import review_from_settings
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        _fail(f"configuration: {exc}", 2)
+    try:
+        return review_from_settings(settings)
+    except StorageError as exc:
+        _fail(f"{type(exc).__name__}: {exc}")
+
+
+def _guard(fn: Any) -> Any:
+    from tonglu.evidence.errors import StorageError
+    from tonglu.integrity.errors import IntegrityError
+
+    try:
+        return fn()
+    except (IntegrityError, StorageError) as exc:
+        _fail(f"{type(exc).__name__}: {exc}")
+
+
+def report(
+    session: str = typer.Argument(..., help="session id"),
+    fmt: str = typer.Option("json", "--format", "-f", help="json | html | pdf"),
+    output: str | None = typer.Option(
+        None, "--output", "-o", help="write here instead of stdout (pdf: required)"
+    ),
+) -> None:
+    """审查报告 The integrity review report of a session (verified, gaps, coverage, custody)."""
+    if fmt not in ("json", "html", "pdf"):
+        _fail(f"--format must be json, html or pdf, not {fmt!r}", 2)
+    if fmt == "pdf" and output is None:
+        _fail("--format pdf needs --output FILE.pdf", 2)
+    from tonglu.integrity import documents
+
+    review = _review()
+    if fmt == "pdf":
+        assert output is not None
+        _guard(lambda: documents.report_pdf(review, session, Path(output)))
+        typer.echo(str(output))
+        return
+    doc = _guard(lambda: documents.report_bundle(review, session))
+    text = json.dumps(doc.json, ensure_ascii=False, indent=1) if fmt == "json" else doc.html
+    if output is not None:
+        Path(output).write_text(text, encoding="utf-8")
+        typer.echo(str(output))
+    else:
+        sys.stdout.write(text + ("\n" if not text.endswith("\n") else ""))
+
+
+@gap_app.command("explain")
+def gap_explain(
+    session: str = typer.Argument(..., help="session id"),
+    finding_id: str = typer.Argument(..., help="finding id (16 hex digits, from the report)"),
+    reason: str = typer.Option(
+        ..., "--reason", help="rest | meal | equipment_fault | lawyer_consultation | network | other"
+    ),
+    text: str = typer.Option(..., "--text", help="what happened"),
+    approver: str = typer.Option(..., "--approver", help="who approved"),
+    by: str = typer.Option("cli", "--by", help="who writes this explanation"),
+) -> None:
+    """为间断追加说明 Append a signed explanation to a finding (nothing is ever edited or deleted)."""
+    review = _review()
+    entry = _guard(
+        lambda: review.explain(session, finding_id, reason_code=reason, text=text, approver=approver, by=by)
+    )
+    typer.echo(
+        json.dumps(
+            {"session": session, "finding_id": finding_id, "seq": entry.seq, "entry_hash": entry.entry_hash},
+            ensure_ascii=False,
+        )
+    )
+
+
+def workcopy(
+    session: str = typer.Argument(..., help="session id"),
+    output: str | None = typer.Option(None, "--output", "-o", help="also copy the MP4 here"),
+    height: int = typer.Option(720, "--height", help="output picture height (width follows 16:9)"),
+) -> None:
+    """工作副本 Picture-in-picture MP4 (H.264/AAC) with burned-in Beijing time; gaps shown as cards."""
+    from tonglu.integrity import workcopy as wc
+
+    review = _review()
+    result = _guard(lambda: wc.build_for_session(review, session, height=height))
+    if output is not None:
+        import shutil
+
+        shutil.copyfile(result.mp4, output)
+    typer.echo(json.dumps(result.to_json(), ensure_ascii=False))
+
+
+def export(
+    session: str = typer.Argument(..., help="session id"),
+    output: str = typer.Option(..., "--output", "-o", help="FILE.zip"),
+    no_workcopy: bool = typer.Option(False, "--no-workcopy", help="leave the working copy out"),
+) -> None:
+    """出庭证据包 Court export package (masters, manifest, checkpoints, key, report, working copy,
+    transcript, audit CSV, README, offline verifier, SHA256SUMS)."""
+    from tonglu.integrity import export as ex
+
+    review = _review()
+    result = _guard(lambda: ex.export_session(review, session, Path(output), with_workcopy=not no_workcopy))
+    typer.echo(json.dumps(result.to_json(), ensure_ascii=False))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report)
+    app.command("workcopy")(workcopy)
+    app.command("export")(export)
+    app.add_typer(gap_app, name="gap")

@@ -1,0 +1,34 @@
+"""`tonglu up`: run the whole system on one machine."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def up(
+        recorder_workers: Annotated[int | None, typer.Option(help="recorder worker processes (0: in-process)")] = None,
+        transcribe_workers: Annotated[int | None, typer.Option(help="transcription worker processes")] = None,
+    ) -> None:
+        """启动全部服务 Run everything: object store, uploader, recorder, transcription, web."""
+        from tonglu.config import Settings, SettingsError
+        from tonglu.evidence.errors import StorageError
+        from tonglu.evidence.logctx import configure_logging
+        from tonglu.stack import serve, start_stack
+
+        try:
+            settings = Settings.from_env()
+        except SettingsError as exc:
+            typer.echo(f"配置错误 configuration error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        configure_logging(settings.log_level)
+        try:
+            stack = start_stack(settings, recorder_workers=recorder_workers, transcribe_workers=transcribe_workers)
+        except StorageError as exc:
+            typer.echo(f"启动失败 start-up failed: {exc}", err=True)
+            raise typer.Exit(1) from exc
+        typer.echo(f"==> 同录 Tonglu: {settings.base_url}  (Ctrl-C 停止 to stop)")
+        serve(stack)

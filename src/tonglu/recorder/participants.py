@@ -1,0 +1,110 @@
+"""Remote participants (prosecutor, judge, defence...) as extra sources of a running session.
+
+A participant joins through an invitation bound to one session and publishes its own camera and
+microphone as source `remote-<invitation id>`, recorded by the same rules as the room's cameras.
+The manifest is the source of truth: a `participant` entry {"source", "event": "joined"|"left",
+"name", "role", "time_ns"} adds the source (joined) or marks it absent (left). These helpers fold
+those entries (pure functions, no I/O).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from tonglu.recorder.errors import BadRequest, SessionStopped, SourceNotFound
+
+REMOTE_PREFIX = "remote-"
+_REMOTE = re.compile(r"^remote-[A-Za-z0-9_-]{1,64}$")
+
+
+def is_remote_source(name: str) -> bool:
+    return bool(_REMOTE.match(name))
+
+
+def fold(bodies: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """{source: {"name", "role", "joined_ns", "left_ns", "present"}} from `participant` bodies in
+    manifest order (first join time kept; a rejoin clears `left_ns`)."""
+    out: dict[str, dict[str, Any]] = {}
+    for b in bodies:
+        source = b.get("source")
+        if not isinstance(source, str) or not is_remote_source(source):
+            continue
+        p = out.get(source)
+        if b.get("event") == "joined":
+            if p is None:
+                p = out[source] = {"joined_ns": b.get("time_ns"), "left_ns": None}
+            p.update(name=b.get("name", ""), role=b.get("role", ""), present=True, left_ns=None)
+        elif b.get("event") == "left" and p is not None:
+            p.update(present=False, left_ns=b.get("time_ns"))
+    return out
+
+
+def source_specs(bodies: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The sources participants added, in the layout of `session_start`'s "sources"."""
+    return {
+        source: {
+            "kind": "remote",
+            "label": f"远程 {p['name']} ({p['role']})",
+            "role": p["role"],
+            "joined_ns": p["joined_ns"],
+        }
+        for source, p in fold(bodies).items()
+    }
+
+
+def joined_body(source: str, name: str, role: str, time_ns: int) -> dict[str, Any]:
+    return {"source": source, "event": "joined", "name": name, "role": role, "time_ns": time_ns}
+
+
+def left_body(source: str, name: str, role: str, time_ns: int) -> dict[str, Any]:
+    return {"source": source, "event": "left", "name": name, "role": role, "time_ns": time_ns}
+
+
+# -- operations on a LocalRecorder (I/O: store, ledger, peers) --------------------------------------
+async def join(rec: Any, sid: str, source: str, name: str, role: str) -> str:
+    """Add (or re-open) `source` on a running session; returns its new WHIP token."""
+
+    if not is_remote_source(source):
+        raise BadRequest(f"远程信号源名称无效 (remote source must be remote-<id>, got {source!r})")
+    facts = await asyncio.to_thread(rec.store.facts, sid)
+    if facts.stop is not None:
+        raise SessionStopped(f"会话已结束 (session {sid} was stopped)")
+    token: str = await asyncio.to_thread(rec.store.add_source_token, sid, source)
+    present = fold(facts.participant_entries).get(source, {}).get("present", False)
+    if not present:
+        await rec.ctx.append_async(sid, "participant", joined_body(source, name, role, time.time_ns()))
+    return token
+
+
+async def leave(rec: Any, sid: str, source: str, by: str) -> None:
+    """The participant leaves: its peer ends (no gap: the `left` entry says why the source is
+    silent from now on) and a `left` entry is written."""
+
+    facts = await asyncio.to_thread(rec.store.facts, sid)
+    p = fold(facts.participant_entries).get(source)
+    if p is None or not p["present"]:
+        raise SourceNotFound(f"没有在场的远程参与人 {source} (no remote participant {source!r} present)")
+    if facts.stop is not None:
+        raise SessionStopped(f"会话已结束 (session {sid} was stopped)")
+    live = rec.live.get(sid)
+    if live is not None:
+        peer = live.peers.get(source)
+        if peer is not None:
+            await rec._end_peer(live, peer, None, "")
+    body = left_body(source, p["name"], p["role"], time.time_ns())
+    body["by"] = by
+    await rec.ctx.append_async(sid, "participant", body)
+
+
+def status(facts: Any, live: Any) -> list[dict[str, Any]]:
+    """Remote participants of a session for its status: who, role, present, connected."""
+    out = []
+    for source, p in fold(facts.participant_entries).items():
+        peer = live.peers.get(source) if live is not None else None
+        connected = bool(peer is not None and not peer.closed and peer.state == "connected")
+        out.append({"source": source, **p, "connected": connected})
+    return out

@@ -1,0 +1,233 @@
+"""Sessions as the evidence store knows them, usable from any process.
+
+The manifest (ledger) is the source of truth for a session's facts and state: `session_start`
+holds the case facts and expected sources, `session_stop` ends it. WHIP source tokens are kept
+hashed (SHA-256) in the `recorder_source_tokens` table of the index database (`settings.db_url`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, select
+from sqlalchemy.engine import Engine
+
+from tonglu.evidence import keys
+from tonglu.evidence.ledger import Ledger
+from tonglu.evidence.manifest import ManifestEntry
+from tonglu.recorder import participants
+from tonglu.recorder.errors import BadRequest, SessionNotFound, SourceNotFound, TokenInvalid, TokenMissing
+
+RECORDER_VERSION = "tonglu-recorder/0.1"
+DEFAULT_SOURCES = {
+    "main": {"kind": "camera", "label": "近景 close-up"},
+    "panorama": {"kind": "camera", "label": "全景 panorama"},
+}
+_metadata = MetaData()
+tokens_table = Table(
+    "recorder_source_tokens",
+    _metadata,
+    Column("session_id", String(128), primary_key=True),
+    Column("source", String(128), primary_key=True),
+    Column("token_sha256", String(64), nullable=False),
+    Column("created_ns", Integer, nullable=False),
+)
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass
+class SessionFacts:
+    id: str
+    start: ManifestEntry
+    stop: ManifestEntry | None
+    segments: int = 0
+    gaps: list[dict[str, Any]] = field(default_factory=list)
+    last_segments: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    participant_entries: list[dict[str, Any]] = field(default_factory=list)  # `participant` bodies
+
+    @property
+    def sources(self) -> dict[str, Any]:
+        """The sources named at start, and those remote participants added (`remote-<id>`)."""
+        return {**participants.source_specs(self.participant_entries), **(self.start.body.get("sources") or {})}
+
+    def source_start_ns(self, source: str) -> int:
+        """When `source` became part of the session (a remote participant's first join)."""
+        joined = self.sources.get(source, {}).get("joined_ns")
+        return int(joined) if isinstance(joined, int) else self.start.time_ns
+
+    @property
+    def room(self) -> str:
+        return str(self.start.body.get("room", ""))
+
+    @property
+    def state(self) -> str:
+        return "stopped" if self.stop else "recording"
+
+    def summary(self) -> dict[str, Any]:
+        b = self.start.body
+        return {
+            "id": self.id,
+            "state": self.state,
+            "room": b.get("room"),
+            "case_number": b.get("case_number"),
+            "suspect": b.get("suspect"),
+            "interviewers": b.get("interviewers"),
+            "reason": b.get("reason"),
+            "custody_out_iso": b.get("custody_out_iso"),
+            "created_by": b.get("created_by"),
+            "started_ns": self.start.time_ns,
+            "stopped_ns": self.stop.time_ns if self.stop else None,
+            "stopped_by": self.stop.body.get("stopped_by") if self.stop else None,
+            "sources": self.sources,
+            "segments_sealed": self.segments,
+            "gaps": len(self.gaps),
+        }
+
+
+def _text(req: dict[str, Any], name: str, required: bool = True) -> str:
+    v = req.get(name)
+    if v is None or (isinstance(v, str) and not v.strip()):
+        if required:
+            raise BadRequest(f"缺少字段 {name} (missing field {name!r})")
+        return ""
+    if not isinstance(v, str):
+        raise BadRequest(f"字段 {name} 必须是文本 (field {name!r} must be a string)")
+    return v.strip()
+
+
+def validate_request(req: dict[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "room": _text(req, "room"),
+        "case_number": _text(req, "case_number"),
+        "suspect": _text(req, "suspect"),
+        "reason": _text(req, "reason", required=False),
+    }
+    interviewers = req.get("interviewers") or []
+    if not isinstance(interviewers, list) or not all(isinstance(i, str) and i.strip() for i in interviewers):
+        raise BadRequest("interviewers 必须是姓名列表 (interviewers must be a list of names)")
+    body["interviewers"] = [i.strip() for i in interviewers]
+    if len(set(body["interviewers"])) < 2:
+        # Criminal Procedure Law art. 118: an interrogation is conducted by no fewer than two officers.
+        raise BadRequest("讯问人员不得少于二人 (at least two distinct interviewers are required)")
+    custody = req.get("custody_out", req.get("custody_out_iso"))
+    if custody not in (None, ""):
+        if not isinstance(custody, str):
+            raise BadRequest("custody_out 必须是 ISO 时间 (custody_out must be an ISO 8601 time)")
+        try:
+            parsed = dt.datetime.fromisoformat(custody.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise BadRequest(f"custody_out 不是 ISO 时间 (custody_out is not an ISO 8601 time: {custody!r})") from exc
+        if parsed.tzinfo is None:
+            raise BadRequest("custody_out 必须带时区 (custody_out needs a timezone, e.g. +08:00)")
+        body["custody_out_iso"] = parsed.isoformat()
+    else:
+        body["custody_out_iso"] = None
+    sources = dict(DEFAULT_SOURCES)
+    extra = req.get("sources") or {}
+    if not isinstance(extra, dict):
+        raise BadRequest("sources 必须是对象 (sources must be an object name -> {kind, label})")
+    for name, spec in extra.items():
+        try:
+            keys.safe_id(name, "source")
+        except ValueError as exc:
+            raise BadRequest(f"信号源名称无效 (invalid source name {name!r})") from exc
+        spec = spec or {}
+        if not isinstance(spec, dict):
+            raise BadRequest(f"信号源 {name} 格式错误 (source {name!r} must be an object)")
+        sources[name] = {"kind": str(spec.get("kind", "camera")), "label": str(spec.get("label", name))}
+    body["sources"] = sources
+    return body
+
+
+class SessionStore:
+    def __init__(self, ledger: Ledger, db_url: str, engine: Engine | None = None) -> None:
+        self.ledger = ledger
+        self.engine = engine or create_engine(db_url, future=True)
+        _metadata.create_all(self.engine, checkfirst=True)
+
+    # -- blocking API: call from a thread --------------------------------------------------
+    def create(self, req: dict[str, Any], created_by: str) -> tuple[str, dict[str, str]]:
+        body = validate_request(req)
+        body["created_by"] = created_by
+        body["recorder_version"] = RECORDER_VERSION
+        sid = f"{dt.datetime.now(dt.UTC):%Y%m%d}-{secrets.token_hex(6)}"
+        tokens = {name: secrets.token_urlsafe(24) for name in body["sources"]}
+        now = time.time_ns()
+        with self.engine.begin() as conn:
+            for name, tok in tokens.items():
+                conn.execute(
+                    tokens_table.insert().values(session_id=sid, source=name, token_sha256=_hash(tok), created_ns=now)
+                )
+        self.ledger.append(sid, "session_start", body)
+        return sid, tokens
+
+    def facts(self, sid: str) -> SessionFacts:
+        try:
+            keys.safe_id(sid, "session id")
+        except ValueError as exc:
+            raise SessionNotFound(f"会话不存在 (unknown session {sid!r})") from exc
+        if not self.ledger.has(sid):
+            raise SessionNotFound(f"会话不存在 (unknown session {sid!r})")
+        entries = self.ledger.entries(sid)
+        if not entries or entries[0].kind != "session_start":
+            raise SessionNotFound(f"会话不存在 (no session_start for {sid!r})")
+        facts = SessionFacts(sid, entries[0], None)
+        for e in entries:
+            if e.kind == "session_stop":
+                facts.stop = e
+            elif e.kind == "segment":
+                facts.segments += 1
+                k = (e.body["source"], e.body["track"])
+                prev = facts.last_segments.get(k)
+                if prev is None or e.body["index"] > prev["index"]:
+                    facts.last_segments[k] = e.body
+            elif e.kind == "gap":
+                facts.gaps.append(e.body)
+            elif e.kind == "participant":
+                facts.participant_entries.append(e.body)
+        return facts
+
+    def check_token(self, sid: str, source: str, token: str | None) -> None:
+        if not token:
+            raise TokenMissing("缺少信号源令牌 (missing Bearer source token)")
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(tokens_table.c.token_sha256).where(
+                    tokens_table.c.session_id == sid, tokens_table.c.source == source
+                )
+            ).first()
+        if row is None:
+            raise SourceNotFound(f"会话 {sid} 没有信号源 {source} (session has no source {source!r})")
+        if not hmac.compare_digest(row[0], _hash(token)):
+            raise TokenInvalid(f"信号源令牌错误 (wrong token for source {source!r})")
+
+    def add_source_token(self, sid: str, source: str) -> str:
+        """Issue a (new) WHIP token for a source added during the session (a remote participant);
+        a previous token of that source stops working."""
+        keys.safe_id(source, "source")
+        token = secrets.token_urlsafe(24)
+        now = time.time_ns()
+        with self.engine.begin() as conn:
+            conn.execute(tokens_table.delete().where(tokens_table.c.session_id == sid, tokens_table.c.source == source))
+            conn.execute(
+                tokens_table.insert().values(session_id=sid, source=source, token_sha256=_hash(token), created_ns=now)
+            )
+        return token
+
+    def list(self) -> list[dict[str, Any]]:
+        out = []
+        for sid in self.ledger.sessions():
+            try:
+                out.append(self.facts(sid).summary())
+            except Exception:  # a session someone else is still creating, or unreadable: skip
+                continue
+        return out

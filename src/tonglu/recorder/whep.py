@@ -1,0 +1,351 @@
+"""WHEP (draft-ietf-wish-whep) egress on aiortc: live viewers of a session's sources.
+
+A viewer POSTs a recvonly offer for one source (`main`, `panorama`, `remote-<id>`); the
+`WhepHub` answers with an aiortc peer whose senders are fed `av.Packet`s straight from the relay
+(`recorder.relay`): aiortc's VP8/H.264/Opus encoders only `pack()` them into RTP, nothing is
+decoded or re-encoded, so a viewer receives the publisher's bitstream as the recorder got it.
+
+- The video codec offered back is the one the source publishes (VP8 or H.264); a viewer that does
+  not offer it gets 422. Audio is Opus.
+- Each viewer subscribes when its connection is up (bounded queues, drop-oldest; see relay).
+  A viewer's PLI becomes a rate-limited PLI to the publisher.
+- `goog-remb` and `abs-send-time` are stripped from the answer, as for WHIP.
+- Viewers end on DELETE, on connection failure, if they never connect, or when the session stops;
+  `on_end` (given by the web layer, for the audit trail) is called exactly once per viewer.
+- Limits: `MAX_VIEWERS_PER_SESSION` viewers per session (every viewer costs the recorder's core
+  SRTP and RTP packetization of its streams).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import av
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from tonglu.recorder.context import spawn
+from tonglu.recorder.errors import (
+    OfferMalformed,
+    OfferNoMedia,
+    OfferUnsupportedCodec,
+    RecorderError,
+    SessionStopped,
+    SourceNotFound,
+    TooManyViewers,
+    ViewerNotFound,
+)
+from tonglu.recorder.relay import CLOCK_RATE, Rebaser, Relay, Subscriber, TrackTap
+from tonglu.recorder.sdp import MediaSection, munge_answer, parse_offer
+
+log = logging.getLogger(__name__)
+
+MAX_VIEWERS_PER_SESSION = 16
+CONNECT_TIMEOUT_S = 20.0
+VIDEO_CODECS = ("vp8", "h264")
+_STEP = {"video": 3000, "audio": 960}  # one frame at 30 fps / one 20 ms Opus packet
+
+OnEnd = Callable[[dict[str, Any]], None]
+
+
+class _Recorder(Protocol):
+    """What the hub needs from `recorder.local.LocalRecorder`."""
+
+    store: Any
+    relay: Relay
+    live: dict[str, Any]
+
+    async def _load(self, sid: str) -> Any: ...
+
+
+# -- offers ----------------------------------------------------------------------------------------
+@dataclass
+class WhepOffer:
+    video: MediaSection | None
+    audio: MediaSection | None
+
+    @property
+    def kinds(self) -> list[str]:
+        return [k for k, m in (("video", self.video), ("audio", self.audio)) if m is not None]
+
+    def video_codecs(self) -> list[str]:
+        return [c.lower() for c in (self.video.codecs if self.video else []) if c.lower() in VIDEO_CODECS]
+
+
+def check_whep_offer(text: str) -> WhepOffer:
+    """A viewer's offer: at least one audio/video section that can receive, with ICE/DTLS."""
+    summary = parse_offer(text)
+    av_sections = [m for m in summary.media if m.kind in ("audio", "video") and m.port != 0]
+    if not av_sections:
+        raise OfferNoMedia("SDP 中没有音频或视频 (offer has no audio or video m= section)")
+    receiving = [m for m in av_sections if m.direction in ("recvonly", "sendrecv")]
+    if not receiving:
+        raise OfferNoMedia("观看端 SDP 必须是 recvonly (WHEP offer must receive: every section is sendonly/inactive)")
+    video = next((m for m in receiving if m.kind == "video"), None)
+    audio = next((m for m in receiving if m.kind == "audio"), None)
+    if video is not None and not [c for c in video.codecs if c.lower() in VIDEO_CODECS]:
+        raise OfferUnsupportedCodec(
+            "观看端不支持 VP8/H264 (viewer offers no VP8 or H264 video; offered "
+            + (", ".join(video.codecs) or "none")
+            + ")"
+        )
+    if audio is not None and "opus" not in [c.lower() for c in audio.codecs]:
+        audio = None if video is not None else audio
+        if audio is not None:
+            raise OfferUnsupportedCodec("观看端不支持 Opus (viewer offers no Opus audio)")
+    if "a=fingerprint:" not in text or "a=ice-ufrag:" not in text:
+        raise OfferMalformed("SDP 缺少 ICE/DTLS 参数 (offer lacks a=ice-ufrag or a=fingerprint)")
+    return WhepOffer(video, audio)
+
+
+# -- the track aiortc's sender reads -----------------------------------------------------------------
+class RelayTrack(MediaStreamTrack):
+    """Yields the relayed frames of one subscriber as `av.Packet`s (aiortc packs, never encodes)."""
+
+    def __init__(self, kind: str, sub: Subscriber) -> None:
+        super().__init__()
+        self.kind = kind
+        self.sub = sub
+        self._ready = asyncio.Event()
+        sub.on_ready = self._ready.set
+        clock = CLOCK_RATE[kind]
+        self._time_base = fractions.Fraction(1, clock)
+        self._rebase = Rebaser(clock, _STEP[kind])
+
+    async def recv(self) -> av.Packet:
+        while True:
+            if self.readyState != "live" or self.sub.closed:
+                raise MediaStreamError
+            frame = self.sub.take()
+            if frame is not None:
+                packet = av.Packet(frame.data)
+                packet.pts = self._rebase.map(frame.rtp)
+                packet.time_base = self._time_base
+                return packet
+            self._ready.clear()
+            await self._ready.wait()
+
+    def stop(self) -> None:
+        super().stop()
+        self._ready.set()
+
+
+def _keyframe_request(tap: TrackTap) -> Callable[[], None]:
+    def request() -> None:
+        tap.request_keyframe(time.time_ns())
+
+    return request
+
+
+# -- viewers -------------------------------------------------------------------------------------------
+@dataclass
+class Viewer:
+    session: str
+    source: str
+    user: str
+    role: str
+    name: str
+    address: str
+    pc: Any
+    codec: str | None
+    id: str = field(default_factory=lambda: secrets.token_hex(8))
+    etag: str = field(default_factory=lambda: '"' + secrets.token_hex(6) + '"')
+    since_ns: int = field(default_factory=time.time_ns)
+    state: str = "new"
+    closed: bool = False
+    subs: list[tuple[TrackTap, Subscriber]] = field(default_factory=list)
+    on_end: OnEnd | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "viewer_id": self.id,
+            "source": self.source,
+            "user": self.user,
+            "name": self.name,
+            "role": self.role,
+            "since_ns": self.since_ns,
+            "state": self.state,
+            "codec": self.codec,
+            "tracks": {sub.kind: sub.stats() for _tap, sub in self.subs},
+        }
+
+
+class WhepHub:
+    def __init__(self, recorder: _Recorder) -> None:
+        self.rec = recorder
+        self.viewers: dict[str, Viewer] = {}
+
+    def session_viewers(self, sid: str) -> list[Viewer]:
+        return [v for v in self.viewers.values() if v.session == sid and not v.closed]
+
+    def status(self, sid: str) -> list[dict[str, Any]]:
+        return [v.to_json() for v in self.session_viewers(sid)]
+
+    async def watch(
+        self, sid: str, source: str, offer: str, viewer: dict[str, str], on_end: OnEnd | None = None
+    ) -> dict[str, Any]:
+        """WHEP POST: returns {"viewer_id", "sdp" (answer), "etag"}."""
+        facts = await asyncio.to_thread(self.rec.store.facts, sid)
+        if source not in facts.sources:
+            raise SourceNotFound(f"会话 {sid} 没有信号源 {source} (session has no source {source!r})")
+        if facts.stop is not None:
+            raise SessionStopped(f"会话已结束，无法监看 (session {sid} was stopped: nothing to watch live)")
+        wanted = check_whep_offer(offer)
+        live = await self.rec._load(sid)
+        if live.stopping:
+            raise SessionStopped(f"会话正在结束 (session {sid} is being stopped)")
+        if len(self.session_viewers(sid)) >= MAX_VIEWERS_PER_SESSION:
+            raise TooManyViewers(f"观看人数已达上限 (session {sid} already has {MAX_VIEWERS_PER_SESSION} live viewers)")
+        codec = self._codec_for(live, facts, sid, source, wanted) if wanted.video else None
+        from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        v = Viewer(
+            session=sid,
+            source=source,
+            user=viewer.get("user", "-"),
+            role=viewer.get("role", "-"),
+            name=viewer.get("name", ""),
+            address=viewer.get("address", "-"),
+            pc=pc,
+            codec=codec,
+            on_end=on_end,
+        )
+        for kind in wanted.kinds:
+            tap = self.rec.relay.track(sid, source, kind, kind)
+            sub = Subscriber(v.id, kind, codec if kind == "video" else "opus")
+            transceiver = pc.addTransceiver(RelayTrack(kind, sub), direction="sendonly")
+            if kind == "video":
+                caps = RTCRtpSender.getCapabilities("video").codecs
+                prefs = [c for c in caps if c.mimeType.lower() == f"video/{codec}"]
+                rtx = [c for c in caps if c.mimeType.lower() == "video/rtx"]
+                transceiver.setCodecPreferences(prefs + rtx)
+                # a viewer's PLI asks the publisher for a keyframe (rate-limited by the tap)
+                transceiver.sender._send_keyframe = _keyframe_request(tap)  # type: ignore[method-assign]
+            v.subs.append((tap, sub))
+
+        @pc.on("connectionstatechange")
+        def on_state() -> None:
+            v.state = pc.connectionState
+            if pc.connectionState == "connected":
+                now = time.time_ns()
+                for tap, sub in v.subs:
+                    if not v.closed and sub not in tap.subscribers:
+                        tap.subscribe(sub, now)
+            elif pc.connectionState in ("failed", "closed") and not v.closed:
+                spawn(self._end(v, f"connection_{pc.connectionState}"))
+
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+            answer = await pc.createAnswer()
+            await pc.setLocalDescription(answer)
+        except RecorderError:
+            await pc.close()
+            raise
+        except Exception as exc:
+            await pc.close()
+            if wanted.video and codec and "video" in str(exc):
+                raise OfferUnsupportedCodec(
+                    f"观看端不支持该信号源的编码 {codec.upper()} (viewer does not offer {codec.upper()}, "
+                    f"the codec source {source!r} is published in)"
+                ) from exc
+            raise OfferMalformed(f"SDP 无法协商 (offer could not be negotiated: {exc})") from exc
+        self.viewers[v.id] = v
+        spawn(self._connect_watchdog(v))
+        log.info("viewer %s (%s %s) watches %s/%s (%s)", v.id, v.role, v.user, sid, source, codec)
+        return {"viewer_id": v.id, "sdp": munge_answer(pc.localDescription.sdp), "etag": v.etag}
+
+    def _codec_for(self, live: Any, facts: Any, sid: str, source: str, wanted: WhepOffer) -> str:
+        """The codec the source publishes now, else published last, else the viewer's first."""
+        peer = live.peers.get(source)
+        if peer is not None and not peer.closed:
+            pt = peer.tracks.get("video")
+            params = getattr(pt, "_codec_params", None) if pt is not None else None
+            if params is not None and params.name.lower() in VIDEO_CODECS:
+                return str(params.name.lower())
+            for t in peer.pc.getTransceivers():
+                codecs = getattr(t, "_codecs", None)
+                if t.kind == "video" and codecs and codecs[0].name.lower() in VIDEO_CODECS:
+                    return str(codecs[0].name.lower())
+        tap = self.rec.relay.find(sid, source, "video")
+        if tap is not None and tap.codec in VIDEO_CODECS:
+            return tap.codec
+        last = facts.last_segments.get((source, "video"))
+        if last is not None and str(last.get("codec")) in VIDEO_CODECS:
+            return str(last["codec"])
+        return wanted.video_codecs()[0]
+
+    async def _connect_watchdog(self, v: Viewer) -> None:
+        await asyncio.sleep(CONNECT_TIMEOUT_S)
+        if not v.closed and v.state != "connected":
+            await self._end(v, "connect_timeout")
+
+    async def unwatch(self, sid: str, source: str, viewer_id: str, user: str | None = None) -> dict[str, Any]:
+        """WHEP DELETE. With `user`, only that user's viewer may be ended (admins pass None).
+        Returns the ended viewer (`to_json()` plus "reason" and "ended_ns")."""
+        v = self.viewers.get(viewer_id)
+        if v is None or v.closed or v.session != sid or v.source != source or (user is not None and v.user != user):
+            raise ViewerNotFound(f"没有这个观看连接 (no viewer {viewer_id!r} on {sid}/{source})")
+        return await self._end(v, "delete")
+
+    async def _end(self, v: Viewer, reason: str) -> dict[str, Any]:
+        info = {**v.to_json(), "reason": reason, "ended_ns": time.time_ns(), "address": v.address}
+        if v.closed:
+            return info
+        v.closed = True
+        for tap, sub in v.subs:
+            tap.unsubscribe(sub)
+            sub.close()
+        with contextlib.suppress(Exception):
+            await v.pc.close()
+        self.viewers.pop(v.id, None)
+        log.info("viewer %s left %s/%s (%s)", v.id, v.session, v.source, reason)
+        if v.on_end is not None:
+            try:
+                v.on_end(info)
+            except Exception:
+                log.exception("viewer end hook failed")
+        return info
+
+    async def end_session(self, sid: str) -> None:
+        for v in self.session_viewers(sid):
+            await self._end(v, "session_stopped")
+        self.rec.relay.close_session(sid)
+
+    async def close(self) -> None:
+        for v in list(self.viewers.values()):
+            await self._end(v, "recorder_closed")
+
+
+def is_monitor(viewer: dict[str, Any]) -> bool:
+    """Staff watching live (admin, supervisor): the room is told it is being monitored. The
+    session's own interviewers (console previews) and participants are not monitoring."""
+    return viewer.get("role") in ("admin", "supervisor")
+
+
+def monitoring_summary(
+    sid: str, state: str, viewers: list[dict[str, Any]], remote: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """What the room's capture page shows: 正在被监看 (and by whom), 远程参与人 (and who is connected)."""
+    monitors = [
+        {"name": v["name"], "role": v["role"], "source": v["source"], "since_ns": v["since_ns"]}
+        for v in viewers
+        if is_monitor(v)
+    ]
+    return {
+        "session": sid,
+        "state": state,
+        "monitored": bool(monitors),
+        "monitors": monitors,
+        "viewers": len(viewers),
+        "remote_participants": [
+            {k: p.get(k) for k in ("source", "name", "role", "present", "connected", "joined_ns")} for p in remote
+        ],
+    }

@@ -1,0 +1,240 @@
+"""The running system: every part `tonglu up` starts, in order, and stops in reverse.
+
+    store (embedded SeaweedFS, unless TONGLU_S3_ENDPOINT) → bucket bootstrap → index DB →
+    uploader thread → accounts + audit → transcription workers → recorder workers → web
+
+Each part registers a health check; `/healthz` answers 200 once all of them pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from tonglu.config import Settings
+from tonglu.evidence.logctx import context_logger
+from tonglu.web.services import Services
+
+log = context_logger(__name__)
+
+
+def uvicorn_server_base() -> type:
+    import uvicorn
+
+    return uvicorn.Server
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    services: Services
+    checks: dict[str, Callable[[], bool]] = field(default_factory=dict)
+    _stops: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
+
+    def on_stop(self, name: str, fn: Callable[[], None]) -> None:
+        self._stops.append((name, fn))
+
+    def stop(self) -> None:
+        """Stop every part in reverse start order; one failing stop never skips the others."""
+        while self._stops:
+            name, fn = self._stops.pop()
+            try:
+                fn()
+                log.info("stopped %s", name)
+            except Exception:
+                log.exception("stopping %s failed", name)
+
+
+def start_stack(settings: Settings, *, recorder_workers: int | None = None,
+                transcribe_workers: int | None = None, echo: Callable[[str], None] = print) -> Stack:
+    """Start everything but the HTTP listener. On failure, what was started is stopped again."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    services = Services.local(settings)
+    stack = Stack(settings, services)
+    try:
+        _start_store(stack, echo)
+        _start_index_and_uploader(stack)
+        _start_accounts(stack, echo)
+        _start_transcription(stack, transcribe_workers)
+        _start_recorder(stack, recorder_workers)
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
+
+
+def _start_store(stack: Stack, echo: Callable[[str], None]) -> None:
+    from tonglu.evidence.bootstrap import bootstrap
+    from tonglu.evidence.objectstore import ObjectStore
+
+    settings = stack.settings
+    if settings.embedded_store:
+        from tonglu.evidence.seaweed import EmbeddedStore
+
+        embedded = EmbeddedStore(settings.store_dir)
+        endpoint = embedded.start()
+        stack.on_stop("object store", embedded.stop)
+        echo(f"==> 对象存储 object store (SeaweedFS): {endpoint.s3_url}")
+    admin = ObjectStore.from_settings(settings, role="admin") if settings.embedded_store else None
+    store = ObjectStore.from_settings(settings, role="recorder")
+    # External stores are bootstrapped by their operator's credentials; try with ours, which may
+    # lack admin rights: then the buckets must already exist.
+    bootstrap(admin or store, settings, stack.services.site_key)
+    stack.services.store = store
+
+    def store_ok() -> bool:
+        store.ping()
+        return True
+
+    stack.checks["store"] = store_ok
+
+
+def _start_index_and_uploader(stack: Stack) -> None:
+    from tonglu.evidence.index import Index
+    from tonglu.evidence.reader import EvidenceReader
+    from tonglu.evidence.uploader import Uploader
+
+    services, settings = stack.services, stack.settings
+    index = Index(settings.db_url)
+    services.index = index
+    for sid in services.ledger.sessions():
+        index.sync_from_ledger(services.ledger, sid)
+    services.extras["reader"] = EvidenceReader(services.spool, services.store)
+
+    def confirmed(item: Any, now_ns: int) -> None:
+        index.mark_uploaded(item.key, now_ns)
+
+    uploader = Uploader(services.spool, services.store, settings, ledger=services.ledger, on_confirmed=confirmed)
+    uploader.recover()
+    stop = threading.Event()
+    thread = threading.Thread(target=uploader.run, args=(stop,), name="uploader", daemon=True)
+    thread.start()
+
+    def stop_uploader() -> None:
+        stop.set()
+        thread.join(30)
+        uploader.close()
+
+    stack.on_stop("uploader", stop_uploader)
+    stack.checks["uploader"] = thread.is_alive
+    stack.checks["index"] = lambda: index.count_sessions() >= 0
+
+
+def _start_accounts(stack: Stack, echo: Callable[[str], None]) -> None:
+    from tonglu.web.accounts import Accounts, ensure_initial_admin
+    from tonglu.web.audit import AuditLog
+
+    services, settings = stack.services, stack.settings
+    services.accounts = Accounts.from_url(settings.db_url)
+    ensure_initial_admin(services.accounts, settings.data_dir, echo=echo)
+    services.audit = AuditLog.from_settings(settings, services.spool)
+    # Records since the last WORM batch go to the spool on the way out (the uploader, stopped
+    # after this, drains what it can; the rest waits in the spool for the next start).
+    stack.on_stop("audit batch", services.audit.flush)
+
+
+def _start_transcription(stack: Stack, workers: int | None) -> None:
+    from tonglu.transcribe.service import TranscriptService
+    from tonglu.transcribe.workers import start_workers
+
+    services, settings = stack.services, stack.settings
+    reader = services.extras["reader"]
+    handle = start_workers(settings, workers=workers, spool=services.spool, ledger=services.ledger)
+    stack.on_stop("transcription workers", handle.stop)
+    services.transcripts = TranscriptService(settings, services.spool, services.ledger, read=reader.read)
+    stack.checks["transcription"] = handle.alive
+
+
+def _start_recorder(stack: Stack, workers: int | None) -> None:
+    from tonglu.recorder.router import build_router
+
+    services, settings = stack.services, stack.settings
+    n = settings.recorder_workers if workers is None else workers
+    if n > 0:
+        from tonglu.recorder.workers import start_workers
+
+        handle = start_workers(settings, n)
+        stack.on_stop("recorder workers", handle.stop)
+        services.recorder = build_router(settings, services, worker_urls=handle.urls, secret=handle.secret)
+        stack.checks["recorder"] = handle.alive
+    else:
+        services.recorder = build_router(settings, services)
+        stack.checks["recorder"] = lambda: True
+
+
+def serve(stack: Stack) -> None:
+    """Run the web app until SIGINT/SIGTERM (uvicorn handles both), then stop every part."""
+    import asyncio
+
+    import uvicorn
+
+    from tonglu.web.app import create_app
+    from tonglu.web.routes.health import register_check
+
+    settings = stack.settings
+    app = create_app(stack.services)
+    for name, check in stack.checks.items():
+        register_check(app, name, check)
+    config = uvicorn.Config(app, host=settings.http_host, port=settings.http_port, log_level="warning",
+                            lifespan="on", timeout_graceful_shutdown=10)
+    server = _Server(config)
+    try:
+        asyncio.run(_serve(server, stack))
+    finally:
+        stack.stop()
+
+
+class _Server(uvicorn_server_base()):  # type: ignore[misc]
+    """uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown, which would kill the process
+    before the other parts are stopped; here a signal only asks the server to exit."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        previous = {sig: signal.signal(sig, self._ask_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    should_exit: bool
+    force_exit: bool
+
+    def _ask_exit(self, sig: int, frame: Any) -> None:
+        if self.should_exit:
+            self.force_exit = True
+        self.should_exit = True
+
+
+async def _serve(server: Any, stack: Stack) -> None:
+    recorder = stack.services.recorder
+    if recorder is not None:
+        await recorder.start()
+    try:
+        await server.serve()
+    finally:
+        if recorder is not None:
+            await recorder.close()
+
+
+def wait_healthy(url: str, timeout_s: float = 60.0) -> bool:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+logging.getLogger("uvicorn.error").propagate = True

@@ -1,0 +1,51 @@
+"""The FastAPI application. Each area adds a router module under `web/routes/` and lists it here."""
+
+from __future__ import annotations
+
+import importlib
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from tonglu.web.services import Services
+
+ROUTER_MODULES = (
+    "tonglu.web.routes.health",
+    "tonglu.web.routes.auth",
+    "tonglu.web.routes.sessions",
+    "tonglu.web.routes.whip",
+    "tonglu.web.routes.whep",
+    "tonglu.web.routes.participants",
+    "tonglu.web.routes.capture",
+    "tonglu.web.routes.evidence",
+    "tonglu.web.routes.review",
+    "tonglu.web.routes.transcript",
+    "tonglu.web.routes.pages",
+    "tonglu.web.routes.audit",
+)
+
+
+def create_app(services: Services) -> FastAPI:
+    app = FastAPI(
+        title="同录 Tonglu API",
+        version="0.1.0",
+        description="Evidence-grade recording: sessions, WHIP ingest, evidence, review.",
+    )
+    app.state.services = services
+    for name in ROUTER_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        app.include_router(module.router)
+        setup = getattr(module, "setup", None)
+        if setup is not None:
+            setup(app)
+
+    @app.exception_handler(ValueError)
+    async def _value_error(_request: Request, exc: ValueError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    return app

@@ -1,0 +1,179 @@
+"""The in-room capture page (issue 3, item 8) and the narrow status it polls.
+
+    GET /capture/{session}                       the page (Chinese UI, plain HTML/JS: web/static/capture.js)
+    GET /api/sessions/{session}/capture-status   Bearer *source* token -> what the room screen shows
+
+Tokens: `POST /api/sessions` answers `capture_url = <base>/capture/<id>#main=<token>&panorama=<token>`.
+The tokens travel in the URL *fragment*, which browsers never send to a server (no access log,
+no proxy log, no Referer). The page reads them, keeps them in `sessionStorage` for reloads of
+that tab and removes the fragment from the address bar. The page itself holds no secret, so it
+is public; everything it does with the server (WHIP POST/DELETE, the status poll) carries a
+source token as `Authorization: Bearer`.
+
+The status endpoint exists because a source token is not a user: `GET /api/sessions/{id}` is for
+staff roles. A source token holder (the room computer) gets only what the room screen needs:
+state, start time (the running duration is counted from the session's start, not the page's),
+case number and room, which sources the recorder sees connected, whether someone watches live
+and which remote participants are connected. No suspect name, tokens, peer ids or gap details.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from tonglu.recorder.errors import RecorderError, TokenInvalid, TokenMissing
+from tonglu.web.auth import bearer_token
+from tonglu.web.routes.sessions import get_recorder
+from tonglu.web.templating import render
+
+router = APIRouter(tags=["capture"])
+STATUS_POLL_S = 3  # the page polls capture-status this often
+
+
+def _register_rules() -> None:
+    from tonglu.web import rbac
+
+    rbac.MATRIX.setdefault(("GET", "/capture/{}"), rbac.public())
+    # the route checks the Bearer source token itself (like WHIP); anonymous callers get 401
+    rbac.MATRIX.setdefault(("GET", "/api/sessions/{}/capture-status"), rbac.token())
+
+
+_register_rules()
+
+
+# -- pure mapping: full recorder status -> what the room screen may show ---------------------------
+def _is_monitor(viewer: Any) -> bool:
+    """Staff watching live. A remote participant's two-way view is not monitoring: it is listed
+    among the participants instead (same rule as `recorder.whep.is_monitor`)."""
+    return not (isinstance(viewer, dict) and (viewer.get("role") == "participant" or viewer.get("state") == "closed"))
+
+
+def _monitor_count(status: dict[str, Any]) -> int:
+    viewers = status.get("viewers")
+    if isinstance(viewers, dict):
+        viewers = list(viewers.values())
+    if isinstance(viewers, list):
+        count = sum(1 for v in viewers if _is_monitor(v))
+    elif isinstance(viewers, int) and not isinstance(viewers, bool):
+        count = max(0, viewers)
+    else:
+        count = 0
+    monitored = status.get("monitored")
+    if isinstance(monitored, bool):  # the recorder's own verdict wins
+        return max(count, 1) if monitored else 0
+    return count
+
+
+def _participants(status: dict[str, Any]) -> list[dict[str, str]]:
+    out: list[dict[str, str]] = []
+    raw = status.get("participants", status.get("remote_participants"))
+    if isinstance(raw, dict):
+        raw = [{"source": k, **v} for k, v in raw.items() if isinstance(v, dict)]
+    if isinstance(raw, list):
+        for p in raw:
+            if not isinstance(p, dict):
+                continue
+            if p.get("present") is False or p.get("connected") is False or p.get("left_ns"):
+                continue
+            out.append({"name": str(p.get("name", "")), "role": str(p.get("role", ""))})
+        return out
+    for name, spec in (status.get("sources") or {}).items():
+        if isinstance(spec, dict) and spec.get("kind") == "remote" and spec.get("connected"):
+            out.append({"name": str(spec.get("name") or spec.get("label") or name), "role": str(spec.get("role", ""))})
+    return out
+
+
+def capture_view(status: dict[str, Any], now_ns: int) -> dict[str, Any]:
+    """The room screen's view of a session (see the module docstring for what is left out)."""
+    sources = {}
+    for name, spec in (status.get("sources") or {}).items():
+        if not isinstance(spec, dict) or spec.get("kind") == "remote":
+            continue
+        sources[name] = {
+            "label": str(spec.get("label", name)),
+            "kind": str(spec.get("kind", "camera")),
+            "connected": bool(spec.get("connected")),
+        }
+    viewers = _monitor_count(status)
+    return {
+        "id": status.get("id"),
+        "state": status.get("state"),
+        "room": status.get("room"),
+        "case_number": status.get("case_number"),
+        "started_ns": status.get("started_ns"),
+        "stopped_ns": status.get("stopped_ns"),
+        "now_ns": now_ns,
+        "sources": sources,
+        # the recorder says whether staff (admin/supervisor) watch; remote participants watching
+        # the room are listed as participants, not as monitoring
+        "monitored": bool(status.get("monitored", viewers > 0)),
+        "viewers": viewers,
+        "participants": _participants(status),
+        "poll_s": STATUS_POLL_S,
+    }
+
+
+# -- source tokens ---------------------------------------------------------------------------------
+def _token_store(request: Request) -> Any:
+    """A SessionStore on this app's ledger and database (tokens are kept hashed in the database,
+    so this works whichever process records the session)."""
+    services = request.app.state.services
+    store = services.extras.get("capture_token_store")
+    if store is None:
+        from tonglu.recorder.store import SessionStore
+
+        store = services.extras["capture_token_store"] = SessionStore(services.ledger, services.settings.db_url)
+    return store
+
+
+def check_any_source_token(store: Any, sid: str, token: str | None) -> None:
+    """Accept the token of any of the session's sources; raise the recorder's 401/403/404 errors."""
+    if not token:
+        raise TokenMissing("缺少信号源令牌 (missing Bearer source token)")
+    facts = store.facts(sid)  # SessionNotFound (404) for an unknown session
+    for source in facts.sources:
+        try:
+            store.check_token(sid, source, token)
+            return
+        except RecorderError:
+            continue
+    raise TokenInvalid("信号源令牌错误 (token is not a source token of this session)")
+
+
+@router.get("/api/sessions/{sid}/capture-status")
+async def capture_status(sid: str, request: Request) -> JSONResponse:
+    store = _token_store(request)
+    await asyncio.to_thread(check_any_source_token, store, sid, bearer_token(request))
+    status = await get_recorder(request).status(sid)
+    return JSONResponse(capture_view(status, time.time_ns()), headers={"Cache-Control": "no-store"})
+
+
+# -- the page --------------------------------------------------------------------------------------
+@router.get("/capture/{sid}", response_class=HTMLResponse)
+async def capture_page(sid: str, request: Request) -> Response:
+    from tonglu.evidence.keys import safe_id
+
+    try:
+        safe_id(sid, "session id")
+        known = await asyncio.to_thread(request.app.state.services.ledger.has, sid)
+    except ValueError:
+        known = False
+    if not known:
+        return render(
+            request,
+            "message.html",
+            status_code=404,
+            title="会话不存在 Unknown session",
+            message=f"没有编号为 {sid[:80]} 的讯问会话 (no session with this id)",
+        )
+    from tonglu.web.accounts import SUB_ROLES
+
+    response = render(request, "capture.html", sid=sid, poll_s=STATUS_POLL_S, role_labels=SUB_ROLES)
+    # the fragment never leaves the browser, and no link from this page may carry the URL along
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response

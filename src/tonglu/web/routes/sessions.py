@@ -1,0 +1,105 @@
+"""Sessions API: create, list, read and stop recording sessions (issue 3).
+
+    POST /api/sessions              admin, interviewer
+                                    -> 201 {id, sources: {name: {whip_url, token}}, capture_url}
+    GET  /api/sessions              admin, interviewer, supervisor, reviewer
+    GET  /api/sessions/{id}         same; state, sources, connected peers, segments sealed, open gaps
+    POST /api/sessions/{id}/stop    admin, interviewer  -> final checkpoint digest
+
+Only the stop call ends a session: silence, a lost camera or a dropped peer never do.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Body, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from tonglu.recorder.errors import RecorderError
+from tonglu.web.auth import Principal, require_roles
+
+router = APIRouter(tags=["sessions"])
+WRITERS = ("admin", "interviewer")
+READERS = ("admin", "interviewer", "supervisor", "reviewer")
+
+
+def get_recorder(request: Request) -> Any:
+    services = request.app.state.services
+    if services.recorder is None:
+        from tonglu.recorder.router import build_router
+
+        services.recorder = build_router(services.settings, services)
+    return services.recorder
+
+
+def base_url(request: Request) -> str:
+    public = request.app.state.services.settings.public_url
+    return (public or str(request.base_url)).rstrip("/")
+
+
+@router.post("/api/sessions", status_code=201)
+async def create_session(
+    request: Request,
+    principal: Annotated[Principal, Depends(require_roles(*WRITERS))],
+    body: Annotated[dict[str, Any], Body()],
+) -> JSONResponse:
+    rec = get_recorder(request)
+    sid, tokens = await rec.create_session(body, principal.user)
+    base = base_url(request)
+    sources = {name: {"whip_url": f"{base}/whip/{sid}/{name}", "token": tok} for name, tok in tokens.items()}
+    # tokens travel in the URL fragment: the browser never sends them to a server or a log
+    capture = f"{base}/capture/{sid}#" + urlencode(tokens)
+    return JSONResponse(
+        {"id": sid, "sources": sources, "capture_url": capture},
+        status_code=201,
+        headers={"Location": f"/api/sessions/{sid}"},
+    )
+
+
+@router.get("/api/sessions")
+async def list_sessions(
+    request: Request, _p: Annotated[Principal, Depends(require_roles(*READERS))]
+) -> list[dict[str, Any]]:
+    return await get_recorder(request).list_sessions()
+
+
+@router.get("/api/sessions/{sid}")
+async def get_session(
+    sid: str, request: Request, _p: Annotated[Principal, Depends(require_roles(*READERS))]
+) -> dict[str, Any]:
+    return await get_recorder(request).status(sid)
+
+
+@router.post("/api/sessions/{sid}/stop")
+async def stop_session(
+    sid: str,
+    request: Request,
+    principal: Annotated[Principal, Depends(require_roles(*WRITERS))],
+) -> Any:
+    reason = ""
+    raw = await request.body()
+    if raw.strip():
+        import json
+
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return JSONResponse({"detail": "请求体不是 JSON (body is not JSON)"}, status_code=400)
+        if isinstance(data, dict):
+            reason = str(data.get("reason", ""))
+    return await get_recorder(request).stop(sid, principal.user, reason)
+
+
+def setup(app: FastAPI) -> None:
+    if getattr(app.state, "_recorder_errors", False):
+        return
+    app.state._recorder_errors = True
+
+    @app.exception_handler(RecorderError)
+    async def _recorder_error(_request: Request, exc: RecorderError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse(
+            {"detail": exc.detail, "error": type(exc).__name__}, status_code=exc.status, headers=headers
+        )
