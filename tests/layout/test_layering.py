@@ -27,7 +27,6 @@ FLOORS: dict[str, int] = {
     "tonglu.app": 4,
     "tonglu.cli": 4,
     "tonglu.commands": 4,
-    "tonglu.stack": 4,
     "tonglu.bench": 5,
 }
 # packages on the same floor that must not import each other

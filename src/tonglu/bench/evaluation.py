@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-CORPUS = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "speech"
+CORPUS = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "speech"  # in a source checkout
 _EN_NUM = (
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
     "sixteen seventeen eighteen nineteen twenty"

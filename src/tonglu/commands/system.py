@@ -14,10 +14,10 @@ def register(app: typer.Typer) -> None:
         transcribe_workers: Annotated[int | None, typer.Option(help="transcription worker processes")] = None,
     ) -> None:
         """启动全部服务 Run everything: object store, uploader, recorder, transcription, web."""
+        from tonglu.app import serve, start_app
         from tonglu.config import Settings, SettingsError
         from tonglu.evidence.errors import StorageError
         from tonglu.evidence.logctx import configure_logging
-        from tonglu.stack import serve, start_stack
 
         try:
             settings = Settings.from_env()
@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(2) from exc
         configure_logging(settings.log_level)
         try:
-            stack = start_stack(settings, recorder_workers=recorder_workers, transcribe_workers=transcribe_workers)
+            stack = start_app(settings, recorder_workers=recorder_workers, transcribe_workers=transcribe_workers)
         except StorageError as exc:
             typer.echo(f"启动失败 start-up failed: {exc}", err=True)
             raise typer.Exit(1) from exc

@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import (
@@ -34,12 +33,9 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
-    create_engine,
     delete,
-    event,
     func,
     insert,
-    make_url,
     or_,
     select,
     update,
@@ -48,6 +44,7 @@ from sqlalchemy import Index as SqlIndex
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from tonglu.evidence.checkpoint import Checkpoint
+from tonglu.evidence.db import open_engine
 from tonglu.evidence.errors import IndexDBError, StorageError
 from tonglu.evidence.logctx import context_logger
 from tonglu.evidence.manifest import GapRecord, ManifestEntry, SegmentRecord
@@ -292,32 +289,10 @@ def _row(cls: type, row: Any, **rename: str) -> Any:
     return cls(**data)
 
 
-def make_engine(url: str) -> Engine:
-    kwargs: dict[str, Any] = {}
-    is_sqlite = url.startswith("sqlite")
-    if is_sqlite:
-        database = make_url(url).database
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
-        kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
-    engine = create_engine(url, **kwargs)
-    if is_sqlite:
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
-
-    return engine
-
-
 class Index:
     def __init__(self, url_or_engine: str | Engine) -> None:
         try:
-            self.engine = make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
+            self.engine = open_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
             metadata.create_all(self.engine)
         except SQLAlchemyError as exc:
             raise IndexDBError(f"index DB {url_or_engine} cannot be opened: {exc}") from exc

@@ -23,6 +23,27 @@ class RecorderAPI(Protocol):
     async def stop(self, sid: str, stopped_by: str, reason: str = "") -> dict[str, Any]:
         """Returns {"id", "state", "digest", "tree_size", "root", "stopped_ns"}."""
 
+    # -- live viewing (WHEP) and remote participants ---------------------------------------------
+    async def watch(
+        self, sid: str, source: str, offer: str, viewer: dict[str, str], on_end: Any = None
+    ) -> dict[str, Any]:
+        """WHEP POST: returns {"viewer_id", "sdp" (answer), "etag"}; `on_end(info)` when it ends."""
+
+    async def unwatch(self, sid: str, source: str, viewer_id: str, user: str | None = None) -> dict[str, Any] | None:
+        """WHEP DELETE: the ended viewer (None when a worker process ended it)."""
+
+    async def monitoring(self, sid: str) -> dict[str, Any]:
+        """Who watches the session live: shown in the room."""
+
+    async def check_source_token(self, sid: str, source: str, token: str | None) -> None:
+        """Raise the recorder's 401/403/404 errors unless `token` publishes `source`."""
+
+    async def join_participant(self, sid: str, source: str, name: str, role: str) -> str:
+        """Adds `source` (remote-<id>) to the running session; returns its WHIP token."""
+
+    async def leave_participant(self, sid: str, source: str, by: str) -> None: ...
+
+    # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...

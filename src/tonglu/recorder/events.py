@@ -1,10 +1,11 @@
-"""Typed events of the recorder's state machines."""
+"""Typed events of the recorder's state machines (the gap detector returns them; unused
+event classes were removed)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tonglu.evidence.manifest import GapRecord, SegmentRecord
+from tonglu.evidence.manifest import GapRecord
 
 
 @dataclass(frozen=True)
@@ -24,14 +25,3 @@ class GapClosed:
 
     record: GapRecord
     seq_resume: int | None = None  # first (unwrapped) sequence number after a hole
-
-
-@dataclass(frozen=True)
-class SegmentSealed:
-    record: SegmentRecord
-    seq: int  # manifest entry number
-
-
-@dataclass(frozen=True)
-class KeyframeWanted:
-    track: str

@@ -16,7 +16,6 @@ from typing import Any
 
 from tonglu.config import Settings
 from tonglu.recorder.api import RecorderAPI
-from tonglu.recorder.errors import WorkerUnavailable
 
 
 def owner_index(sid: str, n: int) -> int:
@@ -51,36 +50,29 @@ class RecorderRouter:
     async def stop(self, sid: str, stopped_by: str, reason: str = "") -> dict[str, Any]:
         return await self.backend(sid).stop(sid, stopped_by, reason)
 
-    # -- live viewing (WHEP) and remote participants: in-process backends (LocalRecorder) only;
-    # an HTTP worker backend would need these as internal endpoints (workers are not built yet)
-    def _live(self, sid: str) -> Any:
-        backend = self.backend(sid)
-        if not hasattr(backend, "watch"):
-            raise WorkerUnavailable("此录像进程不支持实时观看 (this recorder backend has no live relay)")
-        return backend
-
+    # -- live viewing (WHEP) and remote participants: on the session's owner
     async def watch(
         self, sid: str, source: str, offer: str, viewer: dict[str, str], on_end: Any = None
     ) -> dict[str, Any]:
         """WHEP POST: returns {"viewer_id", "sdp" (answer), "etag"}; `on_end(info)` when it ends."""
-        return await self._live(sid).watch(sid, source, offer, viewer, on_end)
+        return await self.backend(sid).watch(sid, source, offer, viewer, on_end)
 
     async def unwatch(self, sid: str, source: str, viewer_id: str, user: str | None = None) -> dict[str, Any] | None:
         """WHEP DELETE: the ended viewer (None from a worker backend)."""
-        return await self._live(sid).unwatch(sid, source, viewer_id, user)
+        return await self.backend(sid).unwatch(sid, source, viewer_id, user)
 
     async def monitoring(self, sid: str) -> dict[str, Any]:
-        return await self._live(sid).monitoring(sid)
+        return await self.backend(sid).monitoring(sid)
 
     async def check_source_token(self, sid: str, source: str, token: str | None) -> None:
-        await self._live(sid).check_source_token(sid, source, token)
+        await self.backend(sid).check_source_token(sid, source, token)
 
     async def join_participant(self, sid: str, source: str, name: str, role: str) -> str:
         """Adds `source` (remote-<id>) to the running session; returns its WHIP token."""
-        return await self._live(sid).join_participant(sid, source, name, role)
+        return await self.backend(sid).join_participant(sid, source, name, role)
 
     async def leave_participant(self, sid: str, source: str, by: str) -> None:
-        await self._live(sid).leave_participant(sid, source, by)
+        await self.backend(sid).leave_participant(sid, source, by)
 
     async def start(self) -> None:
         for b in self.backends:

@@ -15,10 +15,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, select
+from sqlalchemy import Column, Integer, MetaData, String, Table, select
 from sqlalchemy.engine import Engine
 
 from tonglu.evidence import keys
+from tonglu.evidence.db import open_engine
 from tonglu.evidence.ledger import Ledger
 from tonglu.evidence.manifest import ManifestEntry
 from tonglu.recorder import participants
@@ -151,7 +152,7 @@ def validate_request(req: dict[str, Any]) -> dict[str, Any]:
 class SessionStore:
     def __init__(self, ledger: Ledger, db_url: str, engine: Engine | None = None) -> None:
         self.ledger = ledger
-        self.engine = engine or create_engine(db_url, future=True)
+        self.engine = engine or open_engine(db_url)
         _metadata.create_all(self.engine, checkfirst=True)
 
     # -- blocking API: call from a thread --------------------------------------------------

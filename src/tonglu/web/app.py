@@ -31,6 +31,10 @@ def create_app(services: Services) -> FastAPI:
         version="0.1.0",
         description="Evidence-grade recording: sessions, WHIP ingest, evidence, review.",
     )
+    if services.recorder is None:  # no worker processes: record in this process
+        from tonglu.recorder.router import build_router
+
+        services.recorder = build_router(services.settings, services)
     app.state.services = services
     for name in ROUTER_MODULES:
         try:

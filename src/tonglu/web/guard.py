@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tonglu.web.auth import Principal, bearer_token, resolve_principal
+from tonglu.web.deps import get_services
 from tonglu.web.rbac import PUBLIC, TOKEN, Rule, public, rule_for, session_id_from
 from tonglu.web.routeindex import RouteIndex
 
@@ -112,16 +113,17 @@ class Guard:
             if rule.scoped and session_id != principal.session_scope:
                 refusal = (403, "邀请仅限于另一场讯问，无权访问本场 (invitation is bound to another session)")
 
-        audit = request.app.state.services.audit if rule.audit else None
+        action = rule.audit
+        audit = get_services(request).audit if action else None
         detail: dict[str, Any] = {"method": scope["method"], "route": template}
         if session_id is not None:
             detail["session"] = session_id
 
         async def write_audit(status: int) -> bool:
-            if audit is None:
+            if audit is None or action is None:
                 return True
             try:
-                await audit.arecord(principal, request, rule.audit, scope["path"], outcome_for(status),
+                await audit.arecord(principal, request, action, scope["path"], outcome_for(status),
                                     {**detail, "status": status})
             except Exception:
                 log.exception("audit trail unavailable; refusing %s %s", scope["method"], scope["path"])

@@ -1,23 +1,34 @@
-"""The long-lived objects the web app works with, built once by `tonglu up` (or a test).
+"""The long-lived parts the web app works with, built once at startup by `tonglu.app` (or a test)
+and handed to every route through the FastAPI dependencies in `web/deps.py`.
 
-Fields typed `Any` are filled by the area that owns them; each area documents its own type:
-- store: storage.objectstore.ObjectStore
-- index: storage.index.Index
-- recorder: recorder.router.RecorderRouter
-- transcripts: transcribe.service.TranscriptService
-- audit: web.audit.AuditLog
-- accounts: web.accounts.Accounts
+`Services.local` builds what needs nothing but the data directory and the index database (spool,
+ledger, site key, DB engine, accounts, audit trail, source-token store). The parts that need a
+running server or worker processes (object store, index cache, recorder router, transcription
+service, evidence reader) are attached by `tonglu.app` before the web app starts.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine
 
 from tonglu.config import Settings
 from tonglu.evidence.ledger import Ledger
 from tonglu.evidence.signing import SiteKey
 from tonglu.evidence.spool import Spool
+from tonglu.recorder.store import SessionStore
+from tonglu.web import tables
+from tonglu.web.accounts import Accounts
+from tonglu.web.audit import AuditLog
+
+if TYPE_CHECKING:
+    from tonglu.evidence.index import Index
+    from tonglu.evidence.objectstore import ObjectStore
+    from tonglu.evidence.reader import EvidenceReader
+    from tonglu.recorder.api import RecorderAPI
+    from tonglu.transcribe.service import TranscriptService
 
 
 @dataclass
@@ -26,17 +37,30 @@ class Services:
     spool: Spool
     ledger: Ledger
     site_key: SiteKey
-    store: Any = None
-    index: Any = None
-    recorder: Any = None
-    transcripts: Any = None
-    audit: Any = None
-    accounts: Any = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    engine: Engine
+    accounts: Accounts
+    audit: AuditLog
+    capture_tokens: SessionStore  # source tokens, kept hashed in the index DB
+    store: ObjectStore | None = None
+    index: Index | None = None
+    reader: EvidenceReader | None = None
+    recorder: RecorderAPI | None = None
+    transcripts: TranscriptService | None = None
 
     @classmethod
     def local(cls, settings: Settings) -> Services:
-        """The parts that need nothing but the data directory."""
+        """The parts that need nothing but the data directory and the index database."""
         spool = Spool(settings.spool_dir)
         key = SiteKey.load_or_create(settings.keys_dir)
-        return cls(settings=settings, spool=spool, ledger=Ledger(settings.ledger_dir, spool, key), site_key=key)
+        ledger = Ledger(settings.ledger_dir, spool, key)
+        engine = tables.engine_for(settings.db_url)
+        return cls(
+            settings=settings,
+            spool=spool,
+            ledger=ledger,
+            site_key=key,
+            engine=engine,
+            accounts=Accounts(engine),
+            audit=AuditLog(engine, settings.data_dir / "audit", spool),
+            capture_tokens=SessionStore(ledger, settings.db_url, engine=engine),
+        )

@@ -7,9 +7,6 @@ trail are not derived from the object store.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -20,10 +17,9 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
-    event,
-    make_url,
 )
+
+from tonglu.evidence.db import open_engine
 
 metadata = MetaData()
 
@@ -97,30 +93,8 @@ audit_records = Table(
 Index("web_audit_time", audit_records.c.time_ns)
 Index("web_audit_object", audit_records.c.object)
 
-_engines: dict[str, Engine] = {}
-
-
 def engine_for(url: str) -> Engine:
-    """One engine per URL and process, with the web tables created (idempotent)."""
-    engine = _engines.get(url)
-    if engine is not None:
-        return engine
-    kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        database = make_url(url).database
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
-        kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
-    engine = create_engine(url, **kwargs)
-    if url.startswith("sqlite"):
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.close()
-
-    metadata.create_all(engine)
-    _engines[url] = engine
+    """The process's engine for `url` (evidence.db.open_engine) with the web tables created (idempotent)."""
+    engine = open_engine(url)
+    metadata.create_all(engine, checkfirst=True)
     return engine

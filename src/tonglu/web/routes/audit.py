@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from tonglu.web.auth import Principal, require_roles
+from tonglu.web.deps import get_services
 from tonglu.web.templating import render
 
 router = APIRouter(tags=["audit"])
@@ -43,7 +44,7 @@ Text = Annotated[str | None, Query(max_length=256)]
 def audit_json(request: Request, _p: Auditor, user: Text = None, action: Text = None, obj: Text = None,
                since: Text = None, until: Text = None,
                limit: Annotated[int, Query(ge=1, le=10000)] = 500) -> dict[str, Any]:
-    audit = request.app.state.services.audit
+    audit = get_services(request).audit
     rows = audit.query(**_filters(user, action, obj, since, until), limit=limit, newest_first=True)
     return {"count": audit.count(), "records": rows}
 
@@ -51,7 +52,7 @@ def audit_json(request: Request, _p: Auditor, user: Text = None, action: Text = 
 @router.get("/api/audit.csv")
 def audit_csv(request: Request, _p: Auditor, user: Text = None, action: Text = None, obj: Text = None,
               since: Text = None, until: Text = None) -> Response:
-    text = request.app.state.services.audit.csv_text(**_filters(user, action, obj, since, until))
+    text = get_services(request).audit.csv_text(**_filters(user, action, obj, since, until))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return Response(
         "\ufeff" + text,  # BOM: spreadsheet programs then read the Chinese text as UTF-8
@@ -62,14 +63,14 @@ def audit_csv(request: Request, _p: Auditor, user: Text = None, action: Text = N
 
 @router.get("/api/audit/verify")
 async def audit_verify(request: Request, _p: Auditor) -> dict[str, Any]:
-    check = await anyio.to_thread.run_sync(request.app.state.services.audit.verify)
+    check = await anyio.to_thread.run_sync(get_services(request).audit.verify)
     return {"ok": check.ok, "count": check.count, "head": check.head, "problems": check.problems}
 
 
 @router.get("/audit", response_class=HTMLResponse, include_in_schema=False)
 def audit_page(request: Request, _p: Auditor, user: Text = None, action: Text = None, obj: Text = None,
                since: Text = None, until: Text = None) -> Response:
-    audit = request.app.state.services.audit
+    audit = get_services(request).audit
     rows = audit.query(**_filters(user, action, obj, since, until), limit=500, newest_first=True)
     check = audit.verify()
     return render(request, "audit.html", rows=rows, check=check, total=audit.count(),

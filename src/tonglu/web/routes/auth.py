@@ -15,9 +15,9 @@ from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from tonglu.web.accounts import SESSION_COOKIE, USER_ROLES, Accounts, User
-from tonglu.web.audit import AuditLog
+from tonglu.web.accounts import SESSION_COOKIE, USER_ROLES, User
 from tonglu.web.auth import Principal, require_roles
+from tonglu.web.deps import get_services
 from tonglu.web.errors import AccountError, AuditError, InvitationError, UnknownUser, UserExists
 from tonglu.web.guard import Guard
 from tonglu.web.rbac import STAFF
@@ -29,11 +29,6 @@ router = APIRouter(tags=["auth"])
 
 # -- wiring ------------------------------------------------------------------------------------
 def setup(app: FastAPI) -> None:
-    services = app.state.services
-    if services.accounts is None:
-        services.accounts = Accounts.from_url(services.settings.db_url)
-    if services.audit is None:
-        services.audit = AuditLog.from_settings(services.settings, services.spool)
     app.state.login_guard = LoginGuard()
     app.add_middleware(Guard, fastapi_app=app)
 
@@ -81,17 +76,13 @@ class LoginGuard:
             self.per_user.success(f"{username}|{address}")
 
 
-def _services(request: Request) -> Any:
-    return request.app.state.services
-
-
 def client_address(request: Request) -> str:
     return request.client.host if request.client else "-"
 
 
 def login(request: Request, username: str, password: str) -> tuple[User, str]:
     """Check credentials (throttled, audited); return the user and a new page-session cookie."""
-    services = _services(request)
+    services = get_services(request)
     guard: LoginGuard = request.app.state.login_guard
     address = client_address(request)
     username = username.strip().lower()[:64]
@@ -154,7 +145,7 @@ def login_form(
         return render(request, "login.html", status_code=exc.status_code, next=safe_next(next),
                       error=exc.detail, headers=exc.headers)
     response = RedirectResponse(safe_next(next), status_code=303)
-    set_session_cookie(request, response, token, _services(request).accounts.session_max_ns // 10**9)
+    set_session_cookie(request, response, token, get_services(request).accounts.session_max_ns // 10**9)
     return response
 
 
@@ -163,18 +154,18 @@ def api_login(request: Request, body: LoginBody) -> JSONResponse:
     """Password login for scripts and the pages' fetch calls: sets the session cookie."""
     user, token = login(request, body.username, body.password)
     response = JSONResponse({"user": user.username, "role": user.role, "display_name": user.display_name})
-    set_session_cookie(request, response, token, _services(request).accounts.session_max_ns // 10**9)
+    set_session_cookie(request, response, token, get_services(request).accounts.session_max_ns // 10**9)
     return response
 
 
 def _logout(request: Request) -> None:
     token = request.cookies.get(SESSION_COOKIE)
     if token:
-        accounts = _services(request).accounts
+        accounts = get_services(request).accounts
         principal = accounts.resolve_session_token(token)
         accounts.end_page_session(token)
         if principal is not None:
-            _services(request).audit.record(principal, request, "logout", f"user:{principal.user}")
+            get_services(request).audit.record(principal, request, "logout", f"user:{principal.user}")
 
 
 @router.post("/logout", include_in_schema=False)
@@ -219,7 +210,7 @@ class PasswordChange(BaseModel):
 
 @router.post("/api/auth/password")
 def change_password(request: Request, body: PasswordChange, p: Staff) -> dict[str, bool]:
-    accounts = _services(request).accounts
+    accounts = get_services(request).accounts
     if accounts.authenticate(_account_user(p), body.old_password) is None:
         raise HTTPException(status_code=403, detail="原密码错误 (old password is wrong)")
     accounts.set_password(p.user, body.new_password)
@@ -234,19 +225,19 @@ class TokenRequest(BaseModel):
 
 @router.get("/api/auth/tokens")
 def list_tokens(request: Request, p: Staff) -> list[dict[str, Any]]:
-    return [t.__dict__ for t in _services(request).accounts.list_api_tokens(_account_user(p))]
+    return [t.__dict__ for t in get_services(request).accounts.list_api_tokens(_account_user(p))]
 
 
 @router.post("/api/auth/tokens", status_code=201)
 def issue_token(request: Request, body: TokenRequest, p: Staff) -> dict[str, Any]:
     """A Bearer token for automation, acting as the calling user. Shown once."""
-    rec, token = _services(request).accounts.issue_api_token(_account_user(p), body.label, body.ttl_s)
+    rec, token = get_services(request).accounts.issue_api_token(_account_user(p), body.label, body.ttl_s)
     return {**rec.__dict__, "token": token}
 
 
 @router.delete("/api/auth/tokens/{token_id}")
 def revoke_token(request: Request, token_id: str, p: Staff) -> dict[str, bool]:
-    if not _services(request).accounts.revoke_api_token(token_id, _account_user(p)):
+    if not get_services(request).accounts.revoke_api_token(token_id, _account_user(p)):
         raise HTTPException(status_code=404, detail=f"令牌不存在或已撤销 (no active token {token_id!r})")
     return {"ok": True}
 
@@ -279,12 +270,12 @@ def _user_json(u: User) -> dict[str, Any]:
 
 @router.get("/api/users")
 def list_users(request: Request, _p: Admin) -> list[dict[str, Any]]:
-    return [_user_json(u) for u in _services(request).accounts.list_users()]
+    return [_user_json(u) for u in get_services(request).accounts.list_users()]
 
 
 @router.post("/api/users", status_code=201)
 def create_user(request: Request, body: NewUser, p: Admin) -> dict[str, Any]:
-    services = _services(request)
+    services = get_services(request)
     try:
         user = services.accounts.create_user(body.username, body.role, body.password, body.display_name)
     except AccountError:
@@ -297,7 +288,7 @@ def create_user(request: Request, body: NewUser, p: Admin) -> dict[str, Any]:
 
 @router.patch("/api/users/{username}")
 def patch_user(request: Request, username: str, body: UserPatch, p: Admin) -> dict[str, Any]:
-    services = _services(request)
+    services = get_services(request)
     accounts = services.accounts
     before = accounts.get_user(username)
     if body.role is not None and body.role != before.role:
@@ -319,5 +310,5 @@ def patch_user(request: Request, username: str, body: UserPatch, p: Admin) -> di
 
 @router.post("/api/users/{username}/password")
 def reset_password(request: Request, username: str, body: PasswordReset, _p: Admin) -> dict[str, bool]:
-    _services(request).accounts.set_password(username, body.password)
+    get_services(request).accounts.set_password(username, body.password)
     return {"ok": True}

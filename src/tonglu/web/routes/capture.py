@@ -28,7 +28,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from tonglu.recorder.errors import RecorderError, TokenInvalid, TokenMissing
 from tonglu.web.auth import bearer_token
-from tonglu.web.routes.sessions import get_recorder
+from tonglu.web.deps import get_recorder, get_services
 from tonglu.web.templating import render
 
 router = APIRouter(tags=["capture"])
@@ -120,15 +120,8 @@ def capture_view(status: dict[str, Any], now_ns: int) -> dict[str, Any]:
 
 # -- source tokens ---------------------------------------------------------------------------------
 def _token_store(request: Request) -> Any:
-    """A SessionStore on this app's ledger and database (tokens are kept hashed in the database,
-    so this works whichever process records the session)."""
-    services = request.app.state.services
-    store = services.extras.get("capture_token_store")
-    if store is None:
-        from tonglu.recorder.store import SessionStore
-
-        store = services.extras["capture_token_store"] = SessionStore(services.ledger, services.settings.db_url)
-    return store
+    """Source tokens are kept hashed in the index DB, so this works whichever process records the session."""
+    return get_services(request).capture_tokens
 
 
 def check_any_source_token(store: Any, sid: str, token: str | None) -> None:
@@ -160,7 +153,7 @@ async def capture_page(sid: str, request: Request) -> Response:
 
     try:
         safe_id(sid, "session id")
-        known = await asyncio.to_thread(request.app.state.services.ledger.has, sid)
+        known = await asyncio.to_thread(get_services(request).ledger.has, sid)
     except ValueError:
         known = False
     if not known:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tonglu.evidence.keys import safe_id
 from tonglu.evidence.manifest import ManifestEntry
 from tonglu.web.auth import Principal, require_roles
+from tonglu.web.deps import get_services
 from tonglu.web.rbac import OPERATE, READ_SESSION, require_session_access
 
 router = APIRouter(tags=["evidence"])
@@ -68,7 +69,7 @@ def _session(request: Request, sid: str, p: Principal) -> SessionState:
     except ValueError as exc:
         raise HTTPException(status_code=404, detail=f"讯问记录不存在 (no session {sid!r})") from exc
     require_session_access(p, sid)
-    ledger = request.app.state.services.ledger
+    ledger = get_services(request).ledger
     if not ledger.has(sid):
         raise HTTPException(status_code=404, detail=f"讯问记录不存在 (no session {sid!r})")
     state = SessionState(ledger.entries(sid))
@@ -78,7 +79,7 @@ def _session(request: Request, sid: str, p: Principal) -> SessionState:
 
 
 def _append(request: Request, sid: str, kind: str, body: dict[str, Any]) -> dict[str, Any]:
-    entry = request.app.state.services.ledger.append(sid, kind, body)
+    entry = get_services(request).ledger.append(sid, kind, body)
     return {"seq": entry.seq, "kind": entry.kind, "time_ns": entry.time_ns, "hash": entry.entry_hash,
             "body": body}
 
@@ -219,7 +220,7 @@ def create_invitation(request: Request, sid: str, body: InvitationIn, p: Operato
     """An invitation link for a remote participant, bound to this session; shown once."""
     state = _session(request, sid, p)
     _recording(state, sid)
-    services = request.app.state.services
+    services = get_services(request)
     inv, token = services.accounts.create_invitation(sid, body.name, body.sub_role, _by(p), body.ttl_s)
     base = str(request.base_url).rstrip("/")
     return {**inv.to_json(services.accounts.clock()), "token": token, "url": f"{base}/join/{token}"}
@@ -228,7 +229,7 @@ def create_invitation(request: Request, sid: str, body: InvitationIn, p: Operato
 @router.get("/api/sessions/{sid}/invitations")
 def list_invitations(request: Request, sid: str, p: InviteReader) -> list[dict[str, Any]]:
     _session(request, sid, p)
-    accounts = request.app.state.services.accounts
+    accounts = get_services(request).accounts
     now = accounts.clock()
     return [inv.to_json(now) for inv in accounts.list_invitations(sid)]
 
@@ -236,7 +237,7 @@ def list_invitations(request: Request, sid: str, p: InviteReader) -> list[dict[s
 @router.post("/api/sessions/{sid}/invitations/{inv_id}/revoke")
 def revoke_invitation(request: Request, sid: str, inv_id: str, p: Operator) -> dict[str, Any]:
     _session(request, sid, p)
-    accounts = request.app.state.services.accounts
+    accounts = get_services(request).accounts
     inv = accounts.get_invitation(inv_id)
     if inv.session_id != sid:
         raise HTTPException(
@@ -248,7 +249,7 @@ def revoke_invitation(request: Request, sid: str, inv_id: str, p: Operator) -> d
 # -- search ------------------------------------------------------------------------------------
 def _session_summaries(request: Request) -> list[dict[str, Any]]:
     """Every session's facts from its `session_start` / `session_stop` entries (the ledger)."""
-    ledger = request.app.state.services.ledger
+    ledger = get_services(request).ledger
     out = []
     for sid in ledger.sessions():
         try:
@@ -272,7 +273,7 @@ def _session_summaries(request: Request) -> list[dict[str, Any]]:
 
 
 def _transcript_hits(request: Request, sid: str, text: str) -> list[dict[str, Any]]:
-    svc = request.app.state.services.transcripts
+    svc = get_services(request).transcripts
     if svc is None:
         return []
     try:

@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from tonglu.evidence.keys import safe_id
 from tonglu.web.accounts import SESSION_COOKIE, USER_ROLES
 from tonglu.web.auth import Principal, require_roles, resolve_principal
+from tonglu.web.deps import get_services
 from tonglu.web.errors import InvitationError
 from tonglu.web.rbac import STAFF, require_session_access
 from tonglu.web.routes.evidence import BREAK_REASONS
@@ -46,7 +47,7 @@ def home(request: Request) -> Response:
 @router.get("/join/{token}")
 def join(request: Request, token: str) -> Response:
     """An invitation link: exchange it for a page session bound to its session, then go there."""
-    services = request.app.state.services
+    services = get_services(request)
     try:
         inv, cookie = services.accounts.redeem_invitation(token[:200])
     except InvitationError as exc:
@@ -116,11 +117,11 @@ def review_page(request: Request, sid: str, _p: Reviewer) -> Response:
 
 @router.get("/account")
 def account_page(request: Request, p: Annotated[Principal, Depends(require_roles(*STAFF))]) -> Response:
-    tokens = [] if p.user == "admin-token" else request.app.state.services.accounts.list_api_tokens(p.user)
+    tokens = [] if p.user == "admin-token" else get_services(request).accounts.list_api_tokens(p.user)
     return render(request, "account.html", tokens=tokens)
 
 
 @router.get("/admin/users")
 def users_page(request: Request, _p: Annotated[Principal, Depends(require_roles("admin"))]) -> Response:
-    users = request.app.state.services.accounts.list_users()
+    users = get_services(request).accounts.list_users()
     return render(request, "users.html", users=users, roles=USER_ROLES)

@@ -20,7 +20,8 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from tonglu.web.auth import Principal, require_roles
-from tonglu.web.routes.sessions import base_url, get_recorder
+from tonglu.web.deps import get_recorder
+from tonglu.web.routes.sessions import base_url
 
 router = APIRouter(tags=["participants"])
 REMOVERS = ("admin", "interviewer", "participant")

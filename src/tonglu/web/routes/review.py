@@ -33,6 +33,7 @@ from tonglu.integrity.errors import (
 )
 from tonglu.integrity.findings import REASON_CODES
 from tonglu.web.auth import Principal, require_roles
+from tonglu.web.deps import get_services
 
 READ = ("admin", "interviewer", "supervisor", "reviewer")
 EXPLAIN = ("admin", "interviewer", "supervisor")
@@ -73,7 +74,7 @@ class ExplanationIn(BaseModel):
 def _review(request: Request) -> Any:
     from tonglu.integrity.service import Review
 
-    return Review.from_services(request.app.state.services)
+    return Review.from_services(get_services(request))
 
 
 def _errors(exc: IntegrityError) -> HTTPException:

@@ -19,23 +19,15 @@ from fastapi.responses import JSONResponse
 
 from tonglu.recorder.errors import RecorderError
 from tonglu.web.auth import Principal, require_roles
+from tonglu.web.deps import get_recorder, get_services
 
 router = APIRouter(tags=["sessions"])
 WRITERS = ("admin", "interviewer")
 READERS = ("admin", "interviewer", "supervisor", "reviewer")
 
 
-def get_recorder(request: Request) -> Any:
-    services = request.app.state.services
-    if services.recorder is None:
-        from tonglu.recorder.router import build_router
-
-        services.recorder = build_router(services.settings, services)
-    return services.recorder
-
-
 def base_url(request: Request) -> str:
-    public = request.app.state.services.settings.public_url
+    public = get_services(request).settings.public_url
     return (public or str(request.base_url)).rstrip("/")
 
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from tonglu.evidence.keys import safe_id
 from tonglu.web.auth import Principal, require_roles
+from tonglu.web.deps import get_services
 
 router = APIRouter(tags=["transcript"])
 READ = require_roles("admin", "interviewer", "supervisor", "reviewer")
@@ -25,7 +26,7 @@ WRITE = require_roles("admin", "interviewer")
 
 
 def _svc(request: Request, sid: str) -> Any:
-    svc = request.app.state.services.transcripts
+    svc = get_services(request).transcripts
     if svc is None:
         raise HTTPException(503, "转写服务未启用 (transcription service not configured)")
     try:
@@ -41,7 +42,7 @@ async def _audit(
     request: Request, p: Principal, action: str, sid: str, doc: dict[str, Any] | None, outcome: str = "ok"
 ) -> None:
     """Every view, export and correction of a transcript is audited (REQUIREMENTS 16) when audit is on."""
-    audit = request.app.state.services.audit
+    audit = get_services(request).audit
     if audit is not None:
         detail = {"version": doc.get("version")} if doc is not None else None
         await audit.arecord(p, request, action, f"session:{sid}/transcript", outcome=outcome, detail=detail)

@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse, Response
 
 from tonglu.recorder.errors import RecorderError
 from tonglu.web.auth import Principal, bearer_token, require_roles, resolve_principal
-from tonglu.web.routes.sessions import get_recorder
+from tonglu.web.deps import get_recorder, get_services
 from tonglu.web.sdp_http import options_answer, patch_not_supported
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def _scope(principal: Principal, sid: str) -> None:
 
 
 def _audit(request: Request) -> Any:
-    return request.app.state.services.audit
+    return get_services(request).audit
 
 
 def _stop_detail(sid: str, info: dict[str, Any], address: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from tonglu.web.auth import bearer_token
-from tonglu.web.routes.sessions import get_recorder
+from tonglu.web.deps import get_recorder
 from tonglu.web.sdp_http import options_answer, patch_not_supported
 
 router = APIRouter(tags=["whip"])

@@ -1,4 +1,5 @@
-"""The running system: every part `tonglu up` starts, in order, and stops in reverse.
+"""The application object: every long-lived part `tonglu up` builds once at startup, in order, and
+stops in reverse. Routes reach these parts through `web.deps` (FastAPI dependencies on `Services`).
 
     store (embedded SeaweedFS, unless TONGLU_S3_ENDPOINT) → bucket bootstrap → index DB →
     uploader thread → accounts + audit → transcription workers → recorder workers → web
@@ -31,7 +32,10 @@ def uvicorn_server_base() -> type:
 
 
 @dataclass
-class Stack:
+class App:
+    """Settings, the parts the web app uses (`services`: DB engine, object store, index, recorder
+    router, transcription service, accounts, audit), their health checks and their stops."""
+
     settings: Settings
     services: Services
     checks: dict[str, Callable[[], bool]] = field(default_factory=dict)
@@ -51,66 +55,68 @@ class Stack:
                 log.exception("stopping %s failed", name)
 
 
-def start_stack(settings: Settings, *, recorder_workers: int | None = None,
-                transcribe_workers: int | None = None, echo: Callable[[str], None] = print) -> Stack:
+def start_app(settings: Settings, *, recorder_workers: int | None = None,
+                transcribe_workers: int | None = None, echo: Callable[[str], None] = print) -> App:
     """Start everything but the HTTP listener. On failure, what was started is stopped again."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     services = Services.local(settings)
-    stack = Stack(settings, services)
+    app = App(settings, services)
     try:
-        _start_store(stack, echo)
-        _start_index_and_uploader(stack)
-        _start_accounts(stack, echo)
-        _start_transcription(stack, transcribe_workers)
-        _start_recorder(stack, recorder_workers)
+        _start_store(app, echo)
+        _start_index_and_uploader(app)
+        _start_accounts(app, echo)
+        _start_transcription(app, transcribe_workers)
+        _start_recorder(app, recorder_workers)
     except BaseException:
-        stack.stop()
+        app.stop()
         raise
-    return stack
+    return app
 
 
-def _start_store(stack: Stack, echo: Callable[[str], None]) -> None:
+def _start_store(app: App, echo: Callable[[str], None]) -> None:
     from tonglu.evidence.bootstrap import bootstrap
     from tonglu.evidence.objectstore import ObjectStore
 
-    settings = stack.settings
+    settings = app.settings
     if settings.embedded_store:
         from tonglu.evidence.seaweed import EmbeddedStore
 
         embedded = EmbeddedStore(settings.store_dir)
         endpoint = embedded.start()
-        stack.on_stop("object store", embedded.stop)
+        app.on_stop("object store", embedded.stop)
         echo(f"==> 对象存储 object store (SeaweedFS): {endpoint.s3_url}")
     admin = ObjectStore.from_settings(settings, role="admin") if settings.embedded_store else None
     store = ObjectStore.from_settings(settings, role="recorder")
     # External stores are bootstrapped by their operator's credentials; try with ours, which may
     # lack admin rights: then the buckets must already exist.
-    bootstrap(admin or store, settings, stack.services.site_key)
-    stack.services.store = store
+    bootstrap(admin or store, settings, app.services.site_key)
+    app.services.store = store
 
     def store_ok() -> bool:
         store.ping()
         return True
 
-    stack.checks["store"] = store_ok
+    app.checks["store"] = store_ok
 
 
-def _start_index_and_uploader(stack: Stack) -> None:
+def _start_index_and_uploader(app: App) -> None:
     from tonglu.evidence.index import Index
     from tonglu.evidence.reader import EvidenceReader
     from tonglu.evidence.uploader import Uploader
 
-    services, settings = stack.services, stack.settings
-    index = Index(settings.db_url)
+    services, settings = app.services, app.settings
+    store = services.store
+    assert store is not None, "the object store starts first"
+    index = Index(services.engine)
     services.index = index
     for sid in services.ledger.sessions():
         index.sync_from_ledger(services.ledger, sid)
-    services.extras["reader"] = EvidenceReader(services.spool, services.store)
+    services.reader = EvidenceReader(services.spool, store)
 
     def confirmed(item: Any, now_ns: int) -> None:
         index.mark_uploaded(item.key, now_ns)
 
-    uploader = Uploader(services.spool, services.store, settings, ledger=services.ledger, on_confirmed=confirmed)
+    uploader = Uploader(services.spool, store, settings, ledger=services.ledger, on_confirmed=confirmed)
     uploader.recover()
     stop = threading.Event()
     thread = threading.Thread(target=uploader.run, args=(stop,), name="uploader", daemon=True)
@@ -121,54 +127,52 @@ def _start_index_and_uploader(stack: Stack) -> None:
         thread.join(30)
         uploader.close()
 
-    stack.on_stop("uploader", stop_uploader)
-    stack.checks["uploader"] = thread.is_alive
-    stack.checks["index"] = lambda: index.count_sessions() >= 0
+    app.on_stop("uploader", stop_uploader)
+    app.checks["uploader"] = thread.is_alive
+    app.checks["index"] = lambda: index.count_sessions() >= 0
 
 
-def _start_accounts(stack: Stack, echo: Callable[[str], None]) -> None:
-    from tonglu.web.accounts import Accounts, ensure_initial_admin
-    from tonglu.web.audit import AuditLog
+def _start_accounts(app: App, echo: Callable[[str], None]) -> None:
+    from tonglu.web.accounts import ensure_initial_admin
 
-    services, settings = stack.services, stack.settings
-    services.accounts = Accounts.from_url(settings.db_url)
+    services, settings = app.services, app.settings
     ensure_initial_admin(services.accounts, settings.data_dir, echo=echo)
-    services.audit = AuditLog.from_settings(settings, services.spool)
     # Records since the last WORM batch go to the spool on the way out (the uploader, stopped
     # after this, drains what it can; the rest waits in the spool for the next start).
-    stack.on_stop("audit batch", services.audit.flush)
+    app.on_stop("audit batch", services.audit.flush)
 
 
-def _start_transcription(stack: Stack, workers: int | None) -> None:
+def _start_transcription(app: App, workers: int | None) -> None:
     from tonglu.transcribe.service import TranscriptService
     from tonglu.transcribe.workers import start_workers
 
-    services, settings = stack.services, stack.settings
-    reader = services.extras["reader"]
+    services, settings = app.services, app.settings
+    reader = services.reader
+    assert reader is not None, "the evidence reader is built with the index"
     handle = start_workers(settings, workers=workers, spool=services.spool, ledger=services.ledger)
-    stack.on_stop("transcription workers", handle.stop)
+    app.on_stop("transcription workers", handle.stop)
     services.transcripts = TranscriptService(settings, services.spool, services.ledger, read=reader.read)
-    stack.checks["transcription"] = handle.alive
+    app.checks["transcription"] = handle.alive
 
 
-def _start_recorder(stack: Stack, workers: int | None) -> None:
+def _start_recorder(app: App, workers: int | None) -> None:
     from tonglu.recorder.router import build_router
 
-    services, settings = stack.services, stack.settings
+    services, settings = app.services, app.settings
     n = settings.recorder_workers if workers is None else workers
     if n > 0:
         from tonglu.recorder.workers import start_workers
 
         handle = start_workers(settings, n)
-        stack.on_stop("recorder workers", handle.stop)
+        app.on_stop("recorder workers", handle.stop)
         services.recorder = build_router(settings, services, worker_urls=handle.urls, secret=handle.secret)
-        stack.checks["recorder"] = handle.alive
+        app.checks["recorder"] = handle.alive
     else:
         services.recorder = build_router(settings, services)
-        stack.checks["recorder"] = lambda: True
+        app.checks["recorder"] = lambda: True
 
 
-def serve(stack: Stack) -> None:
+def serve(app: App) -> None:
     """Run the web app until SIGINT/SIGTERM (uvicorn handles both), then stop every part."""
     import asyncio
 
@@ -177,17 +181,17 @@ def serve(stack: Stack) -> None:
     from tonglu.web.app import create_app
     from tonglu.web.routes.health import register_check
 
-    settings = stack.settings
-    app = create_app(stack.services)
-    for name, check in stack.checks.items():
-        register_check(app, name, check)
-    config = uvicorn.Config(app, host=settings.http_host, port=settings.http_port, log_level="warning",
+    settings = app.settings
+    web = create_app(app.services)
+    for name, check in app.checks.items():
+        register_check(web, name, check)
+    config = uvicorn.Config(web, host=settings.http_host, port=settings.http_port, log_level="warning",
                             lifespan="on", timeout_graceful_shutdown=10)
     server = _Server(config)
     try:
-        asyncio.run(_serve(server, stack))
+        asyncio.run(_serve(server, app))
     finally:
-        stack.stop()
+        app.stop()
 
 
 class _Server(uvicorn_server_base()):  # type: ignore[misc]
@@ -212,8 +216,8 @@ class _Server(uvicorn_server_base()):  # type: ignore[misc]
         self.should_exit = True
 
 
-async def _serve(server: Any, stack: Stack) -> None:
-    recorder = stack.services.recorder
+async def _serve(server: Any, app: App) -> None:
+    recorder = app.services.recorder
     if recorder is not None:
         await recorder.start()
     try:
