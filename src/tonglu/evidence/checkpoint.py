@@ -16,10 +16,8 @@ from typing import Any
 
 from tonglu.evidence import canonical
 from tonglu.evidence.errors import CanonicalError, ManifestError
-from tonglu.evidence.manifest import GENESIS
 from tonglu.evidence.signing import SiteKey
-
-CHECKPOINT_VERSION = 1
+from tonglu.evidence.verify_core import CHECKPOINT_VERSION, GENESIS
 
 
 def human_digest(body_bytes: bytes) -> str:

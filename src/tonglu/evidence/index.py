@@ -170,22 +170,6 @@ uploaded_keys = Table(
 )
 
 INDEX_TABLES = (sessions, sources, entries, segments, gaps, checkpoints, annotation_rows, uploaded_keys)
-ANNOTATION_KINDS = frozenset(
-    {
-        "marker",
-        "break",
-        "explanation",
-        "record_times",
-        "custody",
-        "note",
-        "transcript",
-        "participant",
-        "session_stop",
-        "session_start",
-    }
-)
-
-
 # -- value objects returned by queries ----------------------------------------------------------
 @dataclass(frozen=True)
 class SessionInfo:

@@ -23,26 +23,9 @@ from typing import Any
 
 from tonglu.evidence import canonical
 from tonglu.evidence.errors import CanonicalError, ManifestError
+from tonglu.evidence.verify_core import ENTRY_VERSION, GAP_REASONS, GENESIS, KINDS
 
-FORMAT_VERSION = 1
-GENESIS = "0" * 64
-
-KINDS = frozenset(
-    {
-        "session_start",
-        "segment",
-        "gap",
-        "session_stop",
-        "marker",
-        "break",
-        "explanation",
-        "record_times",
-        "custody",
-        "note",
-        "transcript",
-        "participant",
-    }
-)
+FORMAT_VERSION = ENTRY_VERSION
 
 
 def sha256_hex(data: bytes) -> str:
@@ -142,24 +125,6 @@ class SegmentRecord:
     @property
     def track_id(self) -> str:
         return f"{self.source}/{self.track}"
-
-
-GAP_REASONS = frozenset(
-    {
-        "rtp_loss",  # sequence hole NACK did not repair
-        "timestamp_jump",
-        "no_packets",  # silence on the wire longer than the threshold
-        "peer_disconnect",
-        "ice_failure",
-        "dtls_failure",
-        "recorder_restart",
-        "not_connected",  # an expected source that has not (yet) published
-        "upload_missing",
-        "hash_mismatch",
-        "clock_step",
-        "recorder_overload",  # frames received but dropped by the recorder (queue full)
-    }
-)
 
 
 @dataclass(frozen=True)

@@ -68,11 +68,12 @@ ENTRY_FIELDS = frozenset({"v", "session", "seq", "kind", "time_ns", "prev", "bod
 CHECKPOINT_FIELDS = frozenset(
     {"v", "session", "tree_size", "root", "head", "time_ns", "key_id", "prev_checkpoint", "final"}
 )
-KINDS = frozenset(
+# The evidence model's constants are written here once: manifest, checkpoint, index and the rest
+# import them from this stdlib-only module, which also travels alone in every export package.
+MEDIA_KINDS = frozenset({"segment", "gap"})
+ANNOTATION_KINDS = frozenset(
     {
         "session_start",
-        "segment",
-        "gap",
         "session_stop",
         "marker",
         "break",
@@ -82,6 +83,23 @@ KINDS = frozenset(
         "note",
         "transcript",
         "participant",
+    }
+)
+KINDS = MEDIA_KINDS | ANNOTATION_KINDS
+GAP_REASONS = frozenset(
+    {
+        "rtp_loss",  # sequence hole NACK did not repair
+        "timestamp_jump",
+        "no_packets",  # silence on the wire longer than the threshold
+        "peer_disconnect",
+        "ice_failure",
+        "dtls_failure",
+        "recorder_restart",
+        "not_connected",  # an expected source that has not (yet) published
+        "upload_missing",
+        "hash_mismatch",
+        "clock_step",
+        "recorder_overload",  # frames received but dropped by the recorder (queue full)
     }
 )
 SUMS_NAME = "SHA256SUMS"
