@@ -22,7 +22,7 @@ from aiortc.codecs import get_decoder
 from aiortc.mediastreams import MediaStreamTrack
 
 from tests.recorder.peers import PacketLoop, WhipPublisher
-from tonglu.recorder import seam
+from tonglu.recorder.aiortc import seam
 from tonglu.recorder.codecs import h264_nals
 
 ENCODERS = {"VP8": ("libvpx", {"deadline": "realtime", "cpu-used": "8"}), "H264": ("libx264", {"tune": "zerolatency"})}

@@ -6,8 +6,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from tonglu.recorder.aiortc.seam import DropQueue
 from tonglu.recorder.pipeline import SharedPipeline
-from tonglu.recorder.seam import DropQueue
 
 
 class Recorder:

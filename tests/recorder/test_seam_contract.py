@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import queue
+from pathlib import Path
 from typing import Any
 
 import aiortc
@@ -19,7 +20,7 @@ import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 
 from tests.recorder.peers import TestPattern, Tone
-from tonglu.recorder import fastpath, seam
+from tonglu.recorder.aiortc import fastpath, seam
 from tonglu.recorder.codecs import vp8_keyframe
 
 
@@ -52,6 +53,111 @@ def test_private_names_exist() -> None:
     assert "data_received" in aioice.ice.StunProtocol.datagram_received.__code__.co_names
     for meth in ("_handle_rtp_packet", "_handle_rtcp_packet", "_send_rtcp_pli", "_send_rtcp_nack"):
         assert hasattr(rr.RTCRtpReceiver, meth), meth
+
+
+# Every private name of aiortc, aioice, pylibsrtp and asyncio the recorder uses, by owner. The code
+# that uses them lives in `tonglu.recorder.aiortc` alone (checked below).
+PRIVATE_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    # seam
+    "aiortc.rtcrtpreceiver.RTCRtpReceiver": (
+        "_handle_rtp_packet", "_handle_rtcp_packet", "_send_rtcp_pli", "_send_rtcp_nack", "_enabled", "_track",
+    ),
+    "aiortc.mediastreams.MediaStreamTrack+RemoteStreamTrack": ("_queue",),
+    # fastpath
+    "aiortc.rtcdtlstransport.RTCDtlsTransport": ("_rx_srtp", "_tx_srtp", "_rtp_router"),
+    "aioice.ice.Connection": ("_protocols", "_nominated"),
+    "aiortc.rtcicetransport.RTCIceTransport": ("_connection",),
+    "asyncio.selector_events._SelectorDatagramTransport": ("_loop", "_sock", "_sock_fd", "_protocol", "_conn_lost"),
+    "asyncio.selector_events.BaseSelectorEventLoop": ("_add_reader",),
+    "pylibsrtp.Session": ("_srtp", "_cdata", "_buffer"),
+    "pylibsrtp._binding": ("ffi", "lib"),
+    # internals
+    "aiortc.rtcrtpsender.RTCRtpSender": ("_send_keyframe", "_retransmit"),
+    "aiortc.rtcrtptransceiver.RTCRtpTransceiver": ("_codecs",),
+}
+
+
+def _instance_names(cls: type) -> set[str]:
+    """Attributes a class sets on its instances or defines (from the pinned sources)."""
+    names = set(dir(cls))
+    for klass in cls.__mro__:
+        for value in vars(klass).values():
+            code = getattr(value, "__code__", None)
+            if code is not None:
+                names |= set(code.co_names)
+    return names
+
+
+def test_every_private_attribute_named_exists_on_the_pinned_versions() -> None:
+    import asyncio.selector_events as se
+    import importlib
+
+    import aioice.ice
+    import pylibsrtp
+    from aiortc import rtcdtlstransport, rtcicetransport, rtcrtpsender, rtcrtptransceiver
+
+    from tonglu.recorder.aiortc import internals
+
+    owners: dict[str, Any] = {
+        "aiortc.rtcrtpreceiver.RTCRtpReceiver": rr.RTCRtpReceiver,
+        "aiortc.mediastreams.MediaStreamTrack+RemoteStreamTrack": rr.RemoteStreamTrack,
+        "aiortc.rtcdtlstransport.RTCDtlsTransport": rtcdtlstransport.RTCDtlsTransport,
+        "aioice.ice.Connection": aioice.ice.Connection,
+        "aiortc.rtcicetransport.RTCIceTransport": rtcicetransport.RTCIceTransport,
+        "asyncio.selector_events._SelectorDatagramTransport": se._SelectorDatagramTransport,
+        "asyncio.selector_events.BaseSelectorEventLoop": se.BaseSelectorEventLoop,
+        "pylibsrtp.Session": pylibsrtp.Session,
+        "pylibsrtp._binding": importlib.import_module("pylibsrtp._binding"),
+        "aiortc.rtcrtpsender.RTCRtpSender": rtcrtpsender.RTCRtpSender,
+        "aiortc.rtcrtptransceiver.RTCRtpTransceiver": rtcrtptransceiver.RTCRtpTransceiver,
+    }
+    assert set(owners) == set(PRIVATE_ATTRIBUTES)
+    for owner, names in PRIVATE_ATTRIBUTES.items():
+        obj = owners[owner]
+        known = set(dir(obj)) if not isinstance(obj, type) else _instance_names(obj)
+        for name in names:
+            assert name in known, f"{owner}.{name} is gone from the pinned version"
+    for owner, names in internals.PRIVATE_NAMES.items():
+        assert set(names) <= set(PRIVATE_ATTRIBUTES.get(owner, ())), owner
+
+
+def _private_attributes_outside(root: Path, skip: Path) -> list[str]:
+    import ast
+
+    used = {name for names in PRIVATE_ATTRIBUTES.values() for name in names if name.startswith("_")}
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if skip in path.parents:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr in used:
+                owner = node.value
+                if isinstance(owner, ast.Name) and owner.id in ("self", "cls"):
+                    continue  # our own attribute of the same name
+                found.append(f"{path.relative_to(root)}:{node.lineno} .{node.attr}")
+            if (isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("getattr", "setattr")
+                    and len(node.args) > 1 and isinstance(node.args[1], ast.Constant) and node.args[1].value in used):
+                found.append(f"{path.relative_to(root)}:{node.lineno} {node.func.id}(.., {node.args[1].value!r})")
+    return found
+
+
+def test_private_internals_are_used_only_in_recorder_aiortc() -> None:
+    src = Path(__file__).resolve().parents[2] / "src" / "tonglu"
+    assert _private_attributes_outside(src, src / "recorder" / "aiortc") == []
+    # the scan does see them where they are
+    assert _private_attributes_outside(src / "recorder" / "aiortc", src / "nowhere")
+
+
+def test_minio_conditional_put_is_pinned() -> None:
+    """`ObjectStore.put_if_absent` calls the SDK's `_put_object` (the public `put_object` turns
+    If-None-Match into user metadata): pinned version, same signature."""
+    import inspect
+
+    import minio
+
+    assert importlib.metadata.version("minio") == "7.2.20"
+    params = list(inspect.signature(minio.Minio._put_object).parameters)
+    assert params[:5] == ["self", "bucket_name", "object_name", "data", "headers"], params
 
 
 class _Tap:

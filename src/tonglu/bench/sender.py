@@ -26,6 +26,7 @@ from typing import Any
 from aiortc import clock
 
 from tonglu.bench.media import Clip
+from tonglu.recorder.aiortc.internals import negotiated_codecs, nominated_pair, on_retransmit, sender_srtp
 
 VIDEO_CLOCK = 90000
 HISTORY = 512  # packets kept for NACK (about 2.5 s at 1.5 Mbit/s)
@@ -89,13 +90,12 @@ class LeanSender:
         self._history: list[tuple[int, int, int, bytes] | None] = [None] * HISTORY  # seq, ts, marker, payload
         self._handle: asyncio.TimerHandle | None = None
         self._start = 0.0
-        dtls = sender.transport
-        self._srtp = dtls._tx_srtp
-        pair = dtls.transport._connection._nominated[1]
+        self._srtp = sender_srtp(sender)
+        pair = nominated_pair(sender)
         self._udp = pair.protocol.transport
         self._addr = pair.remote_addr
         self.retransmitted = 0
-        sender._retransmit = self._retransmit  # aiortc's NACK handler calls this
+        on_retransmit(sender, self._retransmit)  # aiortc's NACK handler calls this
 
     @classmethod
     async def for_transceiver(
@@ -104,11 +104,12 @@ class LeanSender:
         """The sender of a connected transceiver, once DTLS has given it SRTP keys and the answer a codec."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        while getattr(transceiver.sender.transport, "_tx_srtp", None) is None or not transceiver._codecs:
+        while sender_srtp(transceiver.sender) is None or not negotiated_codecs(transceiver):
             if loop.time() > deadline:
                 raise TimeoutError("sender has no SRTP keys or codec yet")
             await asyncio.sleep(0.05)
-        return cls(transceiver.sender, int(transceiver._codecs[0].payloadType), packets, phase_s, counter)
+        payload_type = int(negotiated_codecs(transceiver)[0].payloadType)
+        return cls(transceiver.sender, payload_type, packets, phase_s, counter)
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()

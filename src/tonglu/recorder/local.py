@@ -19,7 +19,9 @@ from tonglu.evidence.ledger import Ledger
 from tonglu.evidence.logctx import context_logger
 from tonglu.evidence.manifest import GapRecord, SegmentRecord
 from tonglu.evidence.spool import Spool
-from tonglu.recorder import fastpath, participants, seam
+from tonglu.recorder import participants
+from tonglu.recorder.aiortc import fastpath, seam
+from tonglu.recorder.aiortc.internals import ice_sockets, receiver_of
 from tonglu.recorder.codecs import register_h264_profiles
 from tonglu.recorder.context import RecorderContext, spawn
 from tonglu.recorder.errors import (
@@ -55,16 +57,9 @@ def _grow_socket_buffers(pc: Any) -> None:
     kernel's receive buffer while the event loop is busy: that would be loss we caused."""
     import socket
 
-    for t in pc.getTransceivers():
-        try:
-            protocols = t.receiver.transport.transport._connection._protocols
-        except AttributeError:
-            continue
-        for proto in protocols:
-            sock = proto.transport.get_extra_info("socket") if proto.transport else None
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECV_BUFFER_BYTES)
+    for sock in ice_sockets(pc):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECV_BUFFER_BYTES)
 
 
 class LocalRecorder:
@@ -287,7 +282,7 @@ class LocalRecorder:
         def on_track(track: Any) -> None:
             n = sum(1 for t in peer.tracks.values() if t.kind == track.kind)
             name = track.kind if n == 0 else f"{track.kind}-{n}"
-            receiver = next(t.receiver for t in pc.getTransceivers() if t.receiver._track is track)
+            receiver = receiver_of(pc, track)
             pt = PeerTrack(
                 ctx=self.ctx,
                 session=live.id,

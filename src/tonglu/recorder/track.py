@@ -32,7 +32,8 @@ from tonglu.evidence.fsutil import write_atomic, write_durable
 from tonglu.evidence.logctx import ContextLogger, context_logger
 from tonglu.evidence.manifest import GapRecord, SegmentRecord
 from tonglu.evidence.spool import EVIDENCE, sha256_file
-from tonglu.recorder import pipeline, seam
+from tonglu.recorder import pipeline
+from tonglu.recorder.aiortc import seam
 from tonglu.recorder.assembler import FrameAssembler, h264_frame_start, vp8_frame_start
 from tonglu.recorder.clock import ClockStep, SourceClock, Timeline, TrackClock, Unwrapper
 from tonglu.recorder.codecs import h264_keyframe, opus_duration, vp8_keyframe, vp8_payload
@@ -171,6 +172,11 @@ class PeerTrack:
         self.tap = ctx.relay.track(session, source, track, kind) if ctx.relay is not None else None
 
     # -- event loop side -------------------------------------------------------------------
+    @property
+    def codec_params(self) -> Any:
+        """The negotiated codec of the frames seen so far (None before the first frame)."""
+        return self._codec_params
+
     def attach(self, receiver: Any) -> None:
         self.receiver = receiver
         self.queue = seam.attach(receiver, self.kind, self.run, self, queue_limit=self.queue_limit)
@@ -193,7 +199,7 @@ class PeerTrack:
         return rtp
 
     def on_video(self, packet: RtpPacket, codec: Any, repaired: bool) -> None:
-        """Event loop, synchronous (called straight from the socket callback, `recorder.fastpath`)."""
+        """Event loop, synchronous (called straight from the socket callback, `recorder.aiortc.fastpath`)."""
         self._codec_params = codec
         seq16 = packet.sequence_number
         seq = self._seq.unwrap(seq16)

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from tonglu.recorder.aiortc.internals import negotiated_codecs, on_keyframe_request
 from tonglu.recorder.context import spawn
 from tonglu.recorder.errors import (
     OfferMalformed,
@@ -228,7 +229,7 @@ class WhepHub:
                 rtx = [c for c in caps if c.mimeType.lower() == "video/rtx"]
                 transceiver.setCodecPreferences(prefs + rtx)
                 # a viewer's PLI asks the publisher for a keyframe (rate-limited by the tap)
-                transceiver.sender._send_keyframe = _keyframe_request(tap)  # type: ignore[method-assign]
+                on_keyframe_request(transceiver.sender, _keyframe_request(tap))
             v.subs.append((tap, sub))
 
         @pc.on("connectionstatechange")
@@ -267,11 +268,11 @@ class WhepHub:
         peer = live.peers.get(source)
         if peer is not None and not peer.closed:
             pt = peer.tracks.get("video")
-            params = getattr(pt, "_codec_params", None) if pt is not None else None
+            params = pt.codec_params if pt is not None else None
             if params is not None and params.name.lower() in VIDEO_CODECS:
                 return str(params.name.lower())
             for t in peer.pc.getTransceivers():
-                codecs = getattr(t, "_codecs", None)
+                codecs = negotiated_codecs(t)
                 if t.kind == "video" and codecs and codecs[0].name.lower() in VIDEO_CODECS:
                     return str(codecs[0].name.lower())
         tap = self.rec.relay.find(sid, source, "video")

@@ -34,8 +34,8 @@ from aiortc.rtp import HeaderExtensions, RtpPacket
 from pylibsrtp._binding import ffi as _ffi
 from pylibsrtp._binding import lib as _lib
 
+from tonglu.recorder.aiortc.seam import SYNC_HANDLER
 from tonglu.recorder.context import spawn
-from tonglu.recorder.seam import SYNC_HANDLER
 
 log = logging.getLogger(__name__)
 
