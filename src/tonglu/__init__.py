@@ -1,1 +1,6 @@
-"""Tonglu (同录): the command line, settings and process orchestration that front the packages."""
+"""Tonglu (同录): evidence-grade recording for interview rooms and remote hearings.
+
+Floors, each importing only those below it (tests/layout/test_layering.py)::
+
+    config  <-  evidence  <-  recorder | transcribe | integrity  <-  web  <-  app, cli, commands  <-  bench
+"""

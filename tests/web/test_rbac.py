@@ -100,9 +100,11 @@ def test_route_dependencies_agree_with_the_matrix(app: FastAPI) -> None:
 
 
 def test_participant_rules_with_a_session_are_scoped() -> None:
-    for (method, path), rule in MATRIX.items():
-        if "participant" in rule.roles and "{}" in path:
-            assert rule.scoped, f"{method} {path} admits participants but is not session-scoped"
+    admitted = [(method, path, rule) for (method, path), rule in MATRIX.items()
+                if "participant" in rule.roles and "{}" in path]
+    assert admitted, "no session route admits participants: the matrix is not what this test expects"
+    unscoped = [f"{method} {path}" for method, path, rule in admitted if not rule.scoped]
+    assert unscoped == [], f"routes admit participants but are not session-scoped: {unscoped}"
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ the locked bucket of an embedded SeaweedFS with COMPLIANCE retention. A segment 
 the file AND its manifest entry are confirmed; latency runs from the moment the file was
 closed.
 
-Verify throughput: the verifier's own hashing routine (`storage.verify_core.DirSource.digest`,
-else `storage.spool.sha256_file`) over `verify_mb` MB of files, one thread, against
+Verify throughput: the verifier's own hashing routine (`evidence.verify_core.DirSource.digest`,
+else `evidence.spool.sha256_file`) over `verify_mb` MB of files, one thread, against
 `sha256sum` on the same files in the same run (page cache warmed first, best of 3 each).
 """
 

@@ -4,7 +4,7 @@
 
 and the package helpers the export uses so that every file in a package is covered:
 
-    install_verifier(dest)            # verify.py (storage/verify_core.py, standard library only)
+    install_verifier(dest)            # verify.py (evidence/verify_core.py, standard library only)
     write_sha256sums(dest)            # SHA256SUMS: "<sha256>  <relative path>" for every other file
     sign_sha256sums(dest, site_key)   # SHA256SUMS.sig: canonical {"key_id", "signature": base64}
     zip_dir(dest, zip_path)           # deterministic zip (sorted names, fixed times, stored)

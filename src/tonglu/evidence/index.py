@@ -6,7 +6,7 @@
     index.apply_checkpoint(cp, ordinal=n)
     index.list_sessions(SessionFilter(room="r1"))  /  get_session(sid)  /  segments(sid)  /  gaps(sid)
 
-Everything here can be rebuilt from the object store alone (`tonglu reindex`, storage/reindex.py);
+Everything here can be rebuilt from the object store alone (`tonglu reindex`, evidence/reindex.py);
 nothing is the source of truth. Tables have no prefix; the web area keeps its own `web_*` tables
 in the same database, which reindex never touches.
 """

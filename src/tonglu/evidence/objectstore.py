@@ -22,7 +22,7 @@ What SeaweedFS 4.48 honours (measured with this code, see tests/storage_io):
   user metadata, so the PUT goes through its `_put_object` with explicit headers (minio pinned).
   Objects are sent in one PUT (read into memory): segments are a few MB.
 
-Errors map to `storage.errors`: connection errors, timeouts and 5xx -> StoreUnavailable;
+Errors map to `evidence.errors`: connection errors, timeouts and 5xx -> StoreUnavailable;
 InvalidAccessKeyId / SignatureDoesNotMatch / AccessDenied -> StoreAuthError; a missing key ->
 ObjectNotFound; the same key with different content -> ObjectConflict.
 """
@@ -203,7 +203,7 @@ class ObjectStore:
     # -- errors --------------------------------------------------------------------------------
     @contextlib.contextmanager
     def errors(self, what: str) -> Iterator[None]:
-        """Translate SDK and transport errors into storage.errors, naming the operation."""
+        """Translate SDK and transport errors into evidence.errors, naming the operation."""
         try:
             yield
         except S3Error as exc:

@@ -6,9 +6,9 @@ the store, still in the local spool, or missing). Implementations:
 - `DirEvidence`: an evidence directory (object keys as relative paths), e.g. a test fixture or an
   unpacked package;
 - `SpoolStoreEvidence`: the live system: spool first (upload pending), then the object store
-  (any object with ``get_to_file``/``stat``, i.e. ``storage.objectstore.ObjectStore``).
+  (any object with ``get_to_file``/``stat``, i.e. ``evidence.objectstore.ObjectStore``).
 
-`LedgerSource` presents one session to the verifier (`storage.verify_core.Source`): manifest
+`LedgerSource` presents one session to the verifier (`evidence.verify_core.Source`): manifest
 entries and checkpoints from the local ledger, public key from the site key, every other object
 through an `EvidenceFiles`.
 """

@@ -11,7 +11,7 @@ Layout (evidence objects keep the bucket's key layout, so `verify.py` reads it l
     workcopy/<name>.mp4, workcopy/<name>.json   the working copy and the list of masters it came from
     audit/audit.csv                             the audit trail of this session
     README.txt                                  what is in the package, Chinese and English
-    verify.py                                   the offline verifier (storage/verify_core.py)
+    verify.py                                   the offline verifier (evidence/verify_core.py)
     SHA256SUMS, SHA256SUMS.sig                  every file's SHA-256, signed with the site key
 
 A session still recording is refused: its evidence is not complete yet.

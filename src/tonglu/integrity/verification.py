@@ -1,6 +1,6 @@
 """The verifier's verdict, reduced to what the integrity review needs.
 
-The verifier itself is `storage.verify_core` (standard library only, shipped in export packages);
+The verifier itself is `evidence.verify_core` (standard library only, shipped in export packages);
 this module runs it over one session and keeps ok/problems/checkpoint digests as plain values so
 the analysis stays sans-I/O and testable with hand-made summaries.
 """

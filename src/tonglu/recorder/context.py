@@ -30,7 +30,7 @@ class RecorderContext:
     settings: Settings
     spool: Spool
     ledger: Ledger
-    index: Any = None  # storage.index.Index when the storage area provides it
+    index: Any = None  # evidence.index.Index
     relay: Any = None  # recorder.relay.Relay: live fan-out to WHEP viewers (set by LocalRecorder)
     sealer: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(

@@ -1,6 +1,6 @@
 """Index DB updates for segment and gap entries, off the seal path and in batches.
 
-The index is a query cache (`storage.index`, rebuilt from the store by `tonglu reindex`). Applying
+The index is a query cache (`evidence.index`, rebuilt from the store by `tonglu reindex`). Applying
 one segment entry costs about seven statements; a recorder core seals 16 segments a second at 64
 streams, and that was the largest share of its sealing CPU. Here the sealer only queues the entry;
 one low-priority thread applies what gathered every `interval_s` with `Index.apply_many` (a few

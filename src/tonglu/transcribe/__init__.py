@@ -16,7 +16,7 @@ Modules: `models` (provisioning, no download), `audio` (decode, timeline), `engi
 `dispatcher` (ledger tailer, publisher), `versions` (numbered, never-overwritten versions),
 `documents` (version JSON, corrections, diffs), `exports` (VTT, SRT, DOCX), `service`
 (`TranscriptService` for the web), `workers` (`start_workers(settings) -> WorkersHandle`),
-`simulate` (sessions for tests/bench), `evaluation` (WER/CER, corpus), `bench`.
+and in `tonglu.bench`: `simulate` (sessions for tests and benchmarks), `evaluation` (WER/CER, corpus), `transcribe`.
 
 Versions of a session: the live draft (while recording: version 0, not stored, from the queue), then
 at stop the live draft is stored as version N ("live") and the final pass over the whole session as

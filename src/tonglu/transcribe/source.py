@@ -1,4 +1,4 @@
-"""Where segment bytes come from: the spool while pending, else the object store (storage.reader)."""
+"""Where segment bytes come from: the spool while pending, else the object store (evidence.reader)."""
 
 from __future__ import annotations
 

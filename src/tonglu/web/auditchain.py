@@ -1,6 +1,6 @@
 """The audit trail's records and hash chain (sans-I/O).
 
-One record per audited event, encoded canonically (`storage.canonical`) and chained like the
+One record per audited event, encoded canonically (`evidence.canonical`) and chained like the
 manifest: each carries the SHA-256 of the previous record's bytes. `verify_chain` walks stored
 records and names the first place where an edit, deletion, insertion or reordering shows.
 """
