@@ -158,7 +158,7 @@ def test_store_outage_of_30s_loses_nothing(tmp_path: Path) -> None:
 
 def test_weed_does_not_outlive_a_killed_parent(tmp_path: Path) -> None:
     code = (
-        "import sys, time; from pathlib import Path; from storage.seaweed import EmbeddedStore\n"
+        "import sys, time; from pathlib import Path; from tonglu.evidence.seaweed import EmbeddedStore\n"
         f"s = EmbeddedStore(Path({str(tmp_path / 'store')!r})); s.start(); print(s.pid, flush=True); time.sleep(120)\n"
     )
     parent = subprocess.Popen(
