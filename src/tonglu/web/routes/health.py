@@ -9,11 +9,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from tonglu.web import metrics
+from tonglu.web.auth import Principal, require_roles
 from tonglu.web.deps import get_services
 
 router = APIRouter(tags=["health"])
@@ -50,7 +52,12 @@ def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"ok": ok, "parts": parts}, status_code=200 if ok else 503)
 
 
+METRICS_ROLES = ("admin", "supervisor", "auditor")
+
+
 @router.get("/metrics")
-async def prometheus_metrics(request: Request) -> Response:
+async def prometheus_metrics(
+    request: Request, _p: Annotated[Principal, Depends(require_roles(*METRICS_ROLES))]
+) -> Response:
     snap = await metrics.collect(get_services(request))
     return Response(metrics.render(snap), media_type="text/plain; version=0.0.4; charset=utf-8")
