@@ -69,7 +69,8 @@ def test_tonglu_up_serves_https_with_the_dev_certificate(tmp_path: Path) -> None
             assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
             assert time.monotonic() < deadline, "tonglu up did not answer over HTTPS"
             try:
-                r = httpx.get(f"https://127.0.0.1:{port}/readyz", verify=ssl.create_default_context(cafile=str(cert)), timeout=2)
+                trust = ssl.create_default_context(cafile=str(cert))
+                r = httpx.get(f"https://127.0.0.1:{port}/readyz", verify=trust, timeout=2)
                 if r.status_code == 200:
                     break
             except (httpx.HTTPError, OSError):
