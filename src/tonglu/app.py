@@ -185,8 +185,12 @@ def serve(app: App) -> None:
     web = create_app(app.services)
     for name, check in app.checks.items():
         register_check(web, name, check)
+    from tonglu.web.tls import certificate_paths
+
+    tls = certificate_paths(settings)
     config = uvicorn.Config(web, host=settings.http_host, port=settings.http_port, log_level="warning",
-                            lifespan="on", timeout_graceful_shutdown=10)
+                            lifespan="on", timeout_graceful_shutdown=10,
+                            ssl_certfile=str(tls[0]) if tls else None, ssl_keyfile=str(tls[1]) if tls else None)
     server = _Server(config)
     try:
         asyncio.run(_serve(server, app))

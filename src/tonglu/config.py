@@ -66,6 +66,17 @@ class Settings:
     whisper_compute_type: str = "int8"
     whisper_language: str | None = "zh"
     log_level: str = "INFO"
+    tls_cert: Path | None = None  # PEM certificate chain for HTTPS
+    tls_key: Path | None = None  # its private key
+    tls_self_signed: bool = False  # generate (once) and serve a self-signed development certificate
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_self_signed or self.tls_cert is not None
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.data_dir / "tls"
 
     @property
     def embedded_store(self) -> bool:
@@ -77,7 +88,8 @@ class Settings:
 
     @property
     def base_url(self) -> str:
-        return self.public_url or f"http://{self.http_host}:{self.http_port}"
+        scheme = "https" if self.tls else "http"
+        return self.public_url or f"{scheme}://{self.http_host}:{self.http_port}"
 
     @property
     def spool_dir(self) -> Path:
@@ -128,7 +140,17 @@ class Settings:
             whisper_compute_type=env.get("TONGLU_WHISPER_COMPUTE_TYPE") or "int8",
             whisper_language=(env.get("TONGLU_WHISPER_LANGUAGE", "zh") or None),
             log_level=env.get("TONGLU_LOG_LEVEL") or "INFO",
+            tls_cert=Path(cert).expanduser() if (cert := _opt(env, "TONGLU_TLS_CERT")) else None,
+            tls_key=Path(key).expanduser() if (key := _opt(env, "TONGLU_TLS_KEY")) else None,
+            tls_self_signed=(env.get("TONGLU_TLS_SELF_SIGNED") or "").lower() in ("1", "true", "yes"),
         )
+        if (settings.tls_cert is None) != (settings.tls_key is None):
+            raise SettingsError("TONGLU_TLS_CERT and TONGLU_TLS_KEY must be set together")
+        if settings.tls_cert is not None and settings.tls_self_signed:
+            raise SettingsError("TONGLU_TLS_SELF_SIGNED and TONGLU_TLS_CERT exclude each other")
+        for name, path in (("TONGLU_TLS_CERT", settings.tls_cert), ("TONGLU_TLS_KEY", settings.tls_key)):
+            if path is not None and not path.is_file():
+                raise SettingsError(f"{name}={path} is not a readable file")
         if settings.s3_endpoint and not (settings.s3_access_key and settings.s3_secret_key):
             raise SettingsError("TONGLU_S3_ENDPOINT is set but TONGLU_S3_ACCESS_KEY/TONGLU_S3_SECRET_KEY are not")
         if not 0 < settings.http_port < 65536:

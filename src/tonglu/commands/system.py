@@ -12,8 +12,13 @@ def register(app: typer.Typer) -> None:
     def up(
         recorder_workers: Annotated[int | None, typer.Option(help="recorder worker processes (0: in-process)")] = None,
         transcribe_workers: Annotated[int | None, typer.Option(help="transcription worker processes")] = None,
+        tls_self_signed: Annotated[
+            bool, typer.Option("--tls-self-signed", help="serve HTTPS with a generated development certificate")
+        ] = False,
     ) -> None:
         """启动全部服务 Run everything: object store, uploader, recorder, transcription, web."""
+        import dataclasses
+
         from tonglu.app import serve, start_app
         from tonglu.config import Settings, SettingsError
         from tonglu.evidence.errors import StorageError
@@ -21,6 +26,8 @@ def register(app: typer.Typer) -> None:
 
         try:
             settings = Settings.from_env()
+            if tls_self_signed and not settings.tls:
+                settings = dataclasses.replace(settings, tls_self_signed=True)
         except SettingsError as exc:
             typer.echo(f"配置错误 configuration error: {exc}", err=True)
             raise typer.Exit(2) from exc

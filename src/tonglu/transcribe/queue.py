@@ -328,6 +328,12 @@ class JobQueue:
             "live_lines": q("SELECT COUNT(*) AS n FROM live_lines")[0]["n"],
         }
 
+    def live_latencies_s(self, limit: int = 1000) -> list[float]:
+        """Seconds from the end of speech to its live line, for the newest `limit` lines."""
+        rows = self._q("SELECT (available_ns - end_ns) / 1e9 AS s FROM live_lines WHERE available_ns IS NOT NULL "
+                       "AND kind='line' ORDER BY id DESC LIMIT ?", (limit,))
+        return [max(0.0, float(r["s"])) for r in rows]
+
     def commits(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self._q("SELECT * FROM commits ORDER BY rowid")]
 

@@ -71,6 +71,9 @@ P = "participant"
 MATRIX: dict[tuple[str, str], Rule] = {
     # -- public ------------------------------------------------------------------------------
     ("GET", "/healthz"): public(),
+    ("GET", "/livez"): public(),
+    ("GET", "/readyz"): public(),
+    ("GET", "/metrics"): roles("admin", "supervisor", "auditor"),  # not audited: scraped every few seconds
     ("GET", "/"): public(),
     ("GET", "/login"): public(),
     ("POST", "/login"): public(),
