@@ -172,17 +172,15 @@ def serve(stack: Stack) -> None:
     """Run the web app until SIGINT/SIGTERM (uvicorn handles both), then stop every part."""
     import asyncio
 
-    import uvicorn
-
     from tonglu.web.app import create_app
     from tonglu.web.routes.health import register_check
+    from tonglu.web.server import uvicorn_config
 
     settings = stack.settings
     app = create_app(stack.services)
     for name, check in stack.checks.items():
         register_check(app, name, check)
-    config = uvicorn.Config(app, host=settings.http_host, port=settings.http_port, log_level="warning",
-                            lifespan="on", timeout_graceful_shutdown=10)
+    config = uvicorn_config(app, settings)
     server = _Server(config)
     try:
         asyncio.run(_serve(server, stack))

@@ -59,26 +59,33 @@ def setup(app: FastAPI) -> None:
 
 
 class LoginGuard:
-    """Throttles per user+address (5 failures) and per address (30 failures), thread-safe."""
+    """Throttles per user+address (5 failures), per user name from any address (10 failures: an
+    attacker spreading guesses over many addresses still meets a lock) and per address (30
+    failures), thread-safe. Addresses are the socket's unless a trusted proxy forwarded them
+    (`TONGLU_TRUSTED_PROXIES`, applied by uvicorn, see `web/server.py`)."""
 
     def __init__(self) -> None:
         self.per_user = LoginThrottle(max_failures=5)
+        self.per_name = LoginThrottle(max_failures=10)
         self.per_address = LoginThrottle(max_failures=30)
         self._lock = threading.Lock()
 
     def retry_after(self, username: str, address: str, now_s: float) -> float:
         with self._lock:
             return max(self.per_user.retry_after(f"{username}|{address}", now_s),
+                       self.per_name.retry_after(username, now_s),
                        self.per_address.retry_after(address, now_s))
 
     def failure(self, username: str, address: str, now_s: float) -> None:
         with self._lock:
             self.per_user.failure(f"{username}|{address}", now_s)
+            self.per_name.failure(username, now_s)
             self.per_address.failure(address, now_s)
 
     def success(self, username: str, address: str) -> None:
         with self._lock:
             self.per_user.success(f"{username}|{address}")
+            self.per_name.success(username)
 
 
 def _services(request: Request) -> Any:
