@@ -55,6 +55,7 @@ def start_stack(settings: Settings, *, recorder_workers: int | None = None,
                 transcribe_workers: int | None = None, echo: Callable[[str], None] = print) -> Stack:
     """Start everything but the HTTP listener. On failure, what was started is stopped again."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    restrict_data_dir(settings)
     services = Services.local(settings)
     stack = Stack(settings, services)
     try:
@@ -63,10 +64,30 @@ def start_stack(settings: Settings, *, recorder_workers: int | None = None,
         _start_accounts(stack, echo)
         _start_transcription(stack, transcribe_workers)
         _start_recorder(stack, recorder_workers)
+        restrict_data_dir(settings)  # the databases the parts above created
     except BaseException:
         stack.stop()
         raise
     return stack
+
+
+PRIVATE_UMASK = 0o077
+# SQLite databases holding password/token hashes and transcript text, with their side files.
+PRIVATE_DB_FILES = ("index.db", "transcribe/queue.db")
+
+
+def restrict_data_dir(settings: Settings) -> None:
+    """Owner-only access to the data directory and its databases, also for a data directory that
+    an older version (or a command run under another umask) created world-readable. New files
+    are covered by the umask `tonglu up` and its workers run under (`PRIVATE_UMASK`)."""
+    import os
+
+    os.chmod(settings.data_dir, 0o700)
+    for name in PRIVATE_DB_FILES:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            path = settings.data_dir / (name + suffix)
+            if path.exists():
+                os.chmod(path, 0o600)
 
 
 def _start_store(stack: Stack, echo: Callable[[str], None]) -> None:

@@ -7,6 +7,7 @@ import importlib
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from tonglu.web.downloads import exports_dir, sweep
 from tonglu.web.services import Services
 
 ROUTER_MODULES = (
@@ -32,6 +33,7 @@ def create_app(services: Services) -> FastAPI:
         description="Evidence-grade recording: sessions, WHIP ingest, evidence, review.",
     )
     app.state.services = services
+    sweep(exports_dir(services.settings.data_dir), services.settings.export_ttl_s)  # left by a crash
     for name in ROUTER_MODULES:
         try:
             module = importlib.import_module(name)
