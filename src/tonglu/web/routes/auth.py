@@ -32,6 +32,7 @@ def setup(app: FastAPI) -> None:
     services = app.state.services
     if services.accounts is None:
         services.accounts = Accounts.from_url(services.settings.db_url)
+    services.accounts.api_token_ttl_s = services.settings.api_token_ttl_days * 86400
     if services.audit is None:
         services.audit = AuditLog.from_settings(services.settings, services.spool)
     app.state.login_guard = LoginGuard()
@@ -225,12 +226,13 @@ class PasswordChange(BaseModel):
 
 
 @router.post("/api/auth/password")
-def change_password(request: Request, body: PasswordChange, p: Staff) -> dict[str, bool]:
+def change_password(request: Request, body: PasswordChange, p: Staff) -> dict[str, Any]:
+    """New password: ends every page session and revokes every API token of the account."""
     accounts = _services(request).accounts
     if accounts.authenticate(_account_user(p), body.old_password) is None:
         raise HTTPException(status_code=403, detail="原密码错误 (old password is wrong)")
-    accounts.set_password(p.user, body.new_password)
-    return {"ok": True}
+    revoked = accounts.set_password(p.user, body.new_password)
+    return {"ok": True, "tokens_revoked": revoked}
 
 
 class TokenRequest(BaseModel):
@@ -325,6 +327,7 @@ def patch_user(request: Request, username: str, body: UserPatch, p: Admin) -> di
 
 
 @router.post("/api/users/{username}/password")
-def reset_password(request: Request, username: str, body: PasswordReset, _p: Admin) -> dict[str, bool]:
-    _services(request).accounts.set_password(username, body.password)
-    return {"ok": True}
+def reset_password(request: Request, username: str, body: PasswordReset, _p: Admin) -> dict[str, Any]:
+    """Admin reset: ends the user's page sessions and revokes all their API tokens."""
+    revoked = _services(request).accounts.set_password(username, body.password)
+    return {"ok": True, "tokens_revoked": revoked}
