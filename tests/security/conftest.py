@@ -14,6 +14,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from tests.browser.conftest import chromium  # noqa: F401  (fixture)
 from tests.web.conftest import app, client, services, staff, web_settings  # noqa: F401  (fixtures)
 from tonglu.config import Settings
 from tonglu.web.server import uvicorn_config

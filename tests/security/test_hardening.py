@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
+from tests.browser.conftest import BrowserFactory
 from tests.integrity.builder import Scenario, build
 from tests.security.conftest import serve
 from tests.web.conftest import ADMIN_TOKEN, FAST_HASHER, PASSWORDS, Staff, login, start_session
@@ -232,3 +233,27 @@ def test_the_html_report_has_a_csp(tmp_path: Path) -> None:
     csp = r.headers["content-security-policy"]
     assert "default-src 'none'" in csp and "script-src" not in csp and "frame-ancestors 'none'" in csp
     assert '<meta http-equiv="Content-Security-Policy"' in r.text  # also when opened from an export
+
+
+def test_pages_run_under_their_csp(app: FastAPI, services: Services, staff: Staff, web_settings: Settings,
+                                   chromium: BrowserFactory) -> None:
+    """Every page's own script still runs in a real browser under the CSP, and none is refused."""
+    start_session(services, "s-csp-1")
+    b = chromium()
+    with serve(app, web_settings) as base:
+        b.driver.get(f"{base}/login")
+        b.js("document.querySelector('input[name=username]').value = 'admin';"
+             f"document.querySelector('input[name=password]').value = '{PASSWORDS['admin']}';"
+             "document.querySelector('form').submit();")
+        b.wait_for("return location.pathname === '/console'", what="logged in")
+        for path in ("/console", "/console/s-csp-1", "/live/s-csp-1", "/review", "/review/s-csp-1", "/account",
+                     "/admin/users", "/docs"):
+            b.driver.get(base + path)
+            b.wait_for("return document.readyState === 'complete'", what=path)
+            time.sleep(0.5)  # let the page's scripts start their first fetches
+        b.wait_for("return document.querySelector('.swagger-ui .info')", what="Swagger UI rendered from local assets")
+        b.driver.get(f"{base}/review")
+        marker = b.js("return window.T !== undefined")  # tonglu.js (external, 'self') ran
+        assert marker, "tonglu.js did not run"
+    refused = [line for line in b.console() if "Content Security Policy" in line or "Refused to" in line]
+    assert refused == [], refused

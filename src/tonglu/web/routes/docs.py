@@ -2,7 +2,8 @@
 
 FastAPI's built-in page loads Swagger UI's JavaScript and CSS from a public CDN (a third party
 could serve script into a page that holds an admin's session, and an offline site has no docs).
-Here the assets come from the pinned `swagger-ui-bundle` wheel and the page runs under a CSP
+Here the assets come from the pinned `swagger-ui-py` wheel (Swagger UI 5, which reads the
+OpenAPI 3.1 that FastAPI writes; `swagger-ui-bundle`'s 4.15 cannot) and the page runs under a CSP
 that allows scripts from this origin only (the start-up code is a static file, not inline).
 `/openapi.json` is unchanged.
 """
@@ -46,9 +47,9 @@ _register_rules()
 
 
 def assets_dir() -> Path:
-    import swagger_ui_bundle
+    import importlib.resources
 
-    return Path(str(swagger_ui_bundle.swagger_ui_path))
+    return Path(str(importlib.resources.files("swagger_ui") / "static"))
 
 
 @router.get("/docs")
