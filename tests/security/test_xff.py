@@ -9,7 +9,7 @@ import httpx
 from fastapi import FastAPI
 
 from tests.security.conftest import serve
-from tests.web.conftest import Staff
+from tests.web.conftest import PASSWORDS, Staff
 from tonglu.config import Settings, SettingsError
 from tonglu.web.services import Services
 
@@ -24,6 +24,13 @@ def _fail_logins(base: str, n: int, forwarded: bool = True) -> list[int]:
     return codes
 
 
+def _login_cookie(base: str) -> str:
+    r = httpx.post(f"{base}/api/auth/login", json={"username": "reviewer", "password": PASSWORDS["reviewer"]},
+                   headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "198.51.100.7"}, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.headers["set-cookie"]
+
+
 def test_untrusted_forwarded_for_is_ignored(app: FastAPI, services: Services, staff: Staff,
                                             web_settings: Settings) -> None:
     assert web_settings.trusted_proxies == ()  # the default: trust nobody's proxy headers
@@ -31,9 +38,9 @@ def test_untrusted_forwarded_for_is_ignored(app: FastAPI, services: Services, st
         codes = _fail_logins(base, 7)
         # a fresh X-Forwarded-For on every try changed nothing: the 6th failure from 127.0.0.1 locks
         assert codes[:6] == [401] * 6 and codes[6] == 429, codes
-        ok = httpx.get(f"{base}/api/auth/me", headers={**staff.auth("admin"), "X-Forwarded-Proto": "https"})
-        assert ok.status_code == 200
-    rows = services.audit.query(action="login")
+        # nor does X-Forwarded-Proto make the app believe it is behind TLS
+        assert "secure" not in _login_cookie(base).lower()
+    rows = [r for r in services.audit.query(action="login") if r["object"] == "user:admin"]
     assert len(rows) == 7
     assert {r["address"] for r in rows} == {"127.0.0.1"}, "the audit trail took a forged address"
 
@@ -45,7 +52,8 @@ def test_trusted_proxy_is_believed_and_user_name_is_throttled_across_addresses(
         # every try came "from" another address (believed: the proxy is trusted), yet the 11th
         # failure of one user name locks it
         assert codes[:11] == [401] * 11 and codes[11] == 429, codes
-    rows = services.audit.query(action="login")
+        assert "secure" in _login_cookie(base).lower()  # the trusted proxy terminated TLS
+    rows = [r for r in services.audit.query(action="login") if r["object"] == "user:admin"]
     assert [r["address"] for r in rows[:3]] == ["203.0.113.1", "203.0.113.2", "203.0.113.3"]
 
 
