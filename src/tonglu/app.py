@@ -59,6 +59,7 @@ def start_app(settings: Settings, *, recorder_workers: int | None = None,
                 transcribe_workers: int | None = None, echo: Callable[[str], None] = print) -> App:
     """Start everything but the HTTP listener. On failure, what was started is stopped again."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    restrict_data_dir(settings)
     services = Services.local(settings)
     app = App(settings, services)
     try:
@@ -67,10 +68,30 @@ def start_app(settings: Settings, *, recorder_workers: int | None = None,
         _start_accounts(app, echo)
         _start_transcription(app, transcribe_workers)
         _start_recorder(app, recorder_workers)
+        restrict_data_dir(settings)  # the databases the parts above created
     except BaseException:
         app.stop()
         raise
     return app
+
+
+PRIVATE_UMASK = 0o077
+# SQLite databases holding password/token hashes and transcript text, with their side files.
+PRIVATE_DB_FILES = ("index.db", "transcribe/queue.db")
+
+
+def restrict_data_dir(settings: Settings) -> None:
+    """Owner-only access to the data directory and its databases, also for a data directory that
+    an older version (or a command run under another umask) created world-readable. New files
+    are covered by the umask `tonglu up` and its workers run under (`PRIVATE_UMASK`)."""
+    import os
+
+    os.chmod(settings.data_dir, 0o700)
+    for name in PRIVATE_DB_FILES:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            path = settings.data_dir / (name + suffix)
+            if path.exists():
+                os.chmod(path, 0o600)
 
 
 def _start_store(app: App, echo: Callable[[str], None]) -> None:
@@ -176,21 +197,15 @@ def serve(app: App) -> None:
     """Run the web app until SIGINT/SIGTERM (uvicorn handles both), then stop every part."""
     import asyncio
 
-    import uvicorn
-
     from tonglu.web.app import create_app
     from tonglu.web.routes.health import register_check
+    from tonglu.web.server import uvicorn_config
 
     settings = app.settings
     web = create_app(app.services)
     for name, check in app.checks.items():
         register_check(web, name, check)
-    from tonglu.web.tls import certificate_paths
-
-    tls = certificate_paths(settings)
-    config = uvicorn.Config(web, host=settings.http_host, port=settings.http_port, log_level="warning",
-                            lifespan="on", timeout_graceful_shutdown=10,
-                            ssl_certfile=str(tls[0]) if tls else None, ssl_keyfile=str(tls[1]) if tls else None)
+    config = uvicorn_config(web, settings)
     server = _Server(config)
     try:
         asyncio.run(_serve(server, app))

@@ -5,6 +5,7 @@ Every variable is documented in README.md. Nothing here touches the network or t
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,21 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         return float(raw)
     except ValueError as exc:
         raise SettingsError(f"{name}={raw!r} is not a number") from exc
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list of IP addresses or CIDR networks, each checked."""
+    out = []
+    for part in (env.get(name) or "").split(","):
+        item = part.strip()
+        if not item:
+            continue
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError as exc:
+            raise SettingsError(f"{name}: {item!r} is not an IP address or CIDR network") from exc
+        out.append(item)
+    return tuple(out)
 
 
 def _opt(env: Mapping[str, str], name: str) -> str | None:
@@ -66,6 +82,13 @@ class Settings:
     whisper_compute_type: str = "int8"
     whisper_language: str | None = "zh"
     log_level: str = "INFO"
+    # Security: proxies whose X-Forwarded-For/-Proto are believed (none by default: a header
+    # anyone can send must not choose the address that login throttling and the audit trail see).
+    trusted_proxies: tuple[str, ...] = ()
+    http_keepalive_s: float = 5.0  # idle keep-alive connection closed after this
+    http_read_timeout_s: float = 20.0  # a request's headers, then its body, must arrive within this
+    api_token_ttl_days: int = 90  # API tokens issued without an explicit ttl expire after this
+    export_ttl_s: int = 3600  # export packages built for a download are deleted after this at most
     tls_cert: Path | None = None  # PEM certificate chain for HTTPS
     tls_key: Path | None = None  # its private key
     tls_self_signed: bool = False  # generate (once) and serve a self-signed development certificate
@@ -143,6 +166,11 @@ class Settings:
             tls_cert=Path(cert).expanduser() if (cert := _opt(env, "TONGLU_TLS_CERT")) else None,
             tls_key=Path(key).expanduser() if (key := _opt(env, "TONGLU_TLS_KEY")) else None,
             tls_self_signed=(env.get("TONGLU_TLS_SELF_SIGNED") or "").lower() in ("1", "true", "yes"),
+            trusted_proxies=_networks(env, "TONGLU_TRUSTED_PROXIES"),
+            http_keepalive_s=_float(env, "TONGLU_HTTP_KEEPALIVE_S", 5.0),
+            http_read_timeout_s=_float(env, "TONGLU_HTTP_READ_TIMEOUT_S", 20.0),
+            api_token_ttl_days=_int(env, "TONGLU_API_TOKEN_TTL_DAYS", 90),
+            export_ttl_s=_int(env, "TONGLU_EXPORT_TTL_S", 3600),
         )
         if (settings.tls_cert is None) != (settings.tls_key is None):
             raise SettingsError("TONGLU_TLS_CERT and TONGLU_TLS_KEY must be set together")
@@ -157,4 +185,10 @@ class Settings:
             raise SettingsError(f"TONGLU_HTTP_PORT={settings.http_port} is not a valid port")
         if settings.segment_seconds <= 0:
             raise SettingsError("TONGLU_SEGMENT_SECONDS must be positive")
+        if settings.http_keepalive_s <= 0 or settings.http_read_timeout_s <= 0:
+            raise SettingsError("TONGLU_HTTP_KEEPALIVE_S and TONGLU_HTTP_READ_TIMEOUT_S must be positive")
+        if not 1 <= settings.api_token_ttl_days <= 366:
+            raise SettingsError("TONGLU_API_TOKEN_TTL_DAYS must be between 1 and 366")
+        if settings.export_ttl_s < 60:
+            raise SettingsError("TONGLU_EXPORT_TTL_S must be at least 60")
         return settings

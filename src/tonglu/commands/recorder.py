@@ -39,6 +39,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"错误 error: --index {index} must be in 0..{count - 1}", err=True)
             raise typer.Exit(2)
         core = pin_to_core(index)  # before anything starts a thread
+        os.umask(0o077)  # segments, ledger and index rows are the owner's only (as under `tonglu up`)
 
         import asyncio
 

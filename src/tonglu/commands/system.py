@@ -18,12 +18,16 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """启动全部服务 Run everything: object store, uploader, recorder, transcription, web."""
         import dataclasses
+        import os
 
-        from tonglu.app import serve, start_app
+        from tonglu.app import PRIVATE_UMASK, serve, start_app
         from tonglu.config import Settings, SettingsError
         from tonglu.evidence.errors import StorageError
         from tonglu.evidence.logctx import configure_logging
 
+        # Every file and directory this process and its workers (which inherit the umask) create
+        # is the owner's only: the databases hold password hashes, token hashes, transcripts.
+        os.umask(PRIVATE_UMASK)
         try:
             settings = Settings.from_env()
             if tls_self_signed and not settings.tls:
@@ -37,5 +41,8 @@ def register(app: typer.Typer) -> None:
         except StorageError as exc:
             typer.echo(f"启动失败 start-up failed: {exc}", err=True)
             raise typer.Exit(1) from exc
+        if settings.public_url is None and settings.http_host not in ("127.0.0.1", "localhost", "::1"):
+            typer.echo("==> 提示 note: TONGLU_PUBLIC_URL is not set; links (WHIP, capture, invitations) are built "
+                       "from each request's Host header", err=True)
         typer.echo(f"==> 同录 Tonglu: {settings.base_url}  (Ctrl-C 停止 to stop)")
         serve(stack)

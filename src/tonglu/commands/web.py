@@ -34,7 +34,9 @@ def _open() -> tuple[Accounts, AuditLog]:
         spool = Spool(settings.spool_dir)
     except SpoolError:  # an unwritable spool must not stop account administration
         spool = None
-    return Accounts.from_url(settings.db_url), AuditLog.from_settings(settings, spool)
+    accounts = Accounts.from_url(settings.db_url)
+    accounts.api_token_ttl_s = settings.api_token_ttl_days * 86400
+    return accounts, AuditLog.from_settings(settings, spool)
 
 
 def _cli_principal() -> Principal:
@@ -107,17 +109,18 @@ def register(app: typer.Typer) -> None:
         username: str,
         password_stdin: Annotated[bool, typer.Option(help="read the password from stdin")] = False,
     ) -> None:
-        """Set a user's password (ends their page sessions)."""
+        """Set a user's password (ends their page sessions and revokes their API tokens)."""
         from tonglu.web.errors import WebError
 
         accounts, audit = _open()
         password = _read_password(password_stdin)
         try:
-            accounts.set_password(username, password)
+            revoked = accounts.set_password(username, password)
         except WebError as exc:
             _fail(str(exc))
-        audit.record(_cli_principal(), None, "password_reset", f"user:{username}")
-        typer.echo(f"password of {username} changed")
+        audit.record(_cli_principal(), None, "password_reset", f"user:{username}", "ok",
+                     {"tokens_revoked": revoked})
+        typer.echo(f"password of {username} changed; {revoked} API token(s) revoked")
 
     @user_app.command("role")
     def user_role(username: str, role: str) -> None:
@@ -153,7 +156,7 @@ def register(app: typer.Typer) -> None:
     def user_token(
         username: str,
         label: Annotated[str, typer.Option(help="what the token is for")] = "",
-        ttl_days: Annotated[int, typer.Option(help="0 = no expiry")] = 0,
+        ttl_days: Annotated[int, typer.Option(help="0 = TONGLU_API_TOKEN_TTL_DAYS (default 90)")] = 0,
     ) -> None:
         """Issue an API (Bearer) token acting as USERNAME; printed once."""
         from tonglu.web.errors import WebError

@@ -13,6 +13,10 @@ from tonglu.integrity.analysis import Analysis
 from tonglu.integrity.findings import REASON_LABELS, SEVERITY_LABELS
 from tonglu.integrity.timefmt import duration_text, local_text, parse_iso
 
+# The report holds no script: also opened as a file from an export package (no HTTP header there),
+# it may run none, load nothing and send no form. The web app sends the same policy as a header.
+REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
+
 _ENV = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=jinja2.select_autoescape(["html"]),
@@ -41,4 +45,4 @@ _ENV.filters["severity_label"] = lambda s: SEVERITY_LABELS.get(s, s)
 
 def render(report: dict[str, Any], analysis: Analysis) -> str:
     template = _ENV.get_template("report.html")
-    return template.render(r=report, svg=Markup(timeline.render(analysis)))
+    return template.render(r=report, svg=Markup(timeline.render(analysis)), csp=REPORT_CSP)

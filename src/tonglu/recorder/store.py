@@ -168,7 +168,8 @@ class SessionStore:
                 conn.execute(
                     tokens_table.insert().values(session_id=sid, source=name, token_sha256=_hash(tok), created_ns=now)
                 )
-        self.ledger.append(sid, "session_start", body)
+            # inside the transaction: a session_start the ledger refuses leaves no token rows behind
+            self.ledger.append(sid, "session_start", body)
         return sid, tokens
 
     def facts(self, sid: str) -> SessionFacts:

@@ -50,6 +50,13 @@ SUB_ROLES = {
     "other": "其他",
 }
 MIN_PASSWORD_LEN = 10
+DEFAULT_API_TOKEN_TTL_S = 90 * 86400  # TONGLU_API_TOKEN_TTL_DAYS
+# Names principals that are not accounts go by (the automation token, the command line, anonymous
+# callers, invitations): an account named like one would be mistaken for it in the audit trail.
+RESERVED_USERNAMES = frozenset({
+    "admin-token", "admin_token", "admintoken", "anonymous", "cli", "system", "root", "tonglu",
+    "recorder", "invitation", "participant", "tests",
+})
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -130,6 +137,8 @@ def validate_username(username: str) -> str:
         raise AccountError(
             f"用户名无效 (invalid username {username!r}: lowercase letters, digits, . _ -; max 64)"
         )
+    if username in RESERVED_USERNAMES or username.startswith(("admin-token", "cli.", "invitation")):
+        raise AccountError(f"用户名 {username!r} 为系统保留 (user name {username!r} is reserved)")
     return username
 
 
@@ -166,6 +175,7 @@ class Accounts:
         self.session_idle_ns = session_idle_s * 10**9
         self.session_max_ns = session_max_s * 10**9
         self.hasher = hasher or PasswordHasher()
+        self.api_token_ttl_s = DEFAULT_API_TOKEN_TTL_S  # for tokens issued without a ttl (and old ones)
         self._dummy_hash = self.hasher.hash(secrets.token_hex(16))
 
     @classmethod
@@ -220,9 +230,14 @@ class Accounts:
                 # Credentials changed: every page session of this user ends now.
                 conn.execute(t.page_sessions.delete().where(t.page_sessions.c.username == username))
 
-    def set_password(self, username: str, password: str) -> None:
+    def set_password(self, username: str, password: str) -> int:
+        """New password: every page session and every API token of the user ends. Returns how
+        many API tokens were revoked (a reset after a compromise must not leave the thief's)."""
         validate_password(password)
         self._update_user(username, password_hash=self.hasher.hash(password))
+        q = update(t.api_tokens).where(t.api_tokens.c.username == username, t.api_tokens.c.revoked_ns.is_(None))
+        with self.engine.begin() as conn:
+            return int(conn.execute(q.values(revoked_ns=self.clock())).rowcount)
 
     def set_role(self, username: str, role: str) -> tuple[str, str]:
         validate_role(role)
@@ -325,7 +340,7 @@ class Accounts:
         token = "tlk_" + secrets.token_urlsafe(32)
         now = self.clock()
         rec = ApiToken(secrets.token_hex(8), user.username, label[:128], now,
-                       now + ttl_s * 10**9 if ttl_s else None, None)
+                       now + (ttl_s or self.api_token_ttl_s) * 10**9, None)
         with self.engine.begin() as conn:
             conn.execute(
                 insert(t.api_tokens).values(
@@ -361,7 +376,9 @@ class Accounts:
             row = conn.execute(select(t.api_tokens).where(t.api_tokens.c.token_hash == _sha(token))).first()
         if row is None or row.revoked_ns is not None:
             return None
-        if row.expires_ns is not None and now >= row.expires_ns:
+        # tokens issued before expiry became the default expire like new ones
+        expires_ns = row.expires_ns if row.expires_ns is not None else row.created_ns + self.api_token_ttl_s * 10**9
+        if now >= expires_ns:
             return None
         try:
             user = self.get_user(row.username)

@@ -7,6 +7,8 @@ import importlib
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from tonglu.web.downloads import exports_dir, sweep
+from tonglu.web.hardening import JsonDepthLimit, SecurityHeaders
 from tonglu.web.services import Services
 
 ROUTER_MODULES = (
@@ -22,6 +24,7 @@ ROUTER_MODULES = (
     "tonglu.web.routes.transcript",
     "tonglu.web.routes.pages",
     "tonglu.web.routes.audit",
+    "tonglu.web.routes.docs",
 )
 
 
@@ -30,12 +33,17 @@ def create_app(services: Services) -> FastAPI:
         title="同录 Tonglu API",
         version="0.1.0",
         description="Evidence-grade recording: sessions, WHIP ingest, evidence, review.",
+        docs_url=None,  # served by web/routes/docs.py from local assets, not FastAPI's CDN page
+        redoc_url=None,
     )
     if services.recorder is None:  # no worker processes: record in this process
         from tonglu.recorder.router import build_router
 
         services.recorder = build_router(services.settings, services)
     app.state.services = services
+    sweep(exports_dir(services.settings.data_dir), services.settings.export_ttl_s)  # left by a crash
+    # Added before the routers' middleware (the guard), so it runs inside it, on size-limited bodies.
+    app.add_middleware(JsonDepthLimit)
     for name in ROUTER_MODULES:
         try:
             module = importlib.import_module(name)
@@ -47,6 +55,8 @@ def create_app(services: Services) -> FastAPI:
         setup = getattr(module, "setup", None)
         if setup is not None:
             setup(app)
+
+    app.add_middleware(SecurityHeaders)  # outermost: the guard's own answers get the headers too
 
     @app.exception_handler(ValueError)
     async def _value_error(_request: Request, exc: ValueError) -> JSONResponse:

@@ -1,6 +1,6 @@
 """Login throttling: a sans-I/O state machine fed `(key, now_s)`.
 
-Each key (we use "user|address" and "address") may fail `max_failures` times within
+Each key (we use "user|address", "user" and "address") may fail `max_failures` times within
 `window_s`; the next failure locks it for `base_lock_s`, doubling with every further failure up
 to `max_lock_s`. A success clears the key. Memory is bounded: the oldest keys are dropped beyond
 `max_keys` (an attacker rotating keys only buys themselves the base rate again).

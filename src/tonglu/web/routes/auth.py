@@ -29,6 +29,8 @@ router = APIRouter(tags=["auth"])
 
 # -- wiring ------------------------------------------------------------------------------------
 def setup(app: FastAPI) -> None:
+    services = app.state.services
+    services.accounts.api_token_ttl_s = services.settings.api_token_ttl_days * 86400
     app.state.login_guard = LoginGuard()
     app.add_middleware(Guard, fastapi_app=app)
 
@@ -54,26 +56,33 @@ def setup(app: FastAPI) -> None:
 
 
 class LoginGuard:
-    """Throttles per user+address (5 failures) and per address (30 failures), thread-safe."""
+    """Throttles per user+address (5 failures), per user name from any address (10 failures: an
+    attacker spreading guesses over many addresses still meets a lock) and per address (30
+    failures), thread-safe. Addresses are the socket's unless a trusted proxy forwarded them
+    (`TONGLU_TRUSTED_PROXIES`, applied by uvicorn, see `web/server.py`)."""
 
     def __init__(self) -> None:
         self.per_user = LoginThrottle(max_failures=5)
+        self.per_name = LoginThrottle(max_failures=10)
         self.per_address = LoginThrottle(max_failures=30)
         self._lock = threading.Lock()
 
     def retry_after(self, username: str, address: str, now_s: float) -> float:
         with self._lock:
             return max(self.per_user.retry_after(f"{username}|{address}", now_s),
+                       self.per_name.retry_after(username, now_s),
                        self.per_address.retry_after(address, now_s))
 
     def failure(self, username: str, address: str, now_s: float) -> None:
         with self._lock:
             self.per_user.failure(f"{username}|{address}", now_s)
+            self.per_name.failure(username, now_s)
             self.per_address.failure(address, now_s)
 
     def success(self, username: str, address: str) -> None:
         with self._lock:
             self.per_user.success(f"{username}|{address}")
+            self.per_name.success(username)
 
 
 def client_address(request: Request) -> str:
@@ -209,12 +218,13 @@ class PasswordChange(BaseModel):
 
 
 @router.post("/api/auth/password")
-def change_password(request: Request, body: PasswordChange, p: Staff) -> dict[str, bool]:
+def change_password(request: Request, body: PasswordChange, p: Staff) -> dict[str, Any]:
+    """New password: ends every page session and revokes every API token of the account."""
     accounts = get_services(request).accounts
     if accounts.authenticate(_account_user(p), body.old_password) is None:
         raise HTTPException(status_code=403, detail="原密码错误 (old password is wrong)")
-    accounts.set_password(p.user, body.new_password)
-    return {"ok": True}
+    revoked = accounts.set_password(p.user, body.new_password)
+    return {"ok": True, "tokens_revoked": revoked}
 
 
 class TokenRequest(BaseModel):
@@ -309,6 +319,7 @@ def patch_user(request: Request, username: str, body: UserPatch, p: Admin) -> di
 
 
 @router.post("/api/users/{username}/password")
-def reset_password(request: Request, username: str, body: PasswordReset, _p: Admin) -> dict[str, bool]:
-    get_services(request).accounts.set_password(username, body.password)
-    return {"ok": True}
+def reset_password(request: Request, username: str, body: PasswordReset, _p: Admin) -> dict[str, Any]:
+    """Admin reset: ends the user's page sessions and revokes all their API tokens."""
+    revoked = get_services(request).accounts.set_password(username, body.password)
+    return {"ok": True, "tokens_revoked": revoked}

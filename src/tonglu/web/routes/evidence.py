@@ -222,7 +222,9 @@ def create_invitation(request: Request, sid: str, body: InvitationIn, p: Operato
     _recording(state, sid)
     services = get_services(request)
     inv, token = services.accounts.create_invitation(sid, body.name, body.sub_role, _by(p), body.ttl_s)
-    base = str(request.base_url).rstrip("/")
+    from tonglu.web.routes.sessions import base_url  # TONGLU_PUBLIC_URL, not the request's Host
+
+    base = base_url(request)
     return {**inv.to_json(services.accounts.clock()), "token": token, "url": f"{base}/join/{token}"}
 
 

@@ -15,6 +15,7 @@ table test know them.
 
 from __future__ import annotations
 
+import secrets
 import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -233,10 +234,19 @@ def get_export(
         keys.safe_id(sid, "session id")
     except ValueError as exc:
         raise HTTPException(404, detail=f"会话不存在 unknown session: {exc}") from exc
-    out_dir = review.settings.data_dir / "exports" / sid
-    out = out_dir / f"{sid}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.zip"
+    from starlette.background import BackgroundTask
+
+    from tonglu.web.downloads import exports_dir, remove_file, sweep
+
+    sweep(exports_dir(review.settings.data_dir), review.settings.export_ttl_s)
+    out_dir = exports_dir(review.settings.data_dir) / sid
+    name = f"{sid}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.zip"
+    out = out_dir / f"{secrets.token_hex(4)}-{name}"  # two downloads in one second never share a file
     try:
         export_session(review, sid, out, with_workcopy=workcopy)
     except IntegrityError as exc:
         raise _errors(exc) from exc
-    return FileResponse(out, media_type="application/zip", filename=out.name)
+    out.chmod(0o600)
+    # built for this download only: deleted once sent (the package can be rebuilt at any time)
+    return FileResponse(out, media_type="application/zip", filename=name,
+                        background=BackgroundTask(remove_file, out))

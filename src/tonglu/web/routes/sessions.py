@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
+import anyio.to_thread
 from fastapi import APIRouter, Body, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -27,8 +28,15 @@ READERS = ("admin", "interviewer", "supervisor", "reviewer")
 
 
 def base_url(request: Request) -> str:
+    """The base of links we hand out (WHIP, capture, invitations): TONGLU_PUBLIC_URL when set; the
+    request's own Host only when it is not (`tonglu up` says so at start)."""
     public = get_services(request).settings.public_url
     return (public or str(request.base_url)).rstrip("/")
+
+
+def _text(value: Any, limit: int) -> str:
+    """Caller-supplied text fit for the audit record (valid UTF-8, bounded)."""
+    return str(value)[:limit].encode("utf-8", "replace").decode("utf-8")
 
 
 @router.post("/api/sessions", status_code=201)
@@ -37,8 +45,23 @@ async def create_session(
     principal: Annotated[Principal, Depends(require_roles(*WRITERS))],
     body: Annotated[dict[str, Any], Body()],
 ) -> JSONResponse:
+    """Audited as `session_start`, ok with the new id or failed with the reason; nothing is created
+    when the audit trail cannot be written."""
+    audit = get_services(request).audit
     rec = get_recorder(request)
-    sid, tokens = await rec.create_session(body, principal.user)
+    if audit is not None:
+        await anyio.to_thread.run_sync(audit.check_writable)
+    facts = {k: _text(body.get(k, ""), 64) for k in ("room", "case_number")}
+    try:
+        sid, tokens = await rec.create_session(body, principal.user)
+    except Exception as exc:
+        if audit is not None:
+            reason = _text(getattr(exc, "detail", None) or str(exc) or type(exc).__name__, 300)
+            await audit.arecord(principal, request, "session_start", "session:?", "failed",
+                                {"reason": reason, **facts})
+        raise
+    if audit is not None:
+        await audit.arecord(principal, request, "session_start", f"session:{sid}", "ok", facts)
     base = base_url(request)
     sources = {name: {"whip_url": f"{base}/whip/{sid}/{name}", "token": tok} for name, tok in tokens.items()}
     # tokens travel in the URL fragment: the browser never sends them to a server or a log
@@ -77,8 +100,8 @@ async def stop_session(
 
         try:
             data = json.loads(raw)
-        except ValueError:
-            return JSONResponse({"detail": "请求体不是 JSON (body is not JSON)"}, status_code=400)
+        except (ValueError, RecursionError):
+            return JSONResponse({"detail": "请求体不是可用的 JSON (body is not usable JSON)"}, status_code=400)
         if isinstance(data, dict):
             reason = str(data.get("reason", ""))
     return await get_recorder(request).stop(sid, principal.user, reason)

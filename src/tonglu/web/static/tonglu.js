@@ -44,6 +44,7 @@ T.el = function (tag, attrs, ...children) {
   for (const [k, v] of Object.entries(attrs || {})) {
     if (k === "class") e.className = v;
     else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else if (k === "style") e.style.cssText = v;  // CSSOM: allowed by the pages' CSP (a style attribute is not)
     else if (v !== null && v !== undefined) e.setAttribute(k, v);
   }
   for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c)));

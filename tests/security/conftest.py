@@ -1,0 +1,39 @@
+"""Security tests: the web area's fixtures (real app, one user per role) plus the app on a real
+uvicorn server built with `tonglu up`'s own settings (`web.server.uvicorn_config`)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from tests.browser.conftest import chromium  # noqa: F401  (fixture)
+from tests.web.conftest import app, client, services, staff, web_settings  # noqa: F401  (fixtures)
+from tonglu.config import Settings
+from tonglu.web.server import uvicorn_config
+
+
+@contextmanager
+def serve(app: FastAPI, settings: Settings, **changes: Any) -> Iterator[str]:  # noqa: F811
+    """Run `app` on a free loopback port with the uvicorn settings `tonglu up` uses; yield its URL."""
+    config = uvicorn_config(app, replace(settings, http_host="127.0.0.1", **changes), port=0, lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
