@@ -146,8 +146,9 @@ CODES: dict[str, tuple[str, str]] = {
     "object_altered": ("object altered", "对象被修改"),
     "object_missing": ("object missing", "对象缺失"),
     "object_extra": ("object not in the manifest", "对象不在清单中"),
-    "object_overwritten": ("object overwritten (more than one version)", "对象被覆盖（存在多个版本）"),
-    "object_deleted": ("object deleted (delete marker)", "对象被删除（删除标记）"),
+    # store only, warnings: the original (first) version is what was verified
+    "shadow_version": ("shadow version: newer version over a sealed object", "影子版本：封存对象上的新版本"),
+    "delete_marker": ("delete marker on a sealed object", "删除标记：封存对象被标记删除"),
 }
 
 _KEY_STATUS = {
