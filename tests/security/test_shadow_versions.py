@@ -12,6 +12,7 @@ All against the real SeaweedFS of tests/conftest.py.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -166,3 +167,15 @@ def test_the_original_is_the_oldest_data_version() -> None:
     assert [v.version_id for v in found["k"].shadows] == ["v2", "v3"]
     assert [v.version_id for v in found["k"].delete_markers] == ["m1"]
     assert found["gone"].original is None and not found["k"].clean
+
+
+def test_a_retried_upload_compares_with_the_original_not_the_shadow(
+    seaweed: Any, uploaded: tuple[Settings, BuiltSession]
+) -> None:
+    """The uploader re-sending a sealed object (e.g. after a crash) must not take a shadow for a conflict."""
+    settings, built = uploaded
+    recorder = seaweed.object_store(settings, "recorder")
+    key = built.segment_keys[0]
+    original = _shadow(recorder, key)
+    result = recorder.put_if_absent(key, original, hashlib.sha256(original).hexdigest(), "video/webm")
+    assert result.created is False  # identical to what is stored (the first version): success

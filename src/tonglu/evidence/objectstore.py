@@ -342,13 +342,19 @@ class ObjectStore:
         return PutResult(key, bucket, result.version_id, created=True)
 
     def _check_identical(self, bucket: str, key: str, sha256: str, size: int) -> None:
-        info = self.stat(key, bucket=bucket)
+        # Compared with the key's first version: a shadow version put over it later is not what we stored.
+        try:
+            found = self.original(key, bucket=bucket).original
+            version_id = found.version_id if found is not None else None
+        except StoreError:
+            version_id = None  # no version listing here: the latest is all there is
+        info = self.stat(key, bucket=bucket, version_id=version_id)
         if info.sha256 is not None:
             same = info.sha256 == sha256
         elif info.size != size:
             same = False
         else:
-            same = hashlib.sha256(self.get(key, bucket=bucket)).hexdigest() == sha256
+            same = hashlib.sha256(self.get(key, bucket=bucket, version_id=version_id)).hexdigest() == sha256
         if not same:
             raise ObjectConflict(
                 f"{bucket}/{key} already exists with different content (stored sha256 "
