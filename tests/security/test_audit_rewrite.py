@@ -164,3 +164,30 @@ def test_the_audit_page_and_api_check_against_the_worm_batches(
         _named_first(doc["problems"])
         page = client.get("/audit", headers=staff.auth("auditor"))
         assert page.status_code == 200 and "哈希链被破坏" in page.text and "seq 7" in page.text
+
+
+def test_a_batch_left_unsigned_by_a_crash_is_no_false_alarm(tmp_path: Path) -> None:
+    """Crash between the batch and its checkpoint: the records are re-batched (signed) with the next ones."""
+    from tonglu.web.tables import engine_for
+
+    engine = engine_for(f"sqlite:///{tmp_path / 'a.db'}")
+    spool = Spool(tmp_path / "spool")
+    key = SiteKey.load_or_create(tmp_path / "keys")
+    unsigned = AuditLog(engine, tmp_path / "audit", spool, batch_records=3)  # the checkpoint never written
+    for i in range(3):
+        unsigned.append(user="u", role="reviewer", address="-", action="view", obj=f"o{i}")
+    (tmp_path / "audit" / "spooled").write_text("0")  # ...nor the counter
+    log = AuditLog(engine, tmp_path / "audit", spool, batch_records=3, site_key=key)
+    log.append(user="u", role="reviewer", address="-", action="view", obj="o3")
+    check = log.verify()
+    assert check.ok and check.worm_records == 4, check.problems
+    assert any("000000000000-000000000002.jsonl: no signed checkpoint" in n for n in check.notes)
+    # a batch nobody re-batched stays a problem
+    (tmp_path / "audit" / "spooled").write_text("4")
+    for item in spool.pending():
+        if item.key.endswith("000000000000-000000000003.jsonl"):
+            item.data_path.unlink()
+            item.meta_path.unlink()
+    check = AuditLog(engine, tmp_path / "audit", spool, site_key=key).verify()
+    assert not check.ok
+    assert any("has no signed checkpoint" in p for p in check.problems), check.problems
