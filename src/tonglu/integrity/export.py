@@ -194,8 +194,9 @@ def readme(
   不要照抄本文件中的摘要和指纹：伪造者可以连同本文件一起改写。
   Take the digest from the signed paper record and the key from the site itself, and check that the
   key's fingerprint equals the one the site publishes. Do not copy them from this README: whoever
-  forges a package can rewrite this file too. (This package says digest {final}, fingerprint
-  {fingerprint}: they must AGREE with the paper record and the published fingerprint.)
+  forges a package can rewrite this file too. This package claims (must AGREE with both 须与二者一致):
+    摘要 digest       {final}
+    指纹 fingerprint  {fingerprint}
 
   结果 Verdicts (exit status):
   “完整 INTACT”(0)：与信任锚一致；每个片段的 SHA-256 与清单一致，清单哈希链完整，检查点签名有效且覆盖全部条目，
