@@ -389,6 +389,7 @@ class AuditLog:
                 f"store: the WORM batches cannot be read, the trail is unproven — {exc} / 无法读取对象存储中的审计批次"
             )
             return readers
+
         def reader(key: str, version: str | None) -> Callable[[], bytes]:
             return lambda: bytes(store.get(key, version_id=version))
 
@@ -424,7 +425,7 @@ class AuditLog:
         for key in sorted(readers):
             if (span := parse_checkpoint_key(key)) is not None and span not in batch_names:
                 result.problems.append(f"store: signed checkpoint {key} has no batch (the batch was removed)")
-        covered = {s for b in signed for s in range(b.first, b.last + 1)}
+        covered = {s for b in signed for s in range(b.first, b.last + 1)} if unsigned else set()
         for key, lines, problems in unsigned:
             span = parse_batch_key(key)
             assert span is not None
@@ -442,7 +443,14 @@ class AuditLog:
             bad = compare_with_batches(lines, signed)
             if bad is None:
                 continue
-            seq = first_divergence(lines, _lines(readers[bad.key]()), bad.first)
+            try:
+                seq = first_divergence(lines, _lines(readers[bad.key]()), bad.first)
+            except (OSError, StorageError) as exc:  # read a moment ago; gone or unreachable now
+                result.problems.append(
+                    f"{where}: records {bad.first}..{bad.last} differ from the signed WORM batch {bad.key} "
+                    f"(which cannot be re-read to name the first one: {exc})"
+                )
+                continue
             result.problems.append(
                 f"{where}: record seq {seq} is the first that differs from the signed WORM batch {bad.key} "
                 f"(edited, removed or re-chained after it was batched) / 第 {seq} 条记录与已签名的 WORM 批次不符"
