@@ -126,7 +126,9 @@ def test_workcopy_api(app_session) -> None:
 
 def run_cli(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TONGLU_DATA_DIR": str(tmp / "data")}
-    return subprocess.run([TONGLU, *args], capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [TONGLU, *args], capture_output=True, text=True, env=env, timeout=300, stdin=subprocess.DEVNULL
+    )
 
 
 @pytest.fixture
@@ -168,7 +170,9 @@ def test_cli_report_explain_export(cli_session) -> None:
     x = run_cli(tmp, "export", b.sid, "-o", str(out), "--no-workcopy")
     assert x.returncode == 0, x.stderr
     v = run_cli(tmp, "verify", str(out))
-    assert v.returncode == 0, v.stdout + v.stderr
+    assert v.returncode == 3 and "一致但未锚定" in v.stdout, v.stdout + v.stderr  # no anchor given
+    v = run_cli(tmp, "verify", str(out), "--key", str(b.settings.keys_dir / "site-ed25519.pub.pem"))
+    assert v.returncode == 0 and "完整 INTACT" in v.stdout, v.stdout + v.stderr
 
 
 def test_cli_bad_input(cli_session) -> None:

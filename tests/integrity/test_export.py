@@ -57,11 +57,15 @@ def rewrite(
     return dst
 
 
-def both(path: Path, bundled: Path) -> tuple[dict, dict]:
+def both(path: Path, bundled: Path, *anchor: str) -> tuple[dict, dict]:
     """Run `tonglu verify --json` and the bundled verifier; return both JSON results."""
-    a = subprocess.run([TONGLU, "verify", str(path), "--json"], capture_output=True, text=True, timeout=120)
+    a = subprocess.run(
+        [TONGLU, "verify", str(path), "--json", *anchor],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )
     b = subprocess.run(
-        [PYTHON3, "-I", "-S", str(bundled), str(path), "--json"], capture_output=True, text=True, timeout=120
+        [PYTHON3, "-I", "-S", str(bundled), str(path), "--json", *anchor],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
     )
     ra, rb = json.loads(a.stdout), json.loads(b.stdout)
     ra["_rc"], rb["_rc"] = a.returncode, b.returncode
@@ -74,7 +78,10 @@ def named(result: dict) -> set[str]:
 
 def test_fresh_package_verifies_with_both_verifiers(package) -> None:
     b, result, out, bundled = package
-    ra, rb = both(out, bundled)
+    ra, rb = both(out, bundled)  # no anchor: consistent, but not INTACT
+    assert ra["_rc"] == 3 and rb["_rc"] == 3, (ra.get("problems"), rb.get("problems"))
+    assert ra["verdict"] == rb["verdict"] == "consistent_not_anchored" and not ra["ok"] and not rb["ok"]
+    ra, rb = both(out, bundled, "--digest", ra["sessions"][0]["final_digest"])
     assert ra["_rc"] == 0 and rb["_rc"] == 0, (ra.get("problems"), rb.get("problems"))
     assert ra["ok"] is True and rb["ok"] is True
     assert ra["package_sums"] == rb["package_sums"] == "signed"
@@ -103,6 +110,9 @@ def test_fresh_package_verifies_with_both_verifiers(package) -> None:
         readme = zf.read("README.txt").decode()
     assert doc["verified"] is True and doc["gaps"] == []
     assert "如何校验" in readme and "How to verify" in readme
+    fingerprint = verify_core.key_fingerprint(verify_core.raw_public_key_from_pem(b.key.public_pem))
+    assert fingerprint in readme and "--digest" in readme and "--key" in readme
+    assert "一致但未锚定" in readme and "CONSISTENT, NOT ANCHORED" in readme
 
 
 def _all_names(out: Path) -> list[str]:

@@ -63,7 +63,7 @@ def test_upload_once_drains_the_spool(seaweed, store_settings: Settings) -> None
     db = store_settings.data_dir / "rebuilt.db"
     r2 = run_tonglu(store_settings, "reindex", TONGLU_DATABASE_URL=f"sqlite:///{db}")
     assert r2.returncode == 0, r2.stderr
-    assert json.loads(r2.stdout) == {"sessions": 1, "entries": 2, "checkpoints": 1, "skipped": []}
+    assert json.loads(r2.stdout) == {"sessions": 1, "entries": 2, "checkpoints": 1, "skipped": [], "findings": []}
 
 
 def test_unreachable_store_is_named_and_spool_kept(store_settings: Settings) -> None:

@@ -92,9 +92,15 @@ def test_overwrite_creates_a_new_version_and_keeps_the_original(rec: ObjectStore
     assert len(latest) == 1 and latest[0].version_id != r.version_id
     assert rec.get("k/ow") == b"replaced"
     assert rec.get("k/ow", version_id=r.version_id) == b"original"
-    # A delete without a version only adds a delete marker: the locked original stays.
-    rec.delete_version("k/ow", None)
-    assert rec.get("k/ow", version_id=r.version_id) == b"original"
+    # Readers of evidence take the first version and name the later one.
+    kv = rec.original("k/ow")
+    assert kv.original is not None and kv.original.version_id == r.version_id
+    assert [v.version_id for v in kv.shadows] == [latest[0].version_id]
+    assert rec.get_original("k/ow") == b"original"
+    # A delete marker is refused outright: the bootstrap's bucket policy denies deletes to everyone.
+    with pytest.raises(StoreAuthError, match="AccessDenied"):
+        rec.delete_version("k/ow", None)
+    assert rec.get("k/ow") == b"replaced" and len(rec.versions("k/ow")) == 2
 
 
 def test_compliance_retention_cannot_be_shortened(rec: ObjectStore) -> None:

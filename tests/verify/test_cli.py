@@ -30,19 +30,30 @@ def tonglu(*args: str) -> tuple[int, str]:
 def standalone(*args: str, script: Path = CORE, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """The shipped verifier under a bare interpreter: isolated mode, no site-packages."""
     return subprocess.run(
-        [sys.executable, "-I", "-S", str(script), *args], capture_output=True, text=True, timeout=120, cwd=cwd
+        [sys.executable, "-I", "-S", str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,  # not a TTY: never asked for the digest
     )
 
 
 def test_intact_dir_exit_0_human_and_json(evidence: Path, built: BuiltSession) -> None:
-    code, out = tonglu(str(evidence))
+    digest = built.ledger.checkpoints(built.sid)[-1].digest
+    code, out = tonglu(str(evidence), "--digest", digest)
     assert code == 0, out
-    assert "完整 INTACT" in out and built.ledger.checkpoints(built.sid)[-1].digest in out
-    code, out = tonglu(str(evidence), "--json")
+    assert "完整 INTACT" in out and digest in out
+    code, out = tonglu(str(evidence), "--json", "--digest", digest)
     assert code == 0
     doc = json.loads(out)
     assert doc["ok"] is True and doc["verdict"] == "intact" and doc["problems"] == []
-    assert doc["sessions"][0]["final_digest"] == built.ledger.checkpoints(built.sid)[-1].digest
+    assert doc["sessions"][0]["final_digest"] == digest
+    # Without an anchor: consistent, but not INTACT (exit 3)
+    code, out = tonglu(str(evidence), "--json")
+    doc = json.loads(out)
+    assert code == 3 and doc["verdict"] == "consistent_not_anchored" and doc["ok"] is False
+    assert doc["consistent"] is True and doc["anchored"] is False
 
 
 def test_tampered_exit_1_names_each_problem(evidence: Path, built: BuiltSession) -> None:
@@ -134,8 +145,10 @@ def test_standalone_bare_python_agrees_with_tonglu_verify(
     if tamper:
         TAMPERS[tamper](package, built)
     target = zip_dir(package, tmp_path / "export.zip", top="export")
-    code, out = tonglu(str(target), "--json")
-    proc = standalone(str(target), "--json")
+    pem = tmp_path / "site.pem"
+    pem.write_bytes(built.key.public_pem)
+    code, out = tonglu(str(target), "--json", "--key", str(pem))
+    proc = standalone(str(target), "--json", "--key", str(pem))
     assert proc.returncode == code == (1 if tamper else 0), proc.stderr
     ours, theirs = json.loads(out), json.loads(proc.stdout)
     assert theirs["signature_engine"] == "builtin-ed25519"  # no cryptography under -I -S
@@ -147,8 +160,9 @@ def test_standalone_bare_python_agrees_with_tonglu_verify(
 
 def test_shipped_verify_py_runs_from_inside_the_unpacked_package(package: Path) -> None:
     proc = standalone(script=package / "verify.py", cwd=package)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "完整 INTACT" in proc.stdout and "SHA256SUMS signed" in proc.stdout
+    assert proc.returncode == 3, proc.stdout + proc.stderr  # no anchor given
+    assert "一致但未锚定 CONSISTENT, NOT ANCHORED" in proc.stdout and "SHA256SUMS signed" in proc.stdout
+    assert "完整 INTACT" not in proc.stdout
 
 
 def test_standalone_usage_errors(tmp_path: Path) -> None:

@@ -113,6 +113,7 @@ def bootstrap_cmd() -> None:
                     "existing": report.existing,
                     "default_retention_days": report.default_retention_days,
                     "public_key": report.public_key,
+                    "delete_policy": report.delete_policy,
                 },
                 ensure_ascii=False,
             )
@@ -218,6 +219,7 @@ def reindex_cmd(
                     "entries": report.entries,
                     "checkpoints": report.checkpoints,
                     "skipped": report.skipped,
+                    "findings": report.findings,  # shadow versions / delete markers (originals used)
                 },
                 ensure_ascii=False,
             )

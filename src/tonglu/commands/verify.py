@@ -1,8 +1,15 @@
 """`tonglu verify PATH | --session ID [--json]`.
 
-Exit status: 0 intact (warnings allowed), 1 anything wrong — including a package that cannot be
-read or a store that cannot be reached (nothing was proven) —, 2 usage error (neither or both of
-PATH and --session, a PATH that does not exist, a bad --key file, bad configuration).
+Exit status: 0 intact and anchored (warnings allowed), 1 anything wrong — including a package that
+cannot be read or a store that cannot be reached (nothing was proven) —, 2 usage error (neither or
+both of PATH and --session, a PATH that does not exist, a bad --key file, bad configuration),
+3 consistent but NOT anchored (一致但未锚定: no --key/--digest, so a forgery re-signed with a new key
+would pass the same checks).
+
+Anchors: `--key` (the site's public key, obtained from the site), `--digest` (the final digest on the
+paper record) and, for `--session` on the site's own store, the site public key held locally in
+keys_dir (named in the output). At a terminal (stdin is a TTY) without --key/--digest the digest is
+asked for; scripts and CI are never asked.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-EXIT_OK, EXIT_BAD, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_BAD, EXIT_USAGE, EXIT_UNANCHORED = 0, 1, 2, 3
 
 
 def _usage(msg: str) -> NoReturn:
@@ -52,6 +59,8 @@ def run_verify(
     if (path is None) == (session is None):
         _usage("give either PATH (a package or directory) or --session ID, not both / 请指定路径或会话之一")
     trusted = _read_keys(key_files)
+    if not trusted and not digests:
+        digests = verify_core.ask_digest()
     try:
         if path is not None:
             if not path.exists():
@@ -72,7 +81,7 @@ def run_verify(
         typer.echo(json.dumps(result.to_json(), ensure_ascii=False, indent=1))
     else:
         typer.echo(verify_core.format_human(result), nl=False)
-    return EXIT_OK if result.ok else EXIT_BAD
+    return int(result.exit_code)
 
 
 def _verify_store(session: str, trusted: list[bytes], digests: list[str]) -> Any:
@@ -92,12 +101,19 @@ def _verify_store(session: str, trusted: list[bytes], digests: list[str]) -> Any
     # Read with the read-only reviewer identity of the embedded store (an external endpoint uses the
     # configured credentials). The site's own public key, when present here, is the trust anchor.
     store = ObjectStore.from_settings(settings, role="reviewer")
-    return verify_store_session(
-        store,
-        session,
-        trusted_keys=trusted or local_trusted_keys(settings.keys_dir),
-        expected_digests=digests,
-    )
+    local = [] if trusted else local_trusted_keys(settings.keys_dir)
+    result = verify_store_session(store, session, trusted_keys=trusted or local, expected_digests=digests)
+    if local and result.key_ids:
+        # The site's own key, read from this machine's keys_dir rather than from the store: an anchor
+        # (a forger who can write to the store cannot change it), but say which one it was.
+        from tonglu.evidence.signing import PUBLIC_NAME
+
+        result.anchors = [
+            a if not a.startswith("--key ") else
+            f"本机持有的站点公钥 site key held locally ({settings.keys_dir / PUBLIC_NAME}, key id {a[6:]})"
+            for a in result.anchors
+        ]
+    return result
 
 
 def register(app: typer.Typer) -> None:
@@ -122,5 +138,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """校验证据 Verify evidence: re-hash every segment, check the hash chain, signed checkpoints and
         Merkle roots; name every missing, extra, altered, reordered or truncated object.
-        Exit 0 intact, 1 tampered/incomplete/unreadable, 2 usage error."""
+        Exit 0 intact and anchored, 1 tampered/incomplete/unreadable, 2 usage error,
+        3 consistent but not anchored (一致但未锚定: give --digest or --key)."""
         raise typer.Exit(run_verify(path, session, as_json, key or [], digest or []))

@@ -39,6 +39,20 @@ def _open() -> tuple[Accounts, AuditLog]:
     return accounts, AuditLog.from_settings(settings, spool)
 
 
+def _reviewer_store() -> object | None:
+    """The object store holding the audit trail's WORM batches (read-only identity of the embedded
+    store), or None when none is configured here. An unreachable one is reported by verify()."""
+    from tonglu.config import Settings
+    from tonglu.evidence.errors import ConfigError
+    from tonglu.evidence.objectstore import ObjectStore
+
+    settings = Settings.from_env()
+    try:
+        return ObjectStore.from_settings(settings, role="reviewer" if settings.embedded_store else "recorder")
+    except ConfigError:
+        return None
+
+
 def _cli_principal() -> Principal:
     from tonglu.web.auth import Principal
 
@@ -171,17 +185,23 @@ def register(app: typer.Typer) -> None:
 
     @audit_app.command("verify")
     def audit_verify(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-        """Check the audit trail's hash chain in the log file and the database; exit 1 if broken."""
+        """Check the audit trail: the hash chain in the log file and the database, and that both
+        reproduce the signed WORM batches in the object store (and the spool); exit 1 if broken."""
         _accounts, audit = _open()
-        check = audit.verify()
+        check = audit.verify(store=_reviewer_store())
         if as_json:
             typer.echo(json.dumps({"ok": check.ok, "count": check.count, "head": check.head,
-                                   "problems": check.problems}, ensure_ascii=False))
-        elif check.ok:
-            typer.echo(f"审计日志完整 audit trail intact: {check.count} records, head {check.head}")
+                                   "problems": check.problems, "worm_records": check.worm_records,
+                                   "notes": check.notes}, ensure_ascii=False))
         else:
-            for p in check.problems:
-                typer.echo(f"BROKEN: {p}")
+            if check.ok:
+                typer.echo(f"审计日志完整 audit trail intact: {check.count} records, head {check.head}")
+            else:
+                for p in check.problems:
+                    typer.echo(f"BROKEN: {p}")
+            typer.echo(f"已签名 WORM 批次覆盖 records covered by signed WORM batches: {check.worm_records}")
+            for n in check.notes:
+                typer.echo(f"note: {n}")
         if not check.ok:
             raise typer.Exit(1)
 

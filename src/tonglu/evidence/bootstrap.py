@@ -6,6 +6,11 @@
   (`settings.object_lock_retention_seconds`, short in tests).
 - Work bucket: plain, no lock (working copies, derivatives).
 - The site's public key is uploaded to `site/keys/{key_id}.pem` in the evidence bucket (locked).
+- Evidence bucket policy: Deny s3:DeleteObject and s3:DeleteObjectVersion to everyone. Nothing in
+  Tonglu deletes evidence; without it the recorder identity (which must be able to write) can put
+  delete markers over sealed objects. Measured on SeaweedFS 4.48: enforced for every identity,
+  admin included (admin may still remove the policy). The statement is merged into an existing
+  policy; a store that refuses bucket policies is reported (`delete_policy`), not fatal.
 
 Run with an identity that may create buckets (the embedded store's admin identity). An existing
 evidence bucket without Object Lock is an error: Object Lock cannot be added afterwards.
@@ -14,6 +19,7 @@ evidence bucket without Object Lock is an error: Object Lock cannot be added aft
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -24,11 +30,16 @@ from minio.objectlockconfig import DAYS, ObjectLockConfig
 
 from tonglu.evidence import keys
 from tonglu.evidence.errors import ConfigError, StoreError
+from tonglu.evidence.logctx import context_logger
 from tonglu.evidence.objectstore import ObjectStore
 from tonglu.evidence.signing import SiteKey
 
 if TYPE_CHECKING:
     from tonglu.config import Settings
+
+
+log = context_logger(__name__)
+NO_DELETES_SID = "TongluEvidenceNoDeletes"
 
 
 @dataclass
@@ -37,6 +48,41 @@ class BootstrapReport:
     existing: list[str] = field(default_factory=list)
     default_retention_days: int = 0
     public_key: str | None = None
+    delete_policy: str = ""  # "set" | "present" | "not set: <why>"
+
+
+def no_deletes_statement(bucket: str) -> dict[str, object]:
+    return {
+        "Sid": NO_DELETES_SID,
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": ["s3:DeleteObject", "s3:DeleteObjectVersion"],
+        "Resource": [f"arn:aws:s3:::{bucket}/*"],
+    }
+
+
+def ensure_no_deletes_policy(admin: ObjectStore, bucket: str) -> str:
+    """Merge the deny-deletes statement into the bucket's policy. Returns "set", "present" or why not."""
+    try:
+        try:
+            with admin.errors(f"GET policy {bucket}"):
+                current = json.loads(admin.client.get_bucket_policy(bucket) or "{}")
+        except StoreError as exc:
+            cause = exc.__cause__
+            if not (isinstance(cause, S3Error) and cause.code in ("NoSuchBucketPolicy", "NoSuchPolicy")):
+                raise
+            current = {}
+        statements = list(current.get("Statement") or [])
+        if any(isinstance(st, dict) and st.get("Sid") == NO_DELETES_SID for st in statements):
+            return "present"
+        policy = {"Version": current.get("Version", "2012-10-17"),
+                  "Statement": [*statements, no_deletes_statement(bucket)]}
+        with admin.errors(f"PUT policy {bucket}"):
+            admin.client.set_bucket_policy(bucket, json.dumps(policy))
+    except (StoreError, ValueError) as exc:
+        log.warning("evidence bucket %s: delete-denying bucket policy not set: %s", bucket, exc)
+        return f"not set: {exc}"
+    return "set"
 
 
 def _lock_config(store: ObjectStore, bucket: str) -> ObjectLockConfig | None:
@@ -90,6 +136,8 @@ def bootstrap(admin: ObjectStore, settings: Settings, site_key: SiteKey | None =
         report.created.append(work)
     else:
         report.existing.append(work)
+
+    report.delete_policy = ensure_no_deletes_policy(admin, ev)
 
     if site_key is not None:
         pem = site_key.public_pem

@@ -7,6 +7,14 @@
 
 Reads default to the evidence bucket; pass `bucket=store.work_bucket` for the work bucket.
 
+Evidence is read at its FIRST version. The evidence bucket is versioned (Object Lock), and any
+identity that may write (the recorder's) can put a newer version over a sealed key with a plain
+PUT, or a delete marker on top of it; neither removes the locked original. Readers of evidence
+(verifier, evidence reader, reindex, export) therefore call `original(key)` / `get_original(key)` /
+`originals(prefix)`, which pick the oldest data version and report every later version
+("shadow version") and delete marker by key, instead of `get(key)` (the latest version), which
+such a shadow would turn into a permanent "TAMPERED" for the whole session.
+
 Writes (`put_if_absent`) send `If-None-Match: *`, `x-amz-checksum-sha256` (base64 of the digest)
 and, when `retain_until` is given, Object Lock retention in COMPLIANCE mode. Over plain HTTP the
 SigV4 payload hash (`x-amz-content-sha256`) covers the body as well.
@@ -111,11 +119,62 @@ class VersionInfo:
     is_latest: bool
     size: int
     delete_marker: bool
+    last_modified: datetime | None = None
 
 
 Keys = list[str]
 KeySizes = list[tuple[str, int]]
 Versions = list[VersionInfo]
+
+
+@dataclass(frozen=True)
+class KeyVersions:
+    """One key's versions: the original (oldest data version) and what was put over it since."""
+
+    key: str
+    original: VersionInfo | None  # None: only delete markers (nothing was ever stored under the key)
+    shadows: tuple[VersionInfo, ...] = ()  # later data versions, oldest first
+    delete_markers: tuple[VersionInfo, ...] = ()
+
+    @property
+    def original_id(self) -> str:
+        return (self.original.version_id or "null") if self.original is not None else "-"
+
+    @property
+    def clean(self) -> bool:
+        return not self.shadows and not self.delete_markers
+
+    def findings(self) -> list[str]:
+        """One line per later version / delete marker, naming the key (for logs and reports)."""
+        out = []
+        if self.shadows:
+            out.append(
+                f"shadow version: {self.key} has {len(self.shadows)} newer version(s) over the original "
+                f"(ignored; the original {self.original.version_id if self.original else '?'} is read)"
+            )
+        if self.delete_markers:
+            out.append(f"delete marker: {self.key} has {len(self.delete_markers)} delete marker(s) (ignored)")
+        return out
+
+
+def group_versions(versions: Versions) -> dict[str, KeyVersions]:
+    """Group a version listing by key and pick each key's original (sans-I/O).
+
+    The original is the oldest data version: earliest `last_modified`, and among equal times (S3
+    reports whole seconds) the one listed last, since S3 lists a key's versions newest first."""
+    by_key: dict[str, list[tuple[int, VersionInfo]]] = {}
+    for i, v in enumerate(versions):
+        by_key.setdefault(v.key, []).append((i, v))
+    epoch = datetime.min.replace(tzinfo=UTC)
+    out: dict[str, KeyVersions] = {}
+    for key, items in by_key.items():
+        data = [(i, v) for i, v in items if not v.delete_marker]
+        markers = tuple(v for _, v in items if v.delete_marker)
+        # oldest first: by time, then (same second) by listing position reversed
+        data.sort(key=lambda iv: (iv[1].last_modified or epoch, -iv[0]))
+        original = data[0][1] if data else None
+        out[key] = KeyVersions(key, original, tuple(v for _, v in data[1:]), markers)
+    return out
 
 
 def b64_of_hex(sha256_hex: str) -> str:
@@ -283,13 +342,19 @@ class ObjectStore:
         return PutResult(key, bucket, result.version_id, created=True)
 
     def _check_identical(self, bucket: str, key: str, sha256: str, size: int) -> None:
-        info = self.stat(key, bucket=bucket)
+        # Compared with the key's first version: a shadow version put over it later is not what we stored.
+        try:
+            found = self.original(key, bucket=bucket).original
+            version_id = found.version_id if found is not None else None
+        except StoreError:
+            version_id = None  # no version listing here: the latest is all there is
+        info = self.stat(key, bucket=bucket, version_id=version_id)
         if info.sha256 is not None:
             same = info.sha256 == sha256
         elif info.size != size:
             same = False
         else:
-            same = hashlib.sha256(self.get(key, bucket=bucket)).hexdigest() == sha256
+            same = hashlib.sha256(self.get(key, bucket=bucket, version_id=version_id)).hexdigest() == sha256
         if not same:
             raise ObjectConflict(
                 f"{bucket}/{key} already exists with different content (stored sha256 "
@@ -394,6 +459,7 @@ class ObjectStore:
         return sorted(out)
 
     def versions(self, prefix: str, *, bucket: str | None = None) -> Versions:
+        """Every version and delete marker under `prefix`, in the store's order (newest first per key)."""
         bucket = self._bucket(bucket)
         with self.errors(f"LIST VERSIONS {bucket}/{prefix}"):
             return [
@@ -403,10 +469,30 @@ class ObjectStore:
                     str(o.is_latest or "").lower() == "true",
                     int(o.size or 0),
                     bool(o.is_delete_marker),
+                    o.last_modified,
                 )
                 for o in self.client.list_objects(bucket, prefix=prefix, recursive=True, include_version=True)
                 if o.object_name and not o.is_dir
             ]
+
+    def originals(self, prefix: str, *, bucket: str | None = None) -> dict[str, KeyVersions]:
+        """Every key under `prefix` that was ever stored, with its original and later versions/markers.
+
+        Unlike `list`, a key hidden by a delete marker is still here (its locked original is)."""
+        return group_versions(self.versions(prefix, bucket=bucket))
+
+    def original(self, key: str, *, bucket: str | None = None) -> KeyVersions:
+        """The versions of exactly `key`; ObjectNotFound when no data version exists."""
+        found = group_versions([v for v in self.versions(key, bucket=bucket) if v.key == key]).get(key)
+        if found is None or found.original is None:
+            raise ObjectNotFound(f"{self._bucket(bucket)}/{key}: no stored version")
+        return found
+
+    def get_original(self, key: str, *, bucket: str | None = None) -> bytes:
+        """The bytes of the key's first version (see the module notes)."""
+        kv = self.original(key, bucket=bucket)
+        assert kv.original is not None
+        return self.get(key, bucket=bucket, version_id=kv.original.version_id)
 
     def retention(
         self, key: str, *, version_id: str | None = None, bucket: str | None = None

@@ -4,6 +4,9 @@ Lists `sessions/*/manifest/*.json` and `sessions/*/checkpoints/*.json` in the ev
 applies every session's entries in sequence order, then its checkpoints; a segment counts as
 uploaded when its key is in the listing. Objects that do not parse, or whose session/seq do not
 match their key, are skipped and reported (the verifier explains what is wrong with them).
+
+Every key is read at its FIRST version (`ObjectStore.originals`): a newer version put over a sealed
+key or a delete marker on top is ignored and reported in `ReindexReport.findings` by key.
 """
 
 from __future__ import annotations
@@ -32,12 +35,22 @@ class ReindexReport:
     entries: int = 0
     checkpoints: int = 0
     skipped: list[str] = field(default_factory=list)
+    findings: list[str] = field(default_factory=list)  # shadow versions and delete markers, by key
 
 
 def reindex(store: ObjectStore, index: Index, *, reset: bool = True, workers: int = 8) -> ReindexReport:
     report = ReindexReport()
-    listing = store.list("sessions/")
+    found = store.originals("sessions/")
+    listing = sorted(k for k, kv in found.items() if kv.original is not None)
     present = set(listing)
+    for key in sorted(found):
+        for finding in found[key].findings():
+            report.findings.append(finding)
+            log.warning("reindex: %s", finding)
+
+    def get(item: tuple[int, str]) -> bytes:
+        original = found[item[1]].original
+        return store.get(item[1], version_id=original.version_id if original else None)
     manifests: dict[str, list[tuple[int, str]]] = defaultdict(list)
     cps: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for key in listing:
@@ -52,7 +65,7 @@ def reindex(store: ObjectStore, index: Index, *, reset: bool = True, workers: in
             slog = log.bind(session=sid)
             applied = 0
             items = sorted(manifests.get(sid, []))
-            for (seq, key), data in zip(items, pool.map(lambda it: store.get(it[1]), items), strict=True):
+            for (seq, key), data in zip(items, pool.map(get, items), strict=True):
                 try:
                     entry = ManifestEntry.from_bytes(data)
                 except ManifestError as exc:
@@ -73,7 +86,7 @@ def reindex(store: ObjectStore, index: Index, *, reset: bool = True, workers: in
                     report.entries += 1
                     applied += 1
             citems = sorted(cps.get(sid, []))
-            for (n, key), data in zip(citems, pool.map(lambda it: store.get(it[1]), citems), strict=True):
+            for (n, key), data in zip(citems, pool.map(get, citems), strict=True):
                 try:
                     cp = Checkpoint.from_bytes(data)
                 except ManifestError as exc:

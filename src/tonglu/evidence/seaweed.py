@@ -35,6 +35,20 @@ Measured on SeaweedFS 4.48 (`weed mini`, this module's flags):
   sockets in /tmp are created 0700 (umask 077). The same OS user can still read store_dir: the
   verifier never trusts the store; it re-hashes.
 - `-admin.ui=false` still runs the admin server on its port (loopback only).
+- The recorder identity must write, and SeaweedFS's identity actions are coarse: "Write" covers
+  PutObject AND DeleteObject (no per-identity "delete" action). What it could do with that, and
+  what we do about it:
+  * Delete markers over sealed objects: prevented. SeaweedFS 4.48 enforces bucket policies; a
+    Deny of s3:DeleteObject/s3:DeleteObjectVersion with Principal "*" on the evidence bucket
+    (`bootstrap.ensure_no_deletes_policy`) refuses them with 403 AccessDenied for every identity.
+    Principal-specific statements ({"AWS": "tonglu-recorder"}, the user ARN, the access key) did
+    not match any request, so the Deny covers everyone; nothing in Tonglu deletes evidence.
+  * A newer version over a sealed key (a plain PUT without If-None-Match): cannot be prevented
+    here. Conditional-only writes would need a policy condition on `s3:if-none-match`; SeaweedFS
+    does not evaluate that key (a Deny conditioned on it, with Null or StringNotEquals, refused
+    the recorder's conditional PUTs too). Object Lock keeps the original; every reader of
+    evidence reads the FIRST version and reports later ones ("shadow version"), see
+    `objectstore.ObjectStore.originals`.
 - SIGTERM stops it in ~3-4 s; a stale `/tmp/seaweedfs-s3-<port>.sock` may stay behind and
   does not prevent a restart on the same ports.
 """

@@ -7,8 +7,11 @@
 All checks live in `verify_core` (standard library only, shipped in export packages); this module
 adds `StoreSource`, which reads `sessions/{sid}/...` and `site/keys/...` from the evidence bucket,
 streams every object through SHA-256 itself (the store's ETags and checksums are never trusted)
-and lists object versions: under WORM a key with more than one version was overwritten and one
-whose latest version is a delete marker was deleted, which is reported by name.
+and reads every key at its FIRST (oldest) version. Under WORM the original of a sealed key stays;
+anyone holding a write credential (the recorder's) can still put a newer version over it or a
+delete marker on top. Those are reported by key as warnings ("shadow_version", "delete_marker"),
+and the original is what is verified -- so a shadow can neither hide the evidence nor turn a
+genuine session into "TAMPERED" forever.
 
 A store that cannot be reached or refuses the credentials raises `StoreError` (nothing verified),
 never a verdict.
@@ -24,9 +27,10 @@ from typing import IO
 
 from tonglu.evidence import keys
 from tonglu.evidence.errors import ObjectNotFound
-from tonglu.evidence.objectstore import ObjectStore
+from tonglu.evidence.objectstore import KeyVersions, ObjectStore
 from tonglu.evidence.verify_core import (
     CHUNK,
+    WARNING,
     Digest,
     Problem,
     Result,
@@ -68,15 +72,28 @@ class StoreSource(Source):
         self.bucket = bucket or store.evidence_bucket
         self.label = f"{store.url}/{self.bucket}/{self.prefix}"
         self.hash_workers = max(1, workers)
+        self._versions: dict[str, KeyVersions] | None = None
+
+    def _listing(self) -> dict[str, KeyVersions]:
+        if self._versions is None:
+            found = self.store.originals(self.prefix, bucket=self.bucket)
+            found.update(self.store.originals(KEYS_PREFIX, bucket=self.bucket))
+            self._versions = found
+        return self._versions
+
+    def _version_id(self, name: str) -> str | None:
+        kv = self._listing().get(name)
+        if kv is None or kv.original is None:
+            raise KeyError(name)
+        return kv.original.version_id
 
     def names(self) -> list[str]:
-        return self.store.list(self.prefix, bucket=self.bucket) + self.store.list(
-            KEYS_PREFIX, bucket=self.bucket
-        )
+        """Every key that holds a data version (a delete marker on top does not hide it)."""
+        return sorted(k for k, kv in self._listing().items() if kv.original is not None)
 
     def read(self, name: str) -> bytes:
         try:
-            return self.store.get(name, bucket=self.bucket)
+            return self.store.get(name, bucket=self.bucket, version_id=self._version_id(name))
         except ObjectNotFound as exc:
             raise KeyError(name) from exc
 
@@ -88,8 +105,12 @@ class StoreSource(Source):
         h = hashlib.sha256()
         size = 0
         try:
+            version_id = self._version_id(name)
+        except KeyError:
+            return Digest(h.hexdigest(), size, "no stored version")
+        try:
             with self.store.errors(f"GET {self.bucket}/{name}"):
-                resp = self.store.client.get_object(self.bucket, name)
+                resp = self.store.client.get_object(self.bucket, name, version_id=version_id)
                 try:
                     for chunk in resp.stream(CHUNK):
                         h.update(chunk)
@@ -102,38 +123,39 @@ class StoreSource(Source):
         return Digest(h.hexdigest(), size)
 
     def problems(self, names: list[str]) -> list[Problem]:
-        """Overwritten (several versions) and deleted (delete marker on top) objects."""
+        """Versions written over a sealed key and delete markers: warnings naming the key (the
+        original, read instead, is what the other checks judged)."""
         out: list[Problem] = []
-        versions = self.store.versions(self.prefix, bucket=self.bucket)
-        versions += self.store.versions(KEYS_PREFIX, bucket=self.bucket)
-        by_key: dict[str, list[bool]] = {}  # key -> [is delete marker, ...]
-        latest_marker: set[str] = set()
-        for v in versions:
-            by_key.setdefault(v.key, []).append(v.delete_marker)
-            if v.is_latest and v.delete_marker:
-                latest_marker.add(v.key)
-        for key, markers in sorted(by_key.items()):
-            data_versions = markers.count(False)
+        for key, kv in sorted(self._listing().items()):
             sid = self.session if key.startswith(self.prefix) else None
-            if data_versions > 1:
+            if kv.shadows:
                 out.append(
                     make_problem(
-                        "object_overwritten",
+                        "shadow_version",
                         key,
-                        f"{data_versions} versions exist: the object was written again after it was sealed "
-                        "(the verifier read the latest)",
-                        f"存在 {data_versions} 个版本：封存后被再次写入",
+                        f"{len(kv.shadows)} newer version(s) were written over this sealed object "
+                        f"(ignored: the verifier read and checked the original, version {kv.original_id})",
+                        f"封存后有 {len(kv.shadows)} 个新版本写在此对象之上（已忽略：校验的是原始版本 "
+                        f"{kv.original_id}）",
                         session=sid,
+                        severity=WARNING,
                     )
                 )
-            if key in latest_marker or (markers and data_versions == 0):
+            if kv.delete_markers:
+                original = (
+                    f"the original, version {kv.original_id}, was read and checked"
+                    if kv.original is not None
+                    else "no data version exists under this key"
+                )
                 out.append(
                     make_problem(
-                        "object_deleted",
+                        "delete_marker",
                         key,
-                        "the latest version is a delete marker",
-                        "最新版本是删除标记",
+                        f"{len(kv.delete_markers)} delete marker(s) were put on this object ({original})",
+                        f"此对象上有 {len(kv.delete_markers)} 个删除标记（"
+                        f"{'已校验原始版本' if kv.original is not None else '此键下没有数据版本'}）",
                         session=sid,
+                        severity=WARNING,
                     )
                 )
         return out

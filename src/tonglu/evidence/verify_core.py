@@ -7,8 +7,17 @@ This exact file is shipped inside every export package as ``verify.py``:
     python3 verify.py PACKAGE.zip --json     # machine-readable result
     python3 verify.py PACKAGE.zip --key site.pem --digest ABCDE-12345-...   # external trust anchors
 
-Exit status: 0 intact (warnings allowed), 1 anything wrong (or the package cannot be read),
-2 usage error (no such path, bad option).
+Exit status: 0 intact AND anchored (warnings allowed), 1 anything wrong (or the package cannot be
+read), 2 usage error (no such path, bad option), 3 consistent but NOT anchored.
+
+Anchoring. A package checks itself: its checkpoints are signed with the key shipped inside it. A
+forger who rebuilds the whole chain and signs it with a new key of their own produces a package
+that is just as consistent. Only an anchor from outside the package tells the two apart: the final
+digest written on the paper record (``--digest``) or the site's public key obtained from the site
+itself (``--key``; compare its fingerprint with the one the site publishes). Without one the verdict
+is "CONSISTENT, NOT ANCHORED" (一致但未锚定, exit 3), never "INTACT". When a person runs it at a
+terminal (stdin is a TTY) without --key/--digest, it asks for the digest from the paper record;
+scripts and CI (no TTY) are never asked.
 
 It needs nothing but Python 3.9+. Ed25519 signatures are checked with the ``cryptography`` package
 when it is installed and otherwise with the small pure-Python RFC 8032 verifier below, so signatures
@@ -108,6 +117,9 @@ CHUNK = 1 << 20  # 1 MiB reads: large enough that hashing runs at OpenSSL speed
 
 ERROR = "error"
 WARNING = "warning"
+EXIT_INTACT, EXIT_BAD, EXIT_USAGE, EXIT_UNANCHORED = 0, 1, 2, 3
+VERDICT_INTACT = "intact"
+VERDICT_UNANCHORED = "consistent_not_anchored"
 
 # code -> (English title, Chinese title)
 CODES: dict[str, tuple[str, str]] = {
@@ -152,8 +164,9 @@ CODES: dict[str, tuple[str, str]] = {
     "object_altered": ("object altered", "对象被修改"),
     "object_missing": ("object missing", "对象缺失"),
     "object_extra": ("object not in the manifest", "对象不在清单中"),
-    "object_overwritten": ("object overwritten (more than one version)", "对象被覆盖（存在多个版本）"),
-    "object_deleted": ("object deleted (delete marker)", "对象被删除（删除标记）"),
+    # store only, warnings: the original (first) version is what was verified
+    "shadow_version": ("shadow version: newer version over a sealed object", "影子版本：封存对象上的新版本"),
+    "delete_marker": ("delete marker on a sealed object", "删除标记：封存对象被标记删除"),
 }
 
 _KEY_STATUS = {
@@ -418,6 +431,14 @@ def raw_public_key_from_pem(pem: bytes, *, strict: bool = False) -> bytes:
 def key_id_of_raw(raw: bytes) -> str:
     """Same as storage.signing.key_id_of: first 16 hex digits of SHA-256 of the raw key."""
     return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def key_fingerprint(raw: bytes) -> str:
+    """The fingerprint a site publishes for its key: all of SHA-256 of the raw key, 16 groups of 4.
+
+    (The 16-digit key id names a key; it is too short to be the thing a person compares.)"""
+    h = hashlib.sha256(raw).hexdigest().upper()
+    return " ".join(h[i : i + 4] for i in range(0, 64, 4))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -688,7 +709,24 @@ class Result:
     package_files: int = 0
     package_sums: str = "absent"  # "absent" | "checked" | "signed"
     key_ids: list[str] = field(default_factory=list)
+    key_fingerprints: dict[str, str] = field(default_factory=dict)  # key id -> key_fingerprint()
     bytes_hashed: int = 0
+    anchors: list[str] = field(default_factory=list)  # what outside the evidence it was checked against
+
+    @property
+    def anchored(self) -> bool:
+        return bool(self.anchors)
+
+    @property
+    def verdict(self) -> str:
+        """'tampered_or_incomplete' | 'intact' (consistent and anchored) | 'consistent_not_anchored'."""
+        if self.errors:
+            return "tampered_or_incomplete"
+        return VERDICT_INTACT if self.anchored else VERDICT_UNANCHORED
+
+    @property
+    def exit_code(self) -> int:
+        return {VERDICT_INTACT: EXIT_INTACT, VERDICT_UNANCHORED: EXIT_UNANCHORED}.get(self.verdict, EXIT_BAD)
 
     @property
     def errors(self) -> list[Problem]:
@@ -700,6 +738,7 @@ class Result:
 
     @property
     def ok(self) -> bool:
+        """No error found: the evidence is consistent (anchored or not; see `verdict`)."""
         return not self.errors
 
     def codes(self) -> set[str]:
@@ -716,12 +755,17 @@ class Result:
             sessions.append(d)
         return {
             "verifier_version": VERIFIER_VERSION,
-            "ok": self.ok,
-            "verdict": "intact" if self.ok else "tampered_or_incomplete",
+            "ok": self.verdict == VERDICT_INTACT,  # only an anchored, consistent result is ok
+            "consistent": self.ok,
+            "anchored": self.anchored,
+            "anchors": self.anchors,
+            "verdict": self.verdict,
+            "exit_code": self.exit_code,
             "source": self.source,
             "source_kind": self.source_kind,
             "signature_engine": self.signature_engine,
             "key_ids": self.key_ids,
+            "key_fingerprints": self.key_fingerprints,
             "package_sums": self.package_sums,
             "package_files": self.package_files,
             "bytes_hashed": self.bytes_hashed,
@@ -976,6 +1020,15 @@ class Verifier:
         self.result.key_ids = sorted(
             {c.key_id for s in self.result.sessions for c in s.checkpoints if c.signature == "valid"}
         )
+        for key_id in self.result.key_ids:
+            raw = self.trusted.get(key_id) or self._keys.get(key_id)
+            if raw is not None:
+                self.result.key_fingerprints[key_id] = key_fingerprint(raw)
+        # An anchor is something from outside the evidence that a valid signature was checked against.
+        if self.trusted and self.result.key_ids:
+            self.result.anchors.extend(f"--key {k}" for k in sorted(self.trusted) if k in self.result.key_ids)
+        if self.expected_digests:
+            self.result.anchors.extend(f"--digest {d}" for d in self.expected_digests)
         return self.result
 
     def _check_key_files(self, names: list[str]) -> None:
@@ -1774,18 +1827,36 @@ def verify_path(path: str, **options: Any) -> Result:
 # ------------------------------------------------------------------------------------------------
 
 
+UNANCHORED_EXPLANATION = (
+    "  内部一致，但未与证据之外的信任锚核对：用新密钥重建并重新签名的伪造证据也会得到同样的结果。\n"
+    "  Internally consistent, but not checked against anything outside the evidence: a forgery rebuilt\n"
+    "  and re-signed with a new key would look exactly the same.\n"
+    "  锚定方法 To anchor it, run again with one of:\n"
+    "    --digest <纸面笔录上签字的最终摘要 the final digest signed on the paper record>\n"
+    "    --key <站点公钥 PEM the site's public key, obtained from the site; its fingerprint must equal the\n"
+    "           one the site publishes 指纹须与站点公布的一致>\n"
+)
+
+
 def format_human(result: Result, limit_per_code: int = 50) -> str:
     out = io.StringIO()
     w = out.write
-    if result.ok:
-        w("结论 Verdict: 完整 INTACT — 未发现篡改或缺失 (no alteration or loss found)\n")
+    if result.verdict == VERDICT_INTACT:
+        w("结论 Verdict: 完整 INTACT — 未发现篡改或缺失，且已锚定 (no alteration or loss found; anchored)\n")
+    elif result.verdict == VERDICT_UNANCHORED:
+        w("结论 Verdict: 一致但未锚定 CONSISTENT, NOT ANCHORED — 未发现不一致 (no inconsistency found)\n")
+        w(UNANCHORED_EXPLANATION)
     else:
         w(f"结论 Verdict: 已篡改或不完整 TAMPERED OR INCOMPLETE — {len(result.errors)} 个问题 problem(s)\n")
+    w(f"锚定 Anchored by: {'; '.join(result.anchors) if result.anchors else '无 none'}\n")
     w(f"来源 Source: {result.source} ({result.source_kind})\n")
     w(
         f"签名校验 Signatures: checked with {result.signature_engine}"
         f"{'; keys ' + ', '.join(result.key_ids) if result.key_ids else ''}\n"
     )
+    for key_id, fp in sorted(result.key_fingerprints.items()):
+        w(f"签名密钥指纹 Signing key fingerprint {key_id}: {fp}\n")
+        w("  （须与站点公布的指纹一致 must equal the fingerprint the site publishes）\n")
     if result.package_sums != "absent" or result.package_files:
         w(f"证据包文件 Package files: {result.package_files}, SHA256SUMS {result.package_sums}\n")
     for s in result.sessions:
@@ -1819,12 +1890,34 @@ def format_human(result: Result, limit_per_code: int = 50) -> str:
     return out.getvalue()
 
 
+DIGEST_PROMPT = (
+    "请输入纸面笔录上签字的最终摘要（形如 ABCDE-12345-…；直接回车跳过则结果为“一致但未锚定”）\n"
+    "Final digest from the paper record (Enter to skip: the verdict is then CONSISTENT, NOT ANCHORED): "
+)
+
+
+def ask_digest(stdin: IO[str] | None = None, stderr: IO[str] | None = None) -> list[str]:
+    """Ask a person at a terminal for the paper digest. Never asks when stdin is not a TTY (scripts, CI)."""
+    stdin = stdin if stdin is not None else sys.stdin
+    stderr = stderr if stderr is not None else sys.stderr
+    try:
+        if stdin is None or not stdin.isatty():
+            return []
+        stderr.write(DIGEST_PROMPT)
+        stderr.flush()
+        line = stdin.readline()
+    except (OSError, ValueError, EOFError):
+        return []
+    digest = line.strip()
+    return [digest] if digest else []
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="verify.py",
         description="同录 Tonglu offline evidence verifier: checks hashes, the manifest chain, signed "
-        "checkpoints "
-        "and package files. Exit 0 intact, 1 tampered/incomplete/unreadable, 2 usage error.",
+        "checkpoints and package files. Exit 0 intact and anchored (--key/--digest), 1 tampered/"
+        "incomplete/unreadable, 2 usage error, 3 consistent but not anchored (一致但未锚定).",
     )
     parser.add_argument("path", nargs="?", help="export package (.zip) or evidence directory")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -1858,7 +1951,10 @@ def main(argv: list[str] | None = None) -> int:
         for k in args.key:
             with open(k, "rb") as fh:
                 keys.append(fh.read())
-        result = verify_path(path, sessions=args.session, trusted_keys=keys, expected_digests=args.digest)
+        digests = list(args.digest)
+        if not keys and not digests:
+            digests = ask_digest()
+        result = verify_path(path, sessions=args.session, trusted_keys=keys, expected_digests=digests)
     except UsageError as exc:
         print(f"verify.py: error: {exc}", file=sys.stderr)
         return 2
@@ -1881,12 +1977,12 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             print(f"结论 Verdict: 无法读取 UNREADABLE — {exc}")
-        return 1
+        return EXIT_BAD
     if args.json:
         print(json.dumps(result.to_json(), ensure_ascii=False, indent=1))
     else:
         sys.stdout.write(format_human(result))
-    return 0 if result.ok else 1
+    return result.exit_code
 
 
 if __name__ == "__main__":

@@ -60,7 +60,9 @@ class SpoolStoreEvidence:
     """The spool holds objects until the store confirms them; after that only the store has them.
 
     The store is listed once per session prefix (cached); when it cannot be reached, objects not in
-    the spool are UNKNOWN, never reported as missing on that ground alone.
+    the spool are UNKNOWN, never reported as missing on that ground alone. Objects are read at
+    their first (original) version; newer versions put over a sealed key and delete markers are
+    ignored and named in `findings` (see `ObjectStore.originals`).
     """
 
     def __init__(self, spool: Spool, store: Any = None) -> None:
@@ -68,6 +70,8 @@ class SpoolStoreEvidence:
         self.store = store
         self._pending: dict[str, Path] | None = None
         self._listed: dict[str, set[str] | None] = {}
+        self._version_ids: dict[str, str | None] = {}
+        self.findings: list[str] = []
         self.store_error: str | None = None if store is not None else "no object store configured"
 
     def _spooled(self) -> dict[str, Path]:
@@ -82,9 +86,16 @@ class SpoolStoreEvidence:
             listed: set[str] | None = None
             if self.store is not None:
                 try:
-                    listed = set(self.store.list(prefix))
+                    found = self.store.originals(prefix)
                 except StorageError as exc:
                     self.store_error = str(exc)
+                else:
+                    listed = set()
+                    for k, kv in found.items():
+                        self.findings.extend(kv.findings())
+                        if kv.original is not None:
+                            listed.add(k)
+                            self._version_ids[k] = kv.original.version_id
             self._listed[prefix] = listed
         return self._listed[prefix]
 
@@ -106,7 +117,10 @@ class SpoolStoreEvidence:
         if self.store is None:
             raise FileNotFoundError(key)
         try:
-            data = self.store.get(key)
+            listed = self._store_keys(key)
+            if listed is not None and key not in listed:
+                raise FileNotFoundError(f"{key}: not in the object store")
+            data = self.store.get(key, version_id=self._version_ids.get(key))
         except StorageError as exc:
             raise FileNotFoundError(f"{key}: {exc}") from exc
         return io.BytesIO(data)

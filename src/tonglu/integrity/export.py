@@ -152,7 +152,9 @@ def audit_csv(rows: Iterable[dict[str, Any]]) -> bytes:
     return ("\ufeff" + out.getvalue()).encode("utf-8")  # BOM: Excel opens it as UTF-8
 
 
-def readme(loaded: Loaded, doc: dict[str, Any], key_id: str, workcopy_name: str | None) -> str:
+def readme(
+    loaded: Loaded, doc: dict[str, Any], key_id: str, workcopy_name: str | None, fingerprint: str = "—"
+) -> str:
     f = doc["facts"]
     final = doc["verification"].get("final_digest") or "—"
     wc = f"workcopy/{workcopy_name}" if workcopy_name else "（未包含 not included）"
@@ -166,6 +168,8 @@ def readme(loaded: Loaded, doc: dict[str, Any], key_id: str, workcopy_name: str 
                        （北京时间 Beijing time, UTC+8）
 生成时间 Generated    : {doc["generated"]} (UTC)
 最新签名摘要 Digest   : {final}
+站点公钥 Site key     : {key_id}
+公钥指纹 Fingerprint  : {fingerprint}
 间断 Gaps            : {doc["summary"]["gaps"]}（未说明 unexplained: {doc["summary"]["unexplained"]}）
 
 一、内容 Contents
@@ -181,14 +185,28 @@ def readme(loaded: Loaded, doc: dict[str, Any], key_id: str, workcopy_name: str 
   SHA256SUMS(.sig)         全部文件的 SHA-256 及站点签名 every file's SHA-256, signed
 
 二、如何校验 How to verify (Python 3.9+，无需联网、无需安装其他软件 / offline, standard library only)
-  python3 verify.py 本文件.zip        （或解压后在目录中运行: python3 verify.py .）
-  python3 verify.py PACKAGE.zip --json
-  python3 verify.py PACKAGE.zip --digest {final}   核对纸面签字的摘要 check the digest signed on paper
+  必须用证据包之外的信任锚校验 Verify against an anchor from OUTSIDE this package:
+  python3 verify.py 本文件.zip --digest <纸面笔录上签字的最终摘要 the digest on the paper record>
+  python3 verify.py 本文件.zip --key <站点公钥.pem site public key obtained from the site itself>
+  （在终端中运行且未给出 --key/--digest 时，程序会询问纸面摘要 / at a terminal it asks for the digest）
 
-  结果“完整 INTACT”表示：每个片段的 SHA-256 与清单一致，清单哈希链完整，检查点签名有效且覆盖全部条目，
-  包内每个文件与 SHA256SUMS 一致。任何字节的改动、片段的增删或清单的修改都会被指出具体对象。
-  "INTACT" means every segment matches the manifest, the chain and signed checkpoints hold, and every
-  file matches SHA256SUMS; any altered byte, added/removed segment or edited entry is named.
+  摘要必须抄自纸面笔录（参与人签字的那一份），公钥必须从站点本身获得，且其指纹须与站点公布的指纹一致；
+  不要照抄本文件中的摘要和指纹：伪造者可以连同本文件一起改写。
+  Take the digest from the signed paper record and the key from the site itself, and check that the
+  key's fingerprint equals the one the site publishes. Do not copy them from this README: whoever
+  forges a package can rewrite this file too. This package claims (must AGREE with both 须与二者一致):
+    摘要 digest       {final}
+    指纹 fingerprint  {fingerprint}
+
+  结果 Verdicts (exit status):
+  “完整 INTACT”(0)：与信任锚一致；每个片段的 SHA-256 与清单一致，清单哈希链完整，检查点签名有效且覆盖全部条目，
+      包内每个文件与 SHA256SUMS 一致。任何字节的改动、片段的增删或清单的修改都会被指出具体对象。
+      anchored; every segment matches the manifest, the chain and signed checkpoints hold, and every
+      file matches SHA256SUMS; any altered byte, added/removed segment or edited entry is named.
+  “已篡改或不完整 TAMPERED OR INCOMPLETE”(1)：列出每个问题对象 / every problem is named.
+  “一致但未锚定 CONSISTENT, NOT ANCHORED”(3)：未给出 --digest/--key；用新密钥重新签名的伪造包也会如此，
+      不能作为完整性的证明 / no anchor given: a package re-signed with a new key looks the same, so this
+      proves nothing about authenticity.
 
 三、说明 Notes
   工作副本由原始片段重新编码，仅供播放；证据以原始片段为准。
@@ -255,8 +273,12 @@ def export_session(
             writer.add_file(f"workcopy/{wc.mp4.name}", wc.mp4)
             writer.add_file(f"workcopy/{wc.sidecar.name}", wc.sidecar)
         writer.add_bytes("audit/audit.csv", audit_csv(audit_rows(review.audit, session)))
+        fingerprint = verify_core.key_fingerprint(
+            verify_core.raw_public_key_from_pem(review.site_key.public_pem)
+        )
         writer.add_bytes(
-            "README.txt", readme(loaded, doc, review.site_key.key_id, wc.mp4.name if wc else None).encode()
+            "README.txt",
+            readme(loaded, doc, review.site_key.key_id, wc.mp4.name if wc else None, fingerprint).encode(),
         )
         writer.add_bytes("verify.py", Path(verify_core.__file__).read_bytes())
         sums = "".join(f"{digest}  {name}\n" for name, digest in sorted(writer.sums.items())).encode()

@@ -9,9 +9,15 @@ Storage, in this order (the file is the commit point, like the manifest ledger):
    flock (several processes may write);
 2. the `web_audit` table, for queries, CSV export and the `/audit` page;
 3. batches of records spooled to the evidence bucket (Object Lock) under
-   `audit/<first seq>-<last seq>.jsonl`, every `batch_records` records or `batch_interval_s`.
+   `audit/<first seq>-<last seq>.jsonl`, every `batch_records` records or `batch_interval_s`, each
+   with a checkpoint signed by the site key (`audit/<first>-<last>.checkpoint.json`, see
+   `auditchain`).
 `verify()` checks the chain in the file and in the table and that both hold the same bytes, so an
-edited, deleted or inserted record in either is detected and named.
+edited, deleted or inserted record in either is detected and named. Both are local and can be
+rewritten together, consistently re-hashed; so it also reads the WORM batches (object store at
+their first version, plus those still in the spool), checks their signed checkpoints and that the
+file and the table reproduce every signed head, naming the first record that differs. Records after
+the last batch are not yet covered (noted, not a problem).
 """
 
 from __future__ import annotations
@@ -34,14 +40,34 @@ import anyio.to_thread
 from fastapi import Request
 from sqlalchemy import Engine, func, insert, select
 
-from tonglu.evidence.errors import CanonicalError, StorageError
+from tonglu.evidence import canonical
+from tonglu.evidence.errors import CanonicalError, KeyFileError, StorageError
 from tonglu.evidence.fsutil import append_durable, write_durable
+from tonglu.evidence.logctx import context_logger
 from tonglu.evidence.manifest import GENESIS
+from tonglu.evidence.signing import SiteKey, verify_signature
 from tonglu.evidence.spool import EVIDENCE, Spool
 from tonglu.web import tables as t
-from tonglu.web.auditchain import AuditChain, AuditRecord, ChainCheck, verify_chain
+from tonglu.web.auditchain import (
+    AuditChain,
+    AuditRecord,
+    ChainCheck,
+    SignedBatch,
+    batch_checkpoint_key,
+    check_batch,
+    checkpoint_body,
+    compare_with_batches,
+    coverage_gaps,
+    encode_checkpoint,
+    first_divergence,
+    parse_batch_key,
+    parse_checkpoint_key,
+    verify_chain,
+)
 from tonglu.web.auth import Principal
 from tonglu.web.errors import AuditError
+
+log = context_logger(__name__)
 
 CSV_COLUMNS = ("seq", "time_utc", "time_ns", "user", "role", "address", "action", "object", "outcome",
                "detail", "prev", "hash")
@@ -54,6 +80,10 @@ def iso_utc(time_ns: int) -> str:
 
 def audit_batch_key(first: int, last: int) -> str:
     return f"audit/{first:012d}-{last:012d}.jsonl"
+
+
+def _lines(data: bytes) -> list[bytes]:
+    return [ln for ln in data.split(b"\n") if ln]
 
 
 def _csv_cell(value: Any) -> str:
@@ -84,10 +114,15 @@ class AuditLog:
         clock: Callable[[], int] = time.time_ns,
         batch_records: int = 200,
         batch_interval_s: float = 60.0,
+        site_key: SiteKey | None = None,
+        store: Any = None,
     ) -> None:
         self.engine = engine
         self.dir = audit_dir
         self.spool = spool
+        self.site_key = site_key  # signs each WORM batch's checkpoint; its public key verifies them
+        self.store = store  # evidence.objectstore.ObjectStore: where verify() reads the WORM batches
+        self._signed: dict[str, SignedBatch] = {}  # batches already checked (immutable under WORM)
         self.clock = clock
         self.batch_records = batch_records
         self.batch_interval_ns = int(batch_interval_s * 1e9)
@@ -100,6 +135,11 @@ class AuditLog:
 
     @classmethod
     def from_settings(cls, settings: Any, spool: Spool | None = None, **kwargs: Any) -> AuditLog:
+        if "site_key" not in kwargs:
+            try:
+                kwargs["site_key"] = SiteKey.load_or_create(settings.keys_dir)
+            except (KeyFileError, OSError) as exc:
+                raise AuditError(f"the site key that signs the audit trail cannot be loaded: {exc}") from exc
         return cls(t.engine_for(settings.db_url), settings.data_dir / "audit", spool, **kwargs)
 
     # -- writing -------------------------------------------------------------------------------
@@ -224,9 +264,17 @@ class AuditLog:
             return
         first = st.spooled_upto
         last = first + len(st.unspooled) - 1
+        batch = b"".join(r + b"\n" for r in st.unspooled)
         try:
-            self.spool.put_bytes(audit_batch_key(first, last), b"".join(r + b"\n" for r in st.unspooled),
-                                 content_type="application/x-ndjson", bucket=EVIDENCE)
+            self.spool.put_bytes(audit_batch_key(first, last), batch, content_type="application/x-ndjson",
+                                 bucket=EVIDENCE)
+            if self.site_key is not None:
+                body = checkpoint_body(st.unspooled, batch, time_ns=now, key_id=self.site_key.key_id)
+                cp = encode_checkpoint(body, self.site_key.sign(canonical.encode(body)))
+                self.spool.put_bytes(batch_checkpoint_key(first, last), cp, content_type="application/json",
+                                     bucket=EVIDENCE)
+            else:
+                log.warning("audit batch %s spooled without a signed checkpoint (no site key)", first)
         except StorageError:
             return  # stays unspooled; the next append retries. The local log is durable.
         write_durable(self.dir / "spooled", str(last + 1).encode())
@@ -281,8 +329,9 @@ class AuditLog:
             writer.writerow([_csv_cell(row[col]) for col in CSV_COLUMNS])
         return out.getvalue()
 
-    def verify(self) -> ChainCheck:
-        """Check the file chain, the table chain, and that they hold the same records."""
+    def verify(self, store: Any = None) -> ChainCheck:
+        """Check the file chain, the table chain, that they hold the same records, and that both
+        reproduce the signed WORM batches (from `store`, default `self.store`, and the spool)."""
         file_lines: list[bytes] = []
         if self.log_path.exists():
             file_lines = [ln for ln in self.log_path.read_bytes().split(b"\n") if ln]
@@ -311,7 +360,107 @@ class AuditLog:
             result.problems.append(
                 f"audit.log holds {len(file_lines)} records, the database {len(db_lines)} (records missing)"
             )
+        self._check_worm(result, file_lines, db_lines, store if store is not None else self.store)
         return result
+
+    # -- the WORM batches ----------------------------------------------------------------------
+    def _verify_sig(self, key_id: str, signature: bytes, data: bytes) -> bool:
+        key = self.site_key
+        return key is not None and key_id == key.key_id and verify_signature(key.public, signature, data)
+
+    def _worm_readers(self, store: Any, result: ChainCheck) -> dict[str, Callable[[], bytes]]:
+        """key -> reader of every audit batch/checkpoint: the spool's pending ones, then the store's
+        (first version; listed second, so an item confirmed meanwhile is found there)."""
+        readers: dict[str, Callable[[], bytes]] = {}
+        if self.spool is not None:
+            for item in self.spool.pending():
+                if item.bucket == EVIDENCE and item.key.startswith("audit/"):
+                    readers[item.key] = item.data_path.read_bytes
+        if store is None:
+            result.notes.append(
+                "未连接对象存储：仅与本地待上传的批次比对 no object store here: compared with the batches "
+                "still in the local spool only"
+            )
+            return readers
+        try:
+            found = store.originals("audit/")
+        except StorageError as exc:
+            result.problems.append(
+                f"store: the WORM batches cannot be read, the trail is unproven — {exc} / 无法读取对象存储中的审计批次"
+            )
+            return readers
+
+        def reader(key: str, version: str | None) -> Callable[[], bytes]:
+            return lambda: bytes(store.get(key, version_id=version))
+
+        for key, kv in found.items():
+            result.notes.extend(kv.findings())
+            if kv.original is not None:
+                readers[key] = reader(key, kv.original.version_id)
+        return readers
+
+    def _check_worm(self, result: ChainCheck, file_lines: list[bytes], db_lines: list[bytes], store: Any) -> None:
+        readers = self._worm_readers(store, result)
+        signed: list[SignedBatch] = []
+        unsigned: list[tuple[str, list[bytes], list[str]]] = []
+        for key in sorted(k for k in readers if parse_batch_key(k)):
+            batch = self._signed.get(key)
+            if batch is None:
+                span = parse_batch_key(key)
+                assert span is not None
+                cp_key = batch_checkpoint_key(*span)
+                try:
+                    data = readers[key]()
+                    cp = readers[cp_key]() if cp_key in readers else None
+                except (OSError, StorageError) as exc:
+                    result.problems.append(f"store: {key} cannot be read ({exc})")
+                    continue
+                batch, problems = check_batch(key, data, cp, self._verify_sig)
+                if batch is None:
+                    unsigned.append((key, _lines(data), problems))
+                    continue
+                self._signed[key] = batch
+            signed.append(batch)
+        batch_names = {parse_batch_key(k) for k in readers}
+        for key in sorted(readers):
+            if (span := parse_checkpoint_key(key)) is not None and span not in batch_names:
+                result.problems.append(f"store: signed checkpoint {key} has no batch (the batch was removed)")
+        covered = {s for b in signed for s in range(b.first, b.last + 1)} if unsigned else set()
+        for key, lines, problems in unsigned:
+            span = parse_batch_key(key)
+            assert span is not None
+            first = span[0]
+            # A batch whose checkpoint was never written (crash between the two puts) is re-batched
+            # with the next one: harmless when its records are all in signed batches, unchanged.
+            if lines and all(first + i in covered and first + i < len(file_lines)
+                             and file_lines[first + i] == ln for i, ln in enumerate(lines)):
+                result.notes.append(f"{key}: no signed checkpoint, but its records are in signed batches")
+            else:
+                result.problems.extend(problems)
+        for a, b in coverage_gaps(signed):
+            result.problems.append(f"store: records seq {a}..{b} are in no signed WORM batch (a batch is missing)")
+        for where, lines in (("audit.log", file_lines), ("database", db_lines)):
+            bad = compare_with_batches(lines, signed)
+            if bad is None:
+                continue
+            try:
+                seq = first_divergence(lines, _lines(readers[bad.key]()), bad.first)
+            except (OSError, StorageError) as exc:  # read a moment ago; gone or unreachable now
+                result.problems.append(
+                    f"{where}: records {bad.first}..{bad.last} differ from the signed WORM batch {bad.key} "
+                    f"(which cannot be re-read to name the first one: {exc})"
+                )
+                continue
+            result.problems.append(
+                f"{where}: record seq {seq} is the first that differs from the signed WORM batch {bad.key} "
+                f"(edited, removed or re-chained after it was batched) / 第 {seq} 条记录与已签名的 WORM 批次不符"
+            )
+        result.worm_records = max((b.last + 1 for b in signed), default=0)
+        if len(file_lines) > result.worm_records:
+            result.notes.append(
+                f"记录 {result.worm_records}..{len(file_lines) - 1} 尚未进入已签名的 WORM 批次 "
+                f"records seq {result.worm_records}..{len(file_lines) - 1} are not yet in a signed WORM batch"
+            )
 
 
 def verify_batch_objects(batches: list[bytes]) -> ChainCheck:

@@ -1,4 +1,7 @@
-"""The audit trail for auditors: `/audit` page, JSON query, CSV export, chain verification."""
+"""The audit trail for auditors: `/audit` page, JSON query, CSV export, chain verification.
+
+Verification compares the local copies (file, table) with the signed WORM batches in the object
+store (`services.store`), so a consistent rewrite of both local copies is caught."""
 
 from __future__ import annotations
 
@@ -61,10 +64,16 @@ def audit_csv(request: Request, _p: Auditor, user: Text = None, action: Text = N
     )
 
 
+def _verify(request: Request) -> Any:
+    services = get_services(request)
+    return services.audit.verify(store=services.store)
+
+
 @router.get("/api/audit/verify")
 async def audit_verify(request: Request, _p: Auditor) -> dict[str, Any]:
-    check = await anyio.to_thread.run_sync(get_services(request).audit.verify)
-    return {"ok": check.ok, "count": check.count, "head": check.head, "problems": check.problems}
+    check = await anyio.to_thread.run_sync(lambda: _verify(request))
+    return {"ok": check.ok, "count": check.count, "head": check.head, "problems": check.problems,
+            "worm_records": check.worm_records, "notes": check.notes}
 
 
 @router.get("/audit", response_class=HTMLResponse, include_in_schema=False)
@@ -72,7 +81,7 @@ def audit_page(request: Request, _p: Auditor, user: Text = None, action: Text = 
                since: Text = None, until: Text = None) -> Response:
     audit = get_services(request).audit
     rows = audit.query(**_filters(user, action, obj, since, until), limit=500, newest_first=True)
-    check = audit.verify()
+    check = _verify(request)
     return render(request, "audit.html", rows=rows, check=check, total=audit.count(),
                   q={"user": user or "", "action": action or "", "obj": obj or "", "since": since or "",
                      "until": until or ""})
