@@ -222,6 +222,7 @@ class LockState:
             cat = body.get("case_category")
             if isinstance(cat, str) and cat:
                 self.category, self.category_seq = cat, seq
+            return
         elif kind == "retention":
             self.category, self.category_seq = str(body.get("category")), seq
         elif kind == "legal_hold":
