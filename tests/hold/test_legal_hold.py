@@ -46,7 +46,7 @@ def test_a_held_session_outlives_its_retention_and_is_released_only_by_a_second_
     # Placing it again with the same reference is idempotent (same hold, store re-checked).
     again = env.client.post(f"/api/sessions/{built.sid}/legal-hold", json=HOLD, headers=env.auth("adm1"))
     assert again.status_code == 201 and again.json()["hold"]["hold_id"] == hold["hold_id"]
-    assert again.json()["new"] is False and again.json()["store"]["unchanged"] == len(versions)
+    assert again.json()["new"] is False and again.json()["store"]["changed"] == len(versions)
 
     # Evidence written after the hold (a note, an explanation, a transcript version) is held on upload.
     late = env.services.ledger.append(built.sid, "note", {"text": "排非庭审调取录像", "by": "sup1"})

@@ -55,8 +55,8 @@ class ApplyReport:
     """What one pass over a session's stored versions did."""
 
     total: int = 0
-    changed: int = 0
-    unchanged: int = 0  # already as wanted
+    changed: int = 0  # set (a hold is set on every version, whatever it was)
+    unchanged: int = 0  # already as wanted (retention already as long)
     failed: list[str] = field(default_factory=list)  # "key@version: error"
 
     @property
@@ -233,8 +233,7 @@ class Holds:
         """Turn the legal hold ON (or OFF) on every stored version of the session."""
 
         def fn(store: ObjectStore, v: VersionInfo) -> bool:
-            if store.stat(v.key, version_id=v.version_id).legal_hold == on:
-                return False
+            # Set without reading first (idempotent): one request per version, not two.
             store.set_legal_hold(v.key, on, version_id=v.version_id)
             return True
 
