@@ -155,3 +155,15 @@ def test_who_may_place_and_lift(hold_env: HoldEnv) -> None:
     none = env.client.post(f"{url}/lift-requests", json={"reason": "x"}, headers=env.auth("sup1"))
     assert none.status_code == 404 and "no active legal hold" in none.json()["detail"]
     assert env.client.get(url, headers=env.auth("int1")).json()["held"] is False
+
+
+def test_the_read_only_identity_cannot_lift_a_hold(hold_env: HoldEnv) -> None:
+    env = hold_env
+    sid = env.bare_session("S-ident")
+    assert env.client.post(f"/api/sessions/{sid}/legal-hold", json=HOLD, headers=env.auth("sup1")).status_code == 201
+    reviewer = env.seaweed.object_store(env.settings, "reviewer")
+    (v,) = env.versions(sid)
+    assert reviewer.stat(v.key, version_id=v.version_id).legal_hold  # may read it
+    with pytest.raises(StoreAuthError):
+        reviewer.set_legal_hold(v.key, False, version_id=v.version_id)
+    assert env.store.stat(v.key, version_id=v.version_id).legal_hold
