@@ -81,3 +81,21 @@ def test_two_person_rule_and_several_holds() -> None:
     # An approval of an unknown request (a forged entry) changes nothing.
     st.apply(8, "legal_hold_lift", {"action": "approve", "request_id": "nope", "by": "x"}, 12)
     assert not st.held and len(st.history) == 8
+
+
+def test_without_an_object_store_nothing_is_recorded(tmp_path: Any) -> None:
+    from tonglu.evidence.holds import Holds
+    from tonglu.evidence.ledger import Ledger
+    from tonglu.evidence.signing import SiteKey
+    from tonglu.evidence.spool import Spool
+
+    ledger = Ledger(tmp_path / "ledger", Spool(tmp_path / "spool"), SiteKey.load_or_create(tmp_path / "keys"))
+    ledger.append("S1", "session_start", {"room": "r"})
+    holds = Holds(ledger, None, RetentionPolicy.build(60))
+    with pytest.raises(ConfigError, match="no object store"):
+        holds.place("S1", reason="排非", case_reference="A", by="sup1")
+    with pytest.raises(ConfigError):
+        holds.set_category("S1", "serious", by="sup1")
+    with pytest.raises(HoldNotFound):
+        holds.state("S2")
+    assert [e.kind for e in ledger.entries("S1")] == ["session_start"]

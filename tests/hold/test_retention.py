@@ -123,8 +123,17 @@ def test_retention_report_says_what_expires_when(hold_env: HoldEnv) -> None:
     assert cats["homicide"]["permanent"] and cats["general"]["retention_seconds"] == RETENTION_S
     assert env.client.get("/api/retention/report", headers=env.auth("int1")).status_code == 403
 
+    # The manifest's estimate (entry time + retention) agrees with what the store holds.
+    expected = datetime.fromisoformat(s["expected_earliest_retain_until"].replace("Z", "+00:00"))
+    assert abs((earliest - expected).total_seconds()) < 5
+    quick = env.client.get("/api/retention/report?store=false", headers=env.auth("sup1")).json()["sessions"]
+    assert [q["session"] for q in quick] == [short, serious, held] and not any(q["store_checked"] for q in quick)
+
     page = env.client.get("/admin/holds", headers=env.auth("sup2"))
     assert page.status_code == 200 and held in page.text and "保全中" in page.text and "申诉-7" in page.text
+    assert "check-store" in page.text
+    checked = env.client.get("/admin/holds?store=1", headers=env.auth("aud1"))
+    assert checked.status_code == 200 and "(2 保全中)" in checked.text and 'id="place-hold"' not in checked.text
     assert env.client.get("/admin/holds", headers=env.auth("rev1")).status_code == 403
 
     out = _cli(env, "retention", "report", "--format", "json")

@@ -84,6 +84,11 @@ class ObjectsSummary:
                 "latest_retain_until": iso(self.latest_until), "unreadable": self.unreadable}
 
 
+def _iso_ns(time_ns: int, plus_s: int) -> str:
+    when = datetime.fromtimestamp(time_ns / 1e9, tz=UTC) + timedelta(seconds=plus_s)
+    return when.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def _new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(5)}"
 
@@ -131,6 +136,7 @@ class Holds:
               now_ns: int | None = None) -> tuple[Hold, bool, ApplyReport]:
         """Place a hold (returns it, whether it is new, and the store pass). Placing again with
         the same case reference returns the active hold and applies it to the store again."""
+        self._store()  # no store configured: refuse before recording anything
         with self._exclusive(sid) as st:
             hold = st.active_hold_for(case_reference)
             new = hold is None
@@ -156,6 +162,7 @@ class Holds:
                      now_ns: int | None = None) -> tuple[LiftRequest, bool, ApplyReport | None]:
         """Approve a pending lift request (TwoPersonRule if `by` requested it). Returns the request,
         whether the session is still held by other holds, and the store pass (None while held)."""
+        self._store()
         with self._exclusive(sid) as st:
             req = st.check_approval(request_id, by)
             body = {"action": "approve", "request_id": req.request_id, "hold_id": req.hold_id,
@@ -180,6 +187,7 @@ class Holds:
         retention than the current one is refused (RetentionShortening): COMPLIANCE retention
         can only be extended."""
         new = self.policy.rule(category)
+        self._store()
         with self._exclusive(sid) as st:
             current = self.policy.effective(st.category)
             if new.seconds < current.seconds:
@@ -209,7 +217,11 @@ class Holds:
         """Run `fn` (True: changed) on every stored version, `threads` at once, in batches."""
         store = self._store()
         report = ApplyReport()
-        versions = self.versions(sid)
+        try:
+            versions = self.versions(sid)
+        except StoreError as exc:  # the manifest already says what must be: report, `sync` later
+            report.failed.append(f"LIST sessions/{sid}/: {exc}")
+            return report
         report.total = len(versions)
 
         def one(v: VersionInfo) -> tuple[bool | None, str]:
@@ -287,10 +299,13 @@ class Holds:
         rows = []
         for sid in sids if sids is not None else self.ledger.sessions():
             try:
-                st = self.state(sid)
+                self._check_session(sid)
+                entries = self.ledger.entries(sid)
             except HoldNotFound:
                 continue
-            entries = self.ledger.entries(sid)
+            if not entries or entries[0].kind != "session_start":
+                continue
+            st = LockState.from_entries(entries)
             start = entries[0]
             rule = self.policy.effective(st.category)
             row: dict[str, Any] = {
@@ -300,6 +315,9 @@ class Holds:
                 "permanent": rule.permanent, "retention": rule.describe(), "held": st.held,
                 "active_holds": [h.to_json() for h in st.active_holds],
                 "pending_lift_requests": [r.to_json() for r in st.pending_requests],
+                # From the manifest: objects are retained from their upload (≈ their entry's time).
+                "expected_earliest_retain_until": _iso_ns(start.time_ns, rule.seconds),
+                "expected_latest_retain_until": _iso_ns(entries[-1].time_ns, rule.seconds),
                 "store_checked": False,
             }
             if with_store and self.store is not None:
@@ -311,6 +329,7 @@ class Holds:
             rows.append(row)
 
         def order(r: dict[str, Any]) -> tuple[int, str, str]:
-            return (1 if r["held"] else 0, r.get("earliest_retain_until") or "9999", r["session"])
+            first = r.get("earliest_retain_until") or r["expected_earliest_retain_until"]
+            return (1 if r["held"] else 0, first, r["session"])
 
         return sorted(rows, key=order)

@@ -253,8 +253,9 @@ def retention_report(request: Request, _p: ReportReader,
 
 
 @router.get("/admin/holds", include_in_schema=False)
-def holds_page(request: Request, p: ReportReader) -> Response:
-    """法律保全与保存期限: the retention report, holds, lift requests; forms for admins/supervisors."""
+def holds_page(request: Request, p: ReportReader, store: bool = False) -> Response:
+    """法律保全与保存期限: the retention report (from the manifests; `?store=1` reads every stored
+    object's retention), holds, lift requests; forms for admins and supervisors."""
     holds = holds_for(request)
-    return render(request, "holds.html", sessions=holds.report(with_store=True), categories=_categories(holds),
-                  can_act=p.role in HOLD_ROLES)
+    return render(request, "holds.html", sessions=holds.report(with_store=store), categories=_categories(holds),
+                  can_act=p.role in HOLD_ROLES, store_checked=store)
