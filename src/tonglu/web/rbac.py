@@ -147,7 +147,7 @@ MATRIX: dict[tuple[str, str], Rule] = {
     ("POST", "/api/sessions/{}/transcript/corrections"): roles(*OPERATE, audit="transcript_correction",
                                                               max_body=8 * 1024 * KB),
     # -- legal hold and retention (web/routes/holds.py; each step audited by the route) ---------
-    ("GET", "/api/sessions/{}/legal-hold"): roles(*READ_SESSION, "auditor"),
+    ("GET", "/api/sessions/{}/legal-hold"): roles(*READ_SESSION, "auditor", audit="view"),
     ("POST", "/api/sessions/{}/legal-hold"): roles("admin", "supervisor"),
     ("POST", "/api/sessions/{}/legal-hold/lift-requests"): roles("admin", "supervisor"),
     ("POST", "/api/sessions/{}/legal-hold/lift-requests/{}/approve"): roles("admin", "supervisor"),
