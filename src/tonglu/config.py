@@ -70,6 +70,9 @@ class Settings:
     work_bucket: str = "tonglu-work"
     retention_days: int = 3650
     retention_seconds: int | None = None
+    # Case category -> retention, JSON: {"minor": "3650d", "homicide": "permanent", "test": "30s"}
+    # merged over the built-in categories of `evidence.retention` (see there).
+    retention_categories: str | None = None
     database_url: str | None = None
     admin_token: str | None = None
     segment_seconds: float = 4.0
@@ -151,6 +154,7 @@ class Settings:
             work_bucket=env.get("TONGLU_WORK_BUCKET") or "tonglu-work",
             retention_days=_int(env, "TONGLU_RETENTION_DAYS", 3650),
             retention_seconds=_int(env, "TONGLU_RETENTION_SECONDS", 0) or None,
+            retention_categories=_opt(env, "TONGLU_RETENTION_CATEGORIES"),
             database_url=_opt(env, "TONGLU_DATABASE_URL"),
             admin_token=_opt(env, "TONGLU_ADMIN_TOKEN"),
             segment_seconds=_float(env, "TONGLU_SEGMENT_SECONDS", 4.0),

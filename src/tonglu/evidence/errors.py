@@ -57,3 +57,23 @@ class ObjectNotFound(StoreError):
 
 class IndexDBError(StorageError):
     """The index DB cannot be opened or updated (it is a cache: `tonglu reindex` rebuilds it)."""
+
+
+class HoldError(StorageError):
+    """A legal hold or retention change cannot be made (unknown session, hold or request, bad state)."""
+
+
+class HoldNotFound(HoldError):
+    """No such session, active hold or pending lift request."""
+
+
+class TwoPersonRule(HoldError):
+    """A lift must be approved by a person other than the one who requested it."""
+
+
+class RetentionShortening(HoldError):
+    """COMPLIANCE retention can only be extended: a change that would shorten it is refused."""
+
+
+class UnknownCategory(HoldError):
+    """A case category the retention policy does not know."""

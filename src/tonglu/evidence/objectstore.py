@@ -302,8 +302,10 @@ class ObjectStore:
         retain_until: datetime | None = None,
         *,
         bucket: str | None = None,
+        legal_hold: bool = False,
     ) -> PutResult:
-        """Create `key` unless it exists. An identical existing object counts as success."""
+        """Create `key` unless it exists. An identical existing object counts as success.
+        `legal_hold` creates the version with an Object Lock legal hold ON (a session under hold)."""
         bucket = self._bucket(bucket)
         if isinstance(data, Path):
             size = data.stat().st_size
@@ -321,6 +323,8 @@ class ObjectStore:
             until = retain_until.astimezone(UTC)
             headers["x-amz-object-lock-mode"] = COMPLIANCE
             headers["x-amz-object-lock-retain-until-date"] = until.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        if legal_hold:
+            headers["x-amz-object-lock-legal-hold"] = "ON"
         try:
             with self.errors(f"PUT {bucket}/{key}"):
                 result = self.client._put_object(bucket, key, body, headers)

@@ -84,6 +84,10 @@ GRPC_OFFSET = 10000
 PORT_NAMES = ("master", "volume", "filer", "s3", "admin")
 ROLES = ("admin", "recorder", "reviewer")
 # SeaweedFS identity actions per role (names from weed/s3api/s3_constants/s3_actions.go).
+# The recorder identity is also the one that places and lifts legal holds and extends retention
+# (evidence/holds.py: PutObjectLegalHold, PutObjectRetention); S3 has no right to set a hold
+# without the right to clear it, so the two-person rule for lifts lives in the application.
+# The reviewer identity can read holds and retention but change neither.
 ROLE_ACTIONS: dict[str, list[str]] = {
     "admin": ["Admin", "Read", "Write", "List", "Tagging"],
     "recorder": [

@@ -6,7 +6,11 @@
     up.run(stop_event)           # loop until stop_event is set (a thread, or `tonglu store upload`)
 
 Per item: `spool.check` (corrupt -> quarantined, logged, never deleted), then `put_if_absent`
-with COMPLIANCE retention for evidence items (none for work items), then `spool.confirm`. An
+with COMPLIANCE retention for evidence items (none for work items), then `spool.confirm`.
+Retention follows the session's case category and a session under legal hold gets its objects
+created with the hold ON (both read from the session's manifest in the ledger, see
+`evidence.retention`); after each PUT the hold state is read again and the new version
+corrected if a hold was placed or lifted meanwhile. An
 identical object already in the store (a retry after a crash) counts as stored, so every key
 arrives exactly once. When the store is unavailable the pass stops and `run` retries with
 exponential backoff, forever: nothing is dropped. A different object under the same key
@@ -28,12 +32,14 @@ from tonglu.evidence.errors import (
     ObjectConflict,
     ObjectNotFound,
     SpoolCorrupt,
+    StorageError,
     StoreAuthError,
     StoreError,
     StoreUnavailable,
 )
 from tonglu.evidence.logctx import context_logger
 from tonglu.evidence.objectstore import ObjectStore
+from tonglu.evidence.retention import LockState, RetentionPolicy
 from tonglu.evidence.spool import EVIDENCE, Spool, SpoolItem
 
 if TYPE_CHECKING:
@@ -100,6 +106,9 @@ class Uploader:
         self.totals = UploadReport()  # what `run` did so far (latencies are in `latencies_s`)
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        self.policy = RetentionPolicy.from_settings(settings)
+        self._lock_states: dict[str, LockState] = {}
+        self._lock_states_lock = threading.Lock()
 
     def recover(self) -> None:
         """Start-up: complete interrupted spool writes, re-spool each ledger session's tail."""
@@ -111,10 +120,44 @@ class Uploader:
                 self.ledger.recover(sid)
 
     # -- one item ------------------------------------------------------------------------------
-    def _retain_until(self, item: SpoolItem) -> datetime | None:
+    def _lock_state(self, item: SpoolItem) -> LockState | None:
+        """The hold/category state of the item's session, from the ledger (None: not a session's
+        evidence object, or no ledger here)."""
+        if item.bucket != EVIDENCE or self.ledger is None:
+            return None
+        sid = _ids_of(item.key).get("session")
+        if not sid or not self.ledger.has(sid):
+            return None
+        try:
+            entries = self.ledger.entries(sid)
+        except StorageError as exc:
+            log.error("cannot read the ledger of %s for its hold/category: %s", sid, exc)
+            return None
+        with self._lock_states_lock:
+            state = self._lock_states.setdefault(sid, LockState())
+            if len(entries) > state.entries_seen:
+                state.extend(entries[state.entries_seen:])
+            return state
+
+    def _recheck_hold(self, item: SpoolItem, held: bool, version_id: str | None, bucket: str) -> None:
+        """A hold placed or lifted while this PUT was in flight (its bulk pass may have listed the
+        session's versions before this one existed): set the new version as the manifest says."""
+        now = self._lock_state(item)
+        if now is None or now.held == held:
+            return
+        try:
+            self.store.set_legal_hold(item.key, now.held, version_id=version_id, bucket=bucket)
+        except StoreError as exc:
+            log.error("legal hold %s on %s failed (run `tonglu hold sync`): %s",
+                      "ON" if now.held else "OFF", item.key, exc)
+
+    def _retain_until(self, item: SpoolItem, state: LockState | None = None) -> datetime | None:
         if item.bucket != EVIDENCE:
             return None
-        return datetime.now(UTC) + timedelta(seconds=self.settings.object_lock_retention_seconds)
+        now = datetime.now(UTC)
+        if state is None:
+            return now + timedelta(seconds=self.settings.object_lock_retention_seconds)
+        return self.policy.retain_until(state.category, now)
 
     def _already_stored(self, item: SpoolItem) -> bool:
         bucket = self.store.evidence_bucket if item.bucket == EVIDENCE else self.store.work_bucket
@@ -157,14 +200,19 @@ class Uploader:
             return
         bucket = self.store.evidence_bucket if item.bucket == EVIDENCE else self.store.work_bucket
         try:
+            state = self._lock_state(item)
+            held = state is not None and state.held
             result = self.store.put_if_absent(
                 item.key,
                 item.data_path,
                 item.sha256,
                 item.content_type,
-                self._retain_until(item),
+                self._retain_until(item, state),
                 bucket=bucket,
+                legal_hold=held,
             )
+            if result.created and state is not None:
+                self._recheck_hold(item, held, result.version_id, bucket)
         except ObjectConflict as exc:
             where = self.spool.quarantine(item, f"object store conflict: {exc}")
             msg = f"{exc}; local copy kept in {where}"

@@ -92,6 +92,9 @@ ANNOTATION_KINDS = frozenset(
         "note",
         "transcript",
         "participant",
+        "legal_hold",  # a legal hold placed (exclusion motion, appeal, complaint): objects held in the store
+        "legal_hold_lift",  # a request to lift a hold, or its approval by a second person
+        "retention",  # the session's case category (and so its retention) set or changed
     }
 )
 KINDS = MEDIA_KINDS | ANNOTATION_KINDS

@@ -22,6 +22,7 @@ from tonglu.evidence import keys
 from tonglu.evidence.db import open_engine
 from tonglu.evidence.ledger import Ledger
 from tonglu.evidence.manifest import ManifestEntry
+from tonglu.evidence.retention import valid_category_name
 from tonglu.recorder import participants
 from tonglu.recorder.errors import BadRequest, SessionNotFound, SourceNotFound, TokenInvalid, TokenMissing
 
@@ -112,6 +113,11 @@ def validate_request(req: dict[str, Any]) -> dict[str, Any]:
         "suspect": _text(req, "suspect"),
         "reason": _text(req, "reason", required=False),
     }
+    category = _text(req, "case_category", required=False)
+    if category:
+        if not valid_category_name(category):
+            raise BadRequest(f"案件类别无效 (case_category {category!r}: lower-case letters, digits, _ or -)")
+        body["case_category"] = category  # its retention: evidence.retention (optional; later: /retention)
     interviewers = req.get("interviewers") or []
     if not isinstance(interviewers, list) or not all(isinstance(i, str) and i.strip() for i in interviewers):
         raise BadRequest("interviewers 必须是姓名列表 (interviewers must be a list of names)")

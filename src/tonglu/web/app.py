@@ -25,6 +25,7 @@ ROUTER_MODULES = (
     "tonglu.web.routes.pages",
     "tonglu.web.routes.audit",
     "tonglu.web.routes.docs",
+    "tonglu.web.routes.holds",
 )
 
 

@@ -149,6 +149,15 @@ MATRIX: dict[tuple[str, str], Rule] = {
     ("GET", "/api/sessions/{}/transcript/live"): roles(*READ_SESSION, audit="stream"),
     ("POST", "/api/sessions/{}/transcript/corrections"): roles(*OPERATE, audit="transcript_correction",
                                                               max_body=8 * 1024 * KB),
+    # -- legal hold and retention (web/routes/holds.py; each step audited by the route) ---------
+    ("GET", "/api/sessions/{}/legal-hold"): roles(*READ_SESSION, "auditor", audit="view"),
+    ("POST", "/api/sessions/{}/legal-hold"): roles("admin", "supervisor"),
+    ("POST", "/api/sessions/{}/legal-hold/lift-requests"): roles("admin", "supervisor"),
+    ("POST", "/api/sessions/{}/legal-hold/lift-requests/{}/approve"): roles("admin", "supervisor"),
+    ("POST", "/api/sessions/{}/legal-hold/sync"): roles("admin", "supervisor"),
+    ("POST", "/api/sessions/{}/retention"): roles("admin", "supervisor"),
+    ("GET", "/api/retention/report"): roles("admin", "supervisor", "auditor", audit="view"),
+    ("GET", "/admin/holds"): roles("admin", "supervisor", "auditor", audit="view"),
     # -- pages ---------------------------------------------------------------------------------
     ("GET", "/console"): roles(*WATCH),
     ("GET", "/console/{}"): roles(*WATCH, audit="view"),
