@@ -449,16 +449,20 @@ def compare(items: Sequence[RecordItem], units: Sequence[Unit], config: CompareC
     match.update(shared)
     # Between two matched anchors, one answer nobody said and one answering turn the record left out:
     # the record rewrote that answer (a change, not an insertion plus an omission).
+    # Only right after a matched question: the same question, answered differently.
     forced: set[int] = set()
     pending_items: list[int] = []
     pending_units: list[int] = []
+    anchor: int | None = None
     for i, j in [*path, (None, None)]:
         if (i is not None and i in match and j is not None and unit_owner.get(j) == i) or (i is None and j is None):
-            if len(pending_items) == 1 and len(pending_units) == 1:
-                match[pending_items[0]] = [pending_units[0]]
-                unit_owner[pending_units[0]] = pending_items[0]
-                forced.add(pending_items[0])
+            if len(pending_items) == 1 and len(pending_units) == 1 and anchor is not None:
+                if items[anchor].role == QUESTION and pending_items[0] == anchor + 1:
+                    match[pending_items[0]] = [pending_units[0]]
+                    unit_owner[pending_units[0]] = pending_items[0]
+                    forced.add(pending_items[0])
             pending_items, pending_units = [], []
+            anchor = i
             continue
         if i is not None and i not in match and items[i].role == ANSWER:
             pending_items.append(i)

@@ -146,6 +146,10 @@ MATRIX: dict[tuple[str, str], Rule] = {
     ("GET", "/api/sessions/{}/transcript/live"): roles(*READ_SESSION, audit="stream"),
     ("POST", "/api/sessions/{}/transcript/corrections"): roles(*OPERATE, audit="transcript_correction",
                                                               max_body=8 * 1024 * KB),
+    # -- 笔录 (signed written record): import, comparison with the recording -------------------
+    ("POST", "/api/sessions/{}/record-document"): roles(*OPERATE, audit="record_import",
+                                                         max_body=5 * 1024 * KB + 256 * KB),
+    ("GET", "/api/sessions/{}/record-document/comparison"): roles(*READ_SESSION, audit="view"),
     # -- pages ---------------------------------------------------------------------------------
     ("GET", "/console"): roles(*WATCH),
     ("GET", "/console/{}"): roles(*WATCH, audit="view"),
