@@ -1,3 +1,5 @@
-"""The web area's fixtures (a real app on a temp data dir, one user per role) for the 笔录 API tests."""
+"""Fixtures for the 笔录 tests: the web area's (a real app on a temp data dir, one user per role) and the
+transcription area's (a data dir with spool and ledger, the real Whisper tiny.en engine)."""
 
+from tests.transcribe.conftest import env, tiny_engine  # noqa: F401
 from tests.web.conftest import app, client, services, staff, web_settings  # noqa: F401

@@ -217,3 +217,10 @@ def test_record_file_is_verified_and_exported(
     item.data_path.write_bytes(bytes(raw))
     summary = Review.from_services(services).verify(review.load(SID))
     assert not summary.ok and any(p.object == key and p.code == "object_altered" for p in summary.problems)
+
+
+def test_review_page_has_the_side_by_side(client: TestClient, staff: Staff, session: str) -> None:
+    page = client.get(f"/review/{SID}", headers=staff.auth("reviewer"))
+    assert page.status_code == 200
+    for needle in ('id="bilu-form"', 'id="bilu-rows"', "record-document/comparison", "seekTo(Date.parse(start))"):
+        assert needle in page.text
