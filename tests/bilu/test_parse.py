@@ -107,3 +107,19 @@ def test_too_large() -> None:
     data = ("问：你叫什么？\n答：" + "张" * bilu.MAX_BYTES + "\n").encode()
     with pytest.raises(RecordTooLarge, match=str(bilu.MAX_BYTES)):
         bilu.read(data)
+
+
+def test_signature_lines_and_page_numbers_are_not_part_of_an_answer() -> None:
+    text = (
+        "问：你叫什么？\n答：张三。\n第 1 页 共 2 页\n被讯问人：张三（捺指印）\n2024年5月1日\n"
+        "问：还有补充吗？\n答：没有了。\n以上笔录我看过，和我说的相符。\n"
+        "被讯问人（签名）：张三\n讯问人：李四、王五\n记录人：王五\n2024年5月1日\n"
+    )
+    record = bilu.parse(text)
+    assert [i.text for i in record.items] == [
+        "你叫什么？", "张三。", "还有补充吗？", "没有了。\n以上笔录我看过，和我说的相符。",
+    ]  # fmt: skip
+    assert record.footer == [
+        "被讯问人：张三（捺指印）", "2024年5月1日",
+        "被讯问人（签名）：张三", "讯问人：李四、王五", "记录人：王五", "2024年5月1日",
+    ]  # fmt: skip

@@ -34,6 +34,12 @@ _MARK = re.compile(
 _LEAD_TIME = re.compile(r"^\s*[(（]\s*" + _TIME + r"\s*[)）]\s*(.*)$", re.DOTALL)
 _TAIL_TIME = re.compile(r"^(.*?)\s*[(（]\s*" + _TIME + r"\s*[)）]\s*$", re.DOTALL)
 
+# Signature block and page furniture: not part of the answer above them.
+_FOOTER = re.compile(
+    r"^\s*(?:(?:被讯问人|被询问人|讯问人|询问人|记录人|翻译人|见证人|监护人|法定代理人|签名|签字|捺印|指印|日期)"
+    r"\s*[:：(（]|.*[(（]\s*(?:签名|签字|捺指印|指印|盖章)\s*[)）])"
+)
+_PAGE = re.compile(r"^\s*(?:第\s*[0-9０-９]+\s*页(?:\s*[,，/]?\s*共\s*[0-9０-９]+\s*页)?|-\s*[0-9]+\s*-)\s*$")
 _ZIP = b"PK\x03\x04"
 _REFUSED_MAGIC = (
     (b"\xd0\xcf\x11\xe0", "旧版 Word (.doc) 文件，请另存为 DOCX (legacy .doc: save it as DOCX)"),
@@ -70,6 +76,7 @@ class RecordItem:
 class ParsedRecord:
     items: list[RecordItem]
     preamble: list[str] = field(default_factory=list)
+    footer: list[str] = field(default_factory=list)  # signature lines (被讯问人：…（签名）, 记录人：…)
 
     @property
     def answers(self) -> list[RecordItem]:
@@ -189,9 +196,18 @@ def parse(text: str) -> ParsedRecord:
     """问/答 items of a record's text; RecordNoQuestions when it has none."""
     items: list[_Open] = []
     preamble: list[str] = []
+    footer: list[str] = []
+    in_footer = False
     for number, raw in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), start=1):
         line = raw.replace("\u3000", " ").strip()
+        if _PAGE.match(line):
+            continue
         m = _MARK.match(line)
+        if m is None and items and line and (in_footer or _FOOTER.match(line)):
+            footer.append(line)  # a signature block (per page or at the end) is not part of an answer
+            in_footer = True
+            continue
+        in_footer = in_footer and m is None
         if m is not None:
             role = QUESTION if m.group(1) == "问" else ANSWER
             time = _hhmm(m.group(2), m.group(3), m.group(4))
@@ -218,7 +234,7 @@ def parse(text: str) -> ParsedRecord:
             if time is not None:
                 body = tail.group(1).strip()
         out.append(RecordItem(i, it.role, body, time, it.line))
-    return ParsedRecord(out, preamble)
+    return ParsedRecord(out, preamble, footer)
 
 
 def read(data: bytes, name: str = "") -> tuple[str, ParsedRecord]:

@@ -251,18 +251,16 @@ def transcript_units(
 
 
 # -- similarity -----------------------------------------------------------------------------------
-def _grams(s: str) -> Counter[str]:
-    c: Counter[str] = Counter(s)
-    c.update(s[i : i + 2] for i in range(len(s) - 1))
-    return c
+def _grams(s: str) -> frozenset[str]:
+    return frozenset(s) | frozenset(s[i : i + 2] for i in range(len(s) - 1))
 
 
-def quick_similarity(a: Counter[str], b: Counter[str]) -> float:
-    """Dice coefficient over characters and character pairs (cheap, for the alignment)."""
-    total = sum(a.values()) + sum(b.values())
+def quick_similarity(a: frozenset[str], b: frozenset[str]) -> float:
+    """Dice coefficient over the sets of characters and character pairs (cheap, for the alignment)."""
+    total = len(a) + len(b)
     if total == 0:
         return 0.0
-    return 2 * sum((a & b).values()) / total
+    return 2 * len(a & b) / total
 
 
 def ratio(a: str, b: str) -> float:

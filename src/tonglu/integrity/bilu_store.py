@@ -9,7 +9,7 @@ not a DOCX or text document, and one without 问/答 lines. Otherwise, under a p
 file's exact bytes go to the spool (EVIDENCE bucket, uploaded under Object Lock) as
 ``sessions/<sid>/records/<NNNN>-<sha256[:16]>.<docx|txt>``, then a ``record_document`` manifest entry
 names it: {"version", "key", "sha256", "bytes", "name", "content_type", "format", "origin", "by",
-"parser", "preamble", "items": [{"n", "role", "marker", "text", "time", "line"}], "questions",
+"parser", "preamble", "footer", "items": [{"n", "role", "marker", "text", "time", "line"}], "questions",
 "answers"}. The verifier re-hashes the file like every object an entry names. Importing the same bytes
 again returns the entry already there (nothing is written twice).
 
@@ -143,6 +143,7 @@ class RecordStore:
                 "by": by,
                 "parser": bilu.PARSER,
                 "preamble": parsed.preamble,
+                "footer": parsed.footer,
                 "items": [i.to_json() for i in parsed.items],
                 "questions": len(parsed.questions),
                 "answers": len(parsed.answers),

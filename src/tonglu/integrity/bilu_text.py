@@ -94,6 +94,7 @@ def numerals_to_digits(text: str) -> str:
     return _NUMERAL_RUN.sub(repl, text)
 
 
+@lru_cache(maxsize=8192)
 def simplify(text: str) -> str:
     """NFKC, lower case, simplified characters, digits for numerals; punctuation kept."""
     return numerals_to_digits(to_simplified(unicodedata.normalize("NFKC", text).lower()))
@@ -104,6 +105,7 @@ def strip_marks(text: str) -> str:
     return "".join(ch for ch in text if unicodedata.category(ch)[0] in ("L", "N"))
 
 
+@lru_cache(maxsize=8192)
 def normalise(text: str) -> str:
     return strip_marks(simplify(text))
 
