@@ -224,3 +224,9 @@ def test_review_page_has_the_side_by_side(client: TestClient, staff: Staff, sess
     assert page.status_code == 200
     for needle in ('id="bilu-form"', 'id="bilu-rows"', "record-document/comparison", "seekTo(Date.parse(start))"):
         assert needle in page.text
+
+
+def test_session_console_has_the_import_form(client: TestClient, staff: Staff, session: str) -> None:
+    page = client.get(f"/console/{SID}", headers=staff.auth("interviewer"))
+    assert page.status_code == 200
+    assert 'id="bilu-form"' in page.text and "/record-document`" in page.text
