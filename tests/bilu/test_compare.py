@@ -144,3 +144,30 @@ def test_to_json_has_findings_rows_and_summary() -> None:
     assert doc["findings"][0]["record"]["text"] == "我拿了五百元，后来交给了王小明。"
     assert doc["findings"][0]["transcript"]["text"] == "我拿了三百元，后来交给了王小明。"
     assert len(doc["rows"]) == 10 and doc["rows"][7]["status"] == "changed"
+
+
+def test_words_that_only_look_negative_do_not_flip() -> None:
+    from tonglu.integrity import bilu_text as bt
+
+    assert bt.negations("别人给的钱我不过是保管，东西被没收了，他还未成年") == []
+    assert bt.negations("我沒有去，也不認識他，從未見過") == ["没有", "不", "从未"]
+    assert bt.negations("I didn't take it, I was not there") == ["n't", "not"]
+    result = run(replaced("后来我就回家睡觉了。", "后来别人就回家睡觉了。"))
+    assert all(f.subkind != "negation_flipped" for f in result.findings)
+
+
+def test_flipped_negation_in_traditional_characters() -> None:
+    result = run(replaced("我在家里看电视，没有出门。", "我在家裏看電視，出門了。"))
+    assert [(f.subkind, (f.start_ns - T0) // S) for f in result.findings] == [("negation_flipped", 15)]
+
+
+def test_numerals_become_digits() -> None:
+    from tonglu.integrity import bilu_text as bt
+
+    cases = {
+        "一百二十三": "123", "两": "2", "十五": "15", "二十": "20", "三千零五": "3005", "一万二千": "12000",
+        "二〇二四年": "2024年", "一直在家": "一直在家", "十分害怕": "十分害怕", "十分钟": "10分钟", "万一": "万一",
+    }  # fmt: skip
+    for text, want in cases.items():
+        assert bt.numerals_to_digits(text) == want, text
+    assert bt.normalise("我拿了３００元，“王小明”！") == bt.normalise("我拿了三百元 王小明")

@@ -114,7 +114,8 @@ def normalise(text: str) -> str:
 # Words containing a negation character that do not negate (不过 "but", 未来 "future", ...).
 _NOT_NEGATIONS = (
     "不过", "不少", "不错", "不久", "不同", "不但", "不仅", "不管", "不论", "不断", "不如", "不然", "要不",
-    "差不多", "了不起", "不得不", "未来", "无论", "无关紧要", "没准",
+    "差不多", "了不起", "不得不", "未来", "未成年", "无论", "无关紧要", "无锡", "没准", "没收", "淹没",
+    "别人", "别的", "别处", "特别", "分别", "区别", "告别", "级别", "性别", "类别", "个别", "识别", "别墅",
 )  # fmt: skip
 _CJK_NEGATION = re.compile(r"没有|否认|从未|从来没|没|不|未|无|别")
 _EN_NEGATION = re.compile(r"\b(?:not|no|never|none|nobody|nothing|neither|nor|cannot)\b|n't\b")
