@@ -29,6 +29,7 @@ What it checks (layout: the object keys of the evidence bucket used as relative 
     sessions/{sid}/segments/{source}/{track}/...  media, named by the `key` of each `segment` entry
     sessions/{sid}/checkpoints/{n:08d}.json       {"body": {...}, "signature": base64 Ed25519}
     sessions/{sid}/transcripts/...                objects named by `transcript` entries
+    sessions/{sid}/records/...                    笔录 files named by `record_document` entries
     site/keys/{key_id}.pem                        the site's Ed25519 public key(s)
     SHA256SUMS [+ SHA256SUMS.sig]                 package files (report, work copy, README, verify.py)
 
@@ -39,7 +40,7 @@ What it checks (layout: the object keys of the evidence bucket used as relative 
   entries it covers, the checkpoint chain (`prev_checkpoint`), ordinals without holes; entries after
   the last signed checkpoint are an "unsigned tail" (a warning while the session is still running,
   an error once it has a `session_stop` entry);
-- every object an entry names (segments, transcripts) is re-hashed (streaming) and size-checked:
+- every object an entry names (segments, transcripts, records) is re-hashed (streaming) and size-checked:
   missing, truncated, altered, swapped (reordered) and extra (unreferenced) objects are named;
   segments of each track have consecutive indexes and increasing wall-clock times;
 - the public key file matches its key id (and the trusted key given with --key, if any);
@@ -95,6 +96,7 @@ ANNOTATION_KINDS = frozenset(
         "legal_hold",  # a legal hold placed (exclusion motion, appeal, complaint): objects held in the store
         "legal_hold_lift",  # a request to lift a hold, or its approval by a second person
         "retention",  # the session's case category (and so its retention) set or changed
+        "record_document",  # an imported 笔录 (signed written record): its file is an object, re-hashed
     }
 )
 KINDS = MEDIA_KINDS | ANNOTATION_KINDS

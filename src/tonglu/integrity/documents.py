@@ -26,8 +26,10 @@ class ReportDoc:
 
 
 def report_bundle(review: Review, session: str, *, now_ns: int | None = None) -> ReportDoc:
+    from tonglu.integrity.bilu_store import RecordStore
+
     analysis = review.analyse(session, now_ns=now_ns)
-    doc = report.build(analysis)
+    doc = report.build(analysis, record_comparison=RecordStore.from_review(review).report_section(session))
     return ReportDoc(doc, html.render(doc, analysis), analysis)
 
 

@@ -29,3 +29,39 @@ class MediaMissing(IntegrityError):
 
 class ToolError(IntegrityError):
     """An external tool (ffmpeg, chromium) failed or is missing."""
+
+
+class RecordDocumentError(IntegrityError):
+    """A 笔录 (written record) cannot be imported; the message says why in Chinese and English."""
+
+    status = 422
+
+
+class RecordTooLarge(RecordDocumentError):
+    """The file exceeds the import limit."""
+
+    status = 413
+
+
+class RecordNotADocument(RecordDocumentError):
+    """The bytes are not a DOCX or plain-text document (an image, a PDF, random bytes...)."""
+
+    status = 415
+
+
+class RecordEmpty(RecordDocumentError):
+    """Nothing was given (an empty file or text)."""
+
+    status = 400
+
+
+class RecordNoQuestions(RecordDocumentError):
+    """The document has no 问/答 (question/answer) lines."""
+
+    status = 422
+
+
+class RecordNotFound(RecordDocumentError):
+    """The session has no imported 笔录 yet (or no transcript to compare it with)."""
+
+    status = 404

@@ -152,7 +152,7 @@ class LedgerSource(Source):
         for e in entries:
             key = e.body.get("key")
             if (
-                e.kind in ("segment", "transcript")
+                e.kind in ("segment", "transcript", "record_document")
                 and isinstance(key, str)
                 and files.where(key) in (STORE, SPOOL)
             ):

@@ -6,6 +6,7 @@ Layout (evidence objects keep the bucket's key layout, so `verify.py` reads it l
     sessions/<sid>/checkpoints/NNNNNNNN.json    signed checkpoints
     sessions/<sid>/segments/<source>/<track>/…  master segments, as recorded (stored, not compressed)
     sessions/<sid>/transcripts/NNNN.json        transcript versions (when present)
+    sessions/<sid>/records/NNNN-….docx|txt      imported 笔录 (signed written records), as imported
     site/keys/<key_id>.pem                      the site's Ed25519 public key
     report/report.html, report/report.json      the integrity review report
     workcopy/<name>.mp4, workcopy/<name>.json   the working copy and the list of masters it came from
@@ -217,11 +218,11 @@ def readme(
 
 
 def _session_objects(loaded: Loaded) -> list[tuple[str, str]]:
-    """(key, sha256) of every object the manifest names (segments, transcripts)."""
+    """(key, sha256) of every object the manifest names (segments, transcripts, 笔录 records)."""
     out = []
     for e in loaded.entries:
         key, digest = e.body.get("key"), e.body.get("sha256")
-        if e.kind in ("segment", "transcript") and isinstance(key, str) and isinstance(digest, str):
+        if e.kind in ("segment", "transcript", "record_document") and isinstance(key, str) and isinstance(digest, str):
             out.append((key, digest))
     return out
 
@@ -241,8 +242,11 @@ def export_session(
             f"会话 {session} 仍在录制，不能导出证据包：请先结束录制 (session is still recording: "
             "no session_stop entry yet, so the evidence is incomplete; stop it first)"
         )
+    from tonglu.integrity.bilu_store import RecordStore
+
     analysis = review.analyse_loaded(loaded, now_ns=now_ns)
-    doc = report.build(analysis)
+    records = RecordStore.from_review(review).report_section(session, loaded.entries)
+    doc = report.build(analysis, record_comparison=records)
     page = html.render(doc, analysis)
     wc = None
     if with_workcopy:

@@ -80,7 +80,10 @@ def custody_trail(view: SessionView) -> list[dict[str, Any]]:
     return trail
 
 
-def build(analysis: Analysis, *, generated_ns: int | None = None) -> dict[str, Any]:
+def build(
+    analysis: Analysis, *, generated_ns: int | None = None, record_comparison: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """`record_comparison`: the 笔录 vs transcript comparison (`bilu_store.RecordStore.report_section`)."""
     view = analysis.view
     generated_ns = generated_ns if generated_ns is not None else time.time_ns()
     findings = [f.to_json() for f in analysis.findings]
@@ -165,6 +168,7 @@ def build(analysis: Analysis, *, generated_ns: int | None = None) -> dict[str, A
             {"time": iso_utc(int(p.body.get("time_ns", p.time_ns))), **p.body} for p in view.participants
         ],
         "transcripts": [t.body for t in view.transcripts],
+        "record_comparison": record_comparison,
         "orphan_explanations": [e.to_json() for e in analysis.orphan_explanations],
         "manifest_problems": view.problems,
         "labels": {"kinds": KIND_LABELS},

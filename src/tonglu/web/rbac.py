@@ -158,6 +158,10 @@ MATRIX: dict[tuple[str, str], Rule] = {
     ("POST", "/api/sessions/{}/retention"): roles("admin", "supervisor"),
     ("GET", "/api/retention/report"): roles("admin", "supervisor", "auditor", audit="view"),
     ("GET", "/admin/holds"): roles("admin", "supervisor", "auditor", audit="view"),
+    # -- 笔录 (signed written record): import, comparison with the recording -------------------
+    ("POST", "/api/sessions/{}/record-document"): roles(*OPERATE, audit="record_import",
+                                                         max_body=5 * 1024 * KB + 256 * KB),
+    ("GET", "/api/sessions/{}/record-document/comparison"): roles(*READ_SESSION, audit="view"),
     # -- pages ---------------------------------------------------------------------------------
     ("GET", "/console"): roles(*WATCH),
     ("GET", "/console/{}"): roles(*WATCH, audit="view"),
