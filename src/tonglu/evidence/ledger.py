@@ -161,6 +161,11 @@ class Ledger:
         with self._locked(session) as state:
             return list(state.entries)
 
+    def leaf_hashes(self, session: str) -> list[bytes]:
+        """RFC 9162 leaf hashes of every entry, in order (kept as entries are read: no re-encoding)."""
+        with self._locked(session) as state:
+            return list(state.leaves)
+
     def checkpoints(self, session: str) -> list[Checkpoint]:
         with self._locked(session) as state:
             return list(state.checkpoints)

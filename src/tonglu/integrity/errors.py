@@ -29,3 +29,11 @@ class MediaMissing(IntegrityError):
 
 class ToolError(IntegrityError):
     """An external tool (ffmpeg, chromium) failed or is missing."""
+
+
+class InvalidClipRange(IntegrityError):
+    """A clip's range cannot be parsed, is empty, or is not covered by the recording."""
+
+
+class ClipNotSigned(IntegrityError):
+    """Part of a clip's range is not yet covered by a signed checkpoint (the session is recording)."""

@@ -1,0 +1,155 @@
+"""Which evidence a clip of [from, to) holds: pure selection over a session's manifest.
+
+Times on the command line and in the API (`parse_time`):
+- ISO-8601 wall time: ``2024-05-01T14:10:00+08:00``, ``2024-05-01T06:10:00Z``; without an offset it
+  is Beijing time (Asia/Shanghai, UTC+8), the time people read on screen and in the picture;
+- an offset from the session start (its ``session_start`` entry, i.e. position 0 of the working
+  copy): ``[+]H:MM:SS[.fff]`` (``02:10:00`` = 2 h 10 min in) or ``MM:SS[.fff]`` below an hour.
+
+The plan (`plan_clip`) holds every segment of the chosen sources' tracks that overlaps the range
+(whole segments), every entry from the first such segment's to the last one's (hash-chained, so no
+gap recorded meanwhile can be left out), the ``session_start`` entry (case, room), and every gap of
+those tracks that overlaps the range. All of them must be covered by the checkpoint the proofs use:
+the latest one (the final one once the session is stopped).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from tonglu.evidence.checkpoint import Checkpoint
+from tonglu.evidence.manifest import GapRecord, ManifestEntry, SegmentRecord
+from tonglu.evidence.verify_core import CLIP_SEAM_TOLERANCE_NS
+from tonglu.integrity.errors import ClipNotSigned, InvalidClipRange
+from tonglu.integrity.timefmt import NS, iso_utc, local_text
+
+BEIJING = timezone(timedelta(hours=8))
+_OFFSET = re.compile(r"^\+?(?:(\d{1,3}):)?(\d{1,2}):(\d{2})(?:\.(\d{1,9}))?$")
+
+
+def parse_time(text: str, session_start_ns: int) -> int:
+    """UTC nanoseconds of an ISO-8601 wall time or an offset from the session start."""
+    value = text.strip()
+    m = _OFFSET.match(value)
+    if m:
+        hours, minutes, seconds, frac = m.groups()
+        if int(seconds) >= 60 or (hours is not None and int(minutes) >= 60):
+            raise InvalidClipRange(f"时间偏移无效 bad offset {text!r}: minutes and seconds must be below 60")
+        whole = int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds)
+        return session_start_ns + whole * NS + int((frac or "0").ljust(9, "0"))
+    iso = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
+    try:
+        dt = datetime.fromisoformat(iso)
+    except ValueError as exc:
+        raise InvalidClipRange(
+            f"时间格式无效 bad time {text!r}: use ISO-8601 (2024-05-01T14:10:00+08:00; without an offset it is "
+            "Beijing time) or an offset from the session start (02:10:00)"
+        ) from exc
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=BEIJING)
+    return int(dt.replace(microsecond=0).timestamp()) * NS + dt.microsecond * 1000
+
+
+@dataclass(frozen=True)
+class ClipSegment:
+    seq: int
+    rec: SegmentRecord
+
+
+@dataclass(frozen=True)
+class ClipPlan:
+    session: str
+    from_ns: int
+    to_ns: int
+    sources: list[str]
+    tracks: list[str]  # "source/track", sorted
+    segments: list[ClipSegment]  # in (track, index) order
+    gaps: list[tuple[int, GapRecord]]
+    entry_seqs: list[int]  # every entry the clip holds, sorted
+    checkpoint_ordinal: int
+    checkpoint: Checkpoint
+
+
+def _holes(lo: int, hi: int, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out = []
+    cursor = lo
+    for first, last in sorted(spans):
+        if first > cursor + CLIP_SEAM_TOLERANCE_NS:
+            out.append((cursor, first))
+        cursor = max(cursor, last)
+    if cursor + CLIP_SEAM_TOLERANCE_NS < hi:
+        out.append((cursor, hi))
+    return out
+
+
+def _covered(start: int, end: int, spans: list[tuple[int, int]]) -> bool:
+    return not _holes(start, end, spans)
+
+
+def plan_clip(
+    session: str,
+    entries: list[ManifestEntry],
+    checkpoints: list[Checkpoint],
+    from_ns: int,
+    to_ns: int,
+    sources: list[str] | None = None,
+) -> ClipPlan:
+    if to_ns <= from_ns:
+        raise InvalidClipRange(f"时间段为空 the range ends ({iso_utc(to_ns)}) before it starts ({iso_utc(from_ns)})")
+    segs: list[ClipSegment] = []
+    gaps: list[tuple[int, GapRecord]] = []
+    start_seq: int | None = None
+    for e in entries:
+        if e.kind == "session_start" and start_seq is None:
+            start_seq = e.seq
+        elif e.kind == "segment":
+            segs.append(ClipSegment(e.seq, SegmentRecord.from_body(dict(e.body))))
+        elif e.kind == "gap":
+            gaps.append((e.seq, GapRecord.from_body(dict(e.body))))
+    known = list(dict.fromkeys(s.rec.source for s in segs))
+    chosen = list(dict.fromkeys(sources)) if sources else known
+    unknown = [s for s in chosen if s not in known]
+    if unknown:
+        raise InvalidClipRange(
+            f"会话中没有这些信号源 no media from source(s) {', '.join(unknown)} in {session} "
+            f"(sources: {', '.join(known) or 'none'})"
+        )
+    if not chosen:
+        raise InvalidClipRange(f"会话 {session} 没有任何录像 the session has no segments")
+    tracks = sorted({s.rec.track_id for s in segs if s.rec.source in chosen})
+    picked = [
+        s for s in segs if s.rec.track_id in tracks and s.rec.wall_first_ns < to_ns and s.rec.wall_last_ns > from_ns
+    ]
+    picked.sort(key=lambda s: (s.rec.track_id, s.rec.index, s.seq))
+    in_gaps = [
+        (seq, g) for seq, g in gaps if f"{g.source}/{g.track}" in tracks and g.start_ns < to_ns and g.end_ns > from_ns
+    ]
+    for track in tracks:
+        spans = [(s.rec.wall_first_ns, s.rec.wall_last_ns) for s in picked if s.rec.track_id == track]
+        gap_spans = [(g.start_ns, g.end_ns) for _, g in in_gaps if f"{g.source}/{g.track}" == track]
+        for a, b in _holes(from_ns, to_ns, spans):
+            if not _covered(a, b, gap_spans):
+                raise InvalidClipRange(
+                    f"轨道 {track} 在 {local_text(a)} 至 {local_text(b)}（北京时间）没有录像，也没有间断记录："
+                    f"请选择录制范围内的时间段 (track {track} has no media from {iso_utc(a)} to {iso_utc(b)} and "
+                    "no gap entry covers it: choose a range inside the recording)"
+                )
+    if not checkpoints:
+        raise ClipNotSigned(f"会话 {session} 还没有签名检查点 no signed checkpoint yet; try again in a few minutes")
+    ordinal = len(checkpoints) - 1
+    cp = checkpoints[ordinal]
+    seqs = {s.seq for s in picked} | {seq for seq, _ in in_gaps}
+    if start_seq is not None:
+        seqs.add(start_seq)
+    if picked:
+        seqs |= set(range(min(s.seq for s in picked), max(s.seq for s in picked) + 1))
+    unsigned = sorted(s for s in seqs if s >= cp.tree_size)
+    if unsigned:
+        raise ClipNotSigned(
+            f"时间段末尾尚未被签名检查点覆盖，请在下一个检查点后重试 (entries from {unsigned[0]} on are not yet "
+            "covered "
+            f"by a signed checkpoint, which covers {cp.tree_size}; try again after the next checkpoint)"
+        )
+    return ClipPlan(session, from_ns, to_ns, chosen, tracks, picked, in_gaps, sorted(seqs), ordinal, cp)
