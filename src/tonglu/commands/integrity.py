@@ -144,15 +144,14 @@ def clip(
     """片段导出 Clip of a time range with its own proof: whole master segments, their manifest entries
     and RFC 9162 inclusion proofs, the signed checkpoint, site key, gaps, playable MP4, README,
     offline verifier. Verify with `tonglu verify CLIP.zip` or `python3 verify.py CLIP.zip`."""
-    from tonglu.integrity.clip import export_clip
+    from tonglu.integrity.clip import export_clip, session_start_ns
     from tonglu.integrity.clip_plan import parse_time
 
     review = _review()
     chosen = [s.strip() for s in sources.split(",") if s.strip()] if sources else None
 
     def run() -> Any:
-        loaded = review.load(session)
-        t0 = loaded.view.start_ns or 0
+        t0 = session_start_ns(review, session)
         from_ns, to_ns = parse_time(start, t0), parse_time(end, t0)
         return export_clip(
             review, session, from_ns, to_ns, Path(output), sources=chosen, by=by, with_media=not no_media

@@ -25,7 +25,7 @@ from tonglu.evidence import keys, merkle
 from tonglu.evidence.checkpoint import Checkpoint, sign_checkpoint
 from tonglu.evidence.errors import ManifestError, SpoolError
 from tonglu.evidence.fsutil import append_durable
-from tonglu.evidence.manifest import GENESIS, HashChain, ManifestEntry
+from tonglu.evidence.manifest import GENESIS, HashChain, ManifestEntry, sha256_hex
 from tonglu.evidence.signing import SiteKey
 from tonglu.evidence.spool import EVIDENCE, Spool
 
@@ -91,7 +91,7 @@ class Ledger:
                     raise ManifestError(f"local ledger for {session} is inconsistent at seq {entry.seq}")
                 state.entries.append(entry)
                 state.leaves.append(merkle.leaf_hash(line))
-                state.head = entry.entry_hash
+                state.head = sha256_hex(line)  # = entry.entry_hash: from_bytes accepts canonical bytes only
             state.offset += complete
         cps = self._dir(session) / "checkpoints.log"
         if cps.exists():

@@ -32,11 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from tonglu.evidence import canonical, keys, merkle, verify_core
+from tonglu.evidence.checkpoint import Checkpoint
+from tonglu.evidence.manifest import ManifestEntry
 from tonglu.integrity import clipmedia
 from tonglu.integrity.clip_plan import ClipPlan, plan_clip
-from tonglu.integrity.errors import IntegrityError, MediaMissing
+from tonglu.integrity.errors import IntegrityError, MediaMissing, UnknownSession
 from tonglu.integrity.export import _Writer
-from tonglu.integrity.service import Loaded, Review
+from tonglu.integrity.service import Review
 from tonglu.integrity.timefmt import iso_utc, local_text
 
 CLIP_DIR = "clip"
@@ -86,8 +88,7 @@ def proof_bytes(seq: int, tree_size: int, path: list[bytes]) -> bytes:
     )
 
 
-def _readme(loaded: Loaded, plan: ClipPlan, key_id: str, media: list[clipmedia.MediaResult], by: str) -> str:
-    f = loaded.view.facts
+def _readme(f: dict[str, Any], plan: ClipPlan, key_id: str, media: list[clipmedia.MediaResult], by: str) -> str:
     cp = plan.checkpoint
     lines_media = []
     for m in media:
@@ -158,6 +159,23 @@ def _readme(loaded: Loaded, plan: ClipPlan, key_id: str, media: list[clipmedia.M
 """
 
 
+def load_session(review: Review, session: str) -> tuple[list[ManifestEntry], list[Checkpoint]]:
+    """Entries and checkpoints only (no session view: a clip needs a few of ~10^5 entries parsed)."""
+    try:
+        keys.safe_id(session, "session id")
+    except ValueError as exc:
+        raise UnknownSession(f"会话不存在 unknown session {session!r}: {exc}") from exc
+    if not review.ledger.has(session):
+        raise UnknownSession(f"会话不存在 unknown session {session!r}: no manifest in {review.ledger.root}")
+    return review.ledger.entries(session), review.ledger.checkpoints(session)
+
+
+def session_start_ns(review: Review, session: str) -> int:
+    """Time of the session_start entry: position 0 for offsets like 02:10:00."""
+    entries, _ = load_session(review, session)
+    return next((e.time_ns for e in entries if e.kind == "session_start"), entries[0].time_ns if entries else 0)
+
+
 def export_clip(
     review: Review,
     session: str,
@@ -171,8 +189,9 @@ def export_clip(
     now_ns: int | None = None,
 ) -> ClipResult:
     t_start = time.perf_counter()
-    loaded = review.load(session)
-    plan = plan_clip(session, loaded.entries, loaded.checkpoints, from_ns, to_ns, sources)
+    entries, checkpoints = load_session(review, session)
+    plan = plan_clip(session, entries, checkpoints, from_ns, to_ns, sources)
+    facts = next((e.body for e in entries if e.kind == "session_start"), {})
     cp = plan.checkpoint
     leaves = review.ledger.leaf_hashes(session)[: cp.tree_size]
     tree = merkle.MerkleTree(leaves)
@@ -181,7 +200,6 @@ def export_clip(
             f"本地清单与签名检查点不符 the local ledger of {session} does not match its checkpoint "
             f"#{plan.checkpoint_ordinal} (root/tree size): run `tonglu verify --session {session}`"
         )
-    by_seq = {e.seq: e for e in loaded.entries}
     key = review.site_key
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".part")
@@ -195,7 +213,7 @@ def export_clip(
     media: list[clipmedia.MediaResult] = []
     try:
         for seq in plan.entry_seqs:
-            writer.add_bytes(keys.manifest_key(session, seq), by_seq[seq].to_bytes())
+            writer.add_bytes(keys.manifest_key(session, seq), entries[seq].to_bytes())
             writer.add_bytes(
                 f"{keys.session_prefix(session)}proofs/{seq:08d}.json",
                 proof_bytes(seq, cp.tree_size, tree.inclusion_proof(seq)),
@@ -207,12 +225,16 @@ def export_clip(
         for s in plan.segments:
             path = work / f"{len(local):06d}-{Path(s.rec.key).name}"
             try:
-                with review.files.open(s.rec.key) as src, open(path, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
+                if with_media:  # the MP4 is made from local copies
+                    with review.files.open(s.rec.key) as src, open(path, "wb") as dst:
+                        shutil.copyfileobj(src, dst, 1 << 20)
+                    with open(path, "rb") as fh:
+                        digest = writer.add_stream(s.rec.key, fh)
+                else:
+                    with review.files.open(s.rec.key) as src:
+                        digest = writer.add_stream(s.rec.key, src)
             except OSError as exc:
                 raise MediaMissing(f"原始片段无法读取 master segment {s.rec.key} cannot be read: {exc}") from exc
-            with open(path, "rb") as fh:
-                digest = writer.add_stream(s.rec.key, fh)
             if digest != s.rec.sha256:
                 altered.append(s.rec.key)
             local[s.rec.key] = path
@@ -259,7 +281,7 @@ def export_clip(
             {"body": body, "signature": base64.b64encode(key.sign(canonical.encode(body))).decode()}
         )
         writer.add_bytes(verify_core.CLIP_NAME, signed)
-        writer.add_bytes("README.txt", _readme(loaded, plan, key.key_id, media, by).encode())
+        writer.add_bytes("README.txt", _readme(facts, plan, key.key_id, media, by).encode())
         writer.add_bytes("verify.py", Path(verify_core.__file__).read_bytes())
         sums = "".join(f"{digest}  {name}\n" for name, digest in sorted(writer.sums.items())).encode()
         writer.add_bytes(verify_core.SUMS_NAME, sums)

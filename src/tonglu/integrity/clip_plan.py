@@ -98,18 +98,20 @@ def plan_clip(
 ) -> ClipPlan:
     if to_ns <= from_ns:
         raise InvalidClipRange(f"时间段为空 the range ends ({iso_utc(to_ns)}) before it starts ({iso_utc(from_ns)})")
-    segs: list[ClipSegment] = []
+    # Only the segments of the range are parsed into records: a 24 h session has ~10^5 entries.
     gaps: list[tuple[int, GapRecord]] = []
     start_seq: int | None = None
+    known: dict[str, None] = {}
+    seg_entries: list[ManifestEntry] = []
     for e in entries:
-        if e.kind == "session_start" and start_seq is None:
+        if e.kind == "segment":
+            seg_entries.append(e)
+            known.setdefault(str(e.body.get("source")))
+        elif e.kind == "session_start" and start_seq is None:
             start_seq = e.seq
-        elif e.kind == "segment":
-            segs.append(ClipSegment(e.seq, SegmentRecord.from_body(dict(e.body))))
         elif e.kind == "gap":
             gaps.append((e.seq, GapRecord.from_body(dict(e.body))))
-    known = list(dict.fromkeys(s.rec.source for s in segs))
-    chosen = list(dict.fromkeys(sources)) if sources else known
+    chosen = list(dict.fromkeys(sources)) if sources else list(known)
     unknown = [s for s in chosen if s not in known]
     if unknown:
         raise InvalidClipRange(
@@ -118,10 +120,18 @@ def plan_clip(
         )
     if not chosen:
         raise InvalidClipRange(f"会话 {session} 没有任何录像 the session has no segments")
-    tracks = sorted({s.rec.track_id for s in segs if s.rec.source in chosen})
-    picked = [
-        s for s in segs if s.rec.track_id in tracks and s.rec.wall_first_ns < to_ns and s.rec.wall_last_ns > from_ns
-    ]
+    wanted = set(chosen)
+    tracks_set: set[str] = set()
+    picked: list[ClipSegment] = []
+    for e in seg_entries:
+        b = e.body
+        if b.get("source") not in wanted:
+            continue
+        tracks_set.add(f"{b.get('source')}/{b.get('track')}")
+        first, last = b.get("wall_first_ns"), b.get("wall_last_ns")
+        if isinstance(first, int) and isinstance(last, int) and first < to_ns and last > from_ns:
+            picked.append(ClipSegment(e.seq, SegmentRecord.from_body(dict(b))))
+    tracks = sorted(tracks_set)
     picked.sort(key=lambda s: (s.rec.track_id, s.rec.index, s.seq))
     in_gaps = [
         (seq, g) for seq, g in gaps if f"{g.source}/{g.track}" in tracks and g.start_ns < to_ns and g.end_ns > from_ns
@@ -129,11 +139,11 @@ def plan_clip(
     for track in tracks:
         spans = [(s.rec.wall_first_ns, s.rec.wall_last_ns) for s in picked if s.rec.track_id == track]
         gap_spans = [(g.start_ns, g.end_ns) for _, g in in_gaps if f"{g.source}/{g.track}" == track]
-        for a, b in _holes(from_ns, to_ns, spans):
-            if not _covered(a, b, gap_spans):
+        for a, z in _holes(from_ns, to_ns, spans):
+            if not _covered(a, z, gap_spans):
                 raise InvalidClipRange(
-                    f"轨道 {track} 在 {local_text(a)} 至 {local_text(b)}（北京时间）没有录像，也没有间断记录："
-                    f"请选择录制范围内的时间段 (track {track} has no media from {iso_utc(a)} to {iso_utc(b)} and "
+                    f"轨道 {track} 在 {local_text(a)} 至 {local_text(z)}（北京时间）没有录像，也没有间断记录："
+                    f"请选择录制范围内的时间段 (track {track} has no media from {iso_utc(a)} to {iso_utc(z)} and "
                     "no gap entry covers it: choose a range inside the recording)"
                 )
     if not checkpoints:

@@ -272,7 +272,7 @@ def post_clip(
     422 for a bad or uncovered range, 409 while the range is not yet covered by a signed checkpoint."""
     _scope(principal, sid)
     from tonglu.evidence import keys
-    from tonglu.integrity.clip import export_clip
+    from tonglu.integrity.clip import export_clip, session_start_ns
     from tonglu.integrity.clip_plan import parse_time
 
     review = _review(request)
@@ -283,8 +283,7 @@ def post_clip(
     except ValueError as exc:
         raise HTTPException(422, detail=f"标识无效 bad id: {exc}") from exc
     try:
-        loaded = review.load(sid)
-        start = loaded.view.start_ns or 0
+        start = session_start_ns(review, sid)
         from_ns, to_ns = parse_time(body.from_, start), parse_time(body.to, start)
         out_dir = review.settings.data_dir / "exports" / sid
         out = out_dir / f"{sid}-clip-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{time.time_ns() % 10**6}.zip"
