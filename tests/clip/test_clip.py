@@ -5,6 +5,7 @@ than its segments cover fails even when re-signed; the MP4 decodes and lasts the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import zipfile
 from pathlib import Path
@@ -90,7 +91,9 @@ def _first_proof(path: Path, b: Built) -> tuple[str, bytes]:
 
 
 @pytest.mark.parametrize("resum", [False, True], ids=["as-is", "sums-rewritten-and-resigned"])
-@pytest.mark.parametrize("attack", ["flip_segment_byte", "remove_segment", "edit_proof_hash", "edit_claimed_range"])
+@pytest.mark.parametrize(
+    "attack", ["flip_segment_byte", "remove_segment", "edit_proof_hash", "edit_claimed_range", "edit_entry_to_match"]
+)
 def test_any_change_fails_naming_it(
     session: tuple[Built, Path], clip: Path, tmp_path: Path, attack: str, resum: bool
 ) -> None:
@@ -110,6 +113,15 @@ def test_any_change_fails_naming_it(
         name, edited = _first_proof(clip, b)
         change[name] = edited
         expected = ("proof_invalid", name)
+    elif attack == "edit_entry_to_match":  # alter the segment and write its new hash into its entry
+        altered = data[:1000] + bytes([data[1000] ^ 0x01]) + data[1001:]
+        change[seg] = altered
+        entry = next(e for e in b.ledger.entries(b.sid) if e.body.get("key") == seg)
+        name = keys.manifest_key(b.sid, entry.seq)
+        doc = canonical.decode(entry.to_bytes())
+        doc["body"]["sha256"] = hashlib.sha256(altered).hexdigest()
+        change[name] = canonical.encode(doc)
+        expected = ("entry_edited", name)
     else:
         body = clip_body(clip)
         body["from_ns"] -= 1 * S  # still inside the recording: only the signature can tell

@@ -1739,7 +1739,7 @@ class Verifier:
 
 
 def verify_source(source: Source, **options: Any) -> Result:
-    if is_clip(source.names()):
+    if source.kind in ("zip", "directory") and is_clip(source.names()):  # a store never holds a clip
         return verify_clip_source(source, **options)
     return Verifier(source, **options).verify()
 
@@ -2008,7 +2008,7 @@ class ClipVerifier(Verifier):
         for seq in sorted(set(proofs) - set(entries)):
             self._add(_p("object_extra", proofs[seq], "a proof without its entry", "没有对应条目的证明", session=sid))
         required = self._clip_required(body, authentic, tracks)
-        self._clip_contiguity(sid, entries, required)
+        self._clip_contiguity(sid, entries, required, authentic)
         self._clip_media(sid, required, media, summary)
         self._clip_coverage(sid, body, tracks, required, authentic)
 
@@ -2151,7 +2151,9 @@ class ClipVerifier(Verifier):
                 out.append(e)
         return out
 
-    def _clip_contiguity(self, sid: str, entries: dict[int, _Entry], required: list[_Entry]) -> None:
+    def _clip_contiguity(
+        self, sid: str, entries: dict[int, _Entry], required: list[_Entry], authentic: dict[int, _Entry]
+    ) -> None:
         if not required:
             return
         lo = min(e.file_seq for e in required)
@@ -2171,10 +2173,33 @@ class ClipVerifier(Verifier):
                 )
                 continue
             before = entries.get(k - 1)
-            if k > lo and e.doc is not None and before is not None and e.prev != before.hash:
-                self._add(
-                    _p("chain_broken", e.name, "prev does not match the hash of the entry before it", session=sid)
-                )
+            link = e.prev or ""
+            if k > lo and e.doc is not None and before is not None and link != before.hash:
+                # The authentic one of the two (its proof holds) says which one was edited.
+                if k in authentic and k - 1 not in authentic:
+                    self._add(
+                        _p(
+                            "entry_edited",
+                            before.name,
+                            f"its hash {before.hash[:16]}… differs from the next entry's prev link ({link[:16]}…)",
+                            f"其哈希值 {before.hash[:16]}… 与下一条目记录的 {link[:16]}… 不符",
+                            session=sid,
+                        )
+                    )
+                elif k - 1 in authentic and k not in authentic:
+                    self._add(
+                        _p(
+                            "entry_edited",
+                            e.name,
+                            "its prev link does not match the entry before it, whose proof holds",
+                            "其 prev 与上一条目（包含证明有效）的哈希值不符",
+                            session=sid,
+                        )
+                    )
+                else:
+                    self._add(
+                        _p("chain_broken", e.name, "prev does not match the hash of the entry before it", session=sid)
+                    )
 
     def _clip_media(self, sid: str, required: list[_Entry], media: list[str], summary: SessionSummary) -> None:
         present = set(media)
