@@ -222,3 +222,23 @@ def test_mp4_plays_and_lasts_the_range(session: tuple[Built, Path], tmp_path: Pa
     assert [m["name"] for m in doc] == [m["name"] for m in result.media]
     ra, rb = both(out, pem)
     assert ra["ok"] and rb["ok"]
+
+
+def test_a_source_that_never_connected_is_claimed_with_its_gap(tmp_path: Path) -> None:
+    """An expected camera that never published has no segments, only a `not_connected` gap: a clip of
+    all sources claims its track too, covered by that gap and reported, not silently left out."""
+    from tests.integrity.builder import SOURCES, Scenario, build
+    from tonglu.evidence.manifest import GapRecord
+
+    gap = GapRecord("side", "video", "not_connected", T0, T0 + 6 * S, detail="侧面摄像机未连接")
+    b = build(tmp_path, Scenario(sources={**SOURCES, "side": {"kind": "camera"}}, gaps=[gap]))
+    pem = tmp_path / "site.pem"
+    pem.write_bytes(b.key.public_pem)
+    out = tmp_path / "clip.zip"
+    result = export_clip(b.review, b.sid, T0 + 1 * S, T0 + 2 * S, out)
+    assert "side/video" in result.tracks and result.gaps == 1
+    assert {m["name"] for m in result.media} == {"main.mp4", "panorama.mp4"}
+    ra, rb = both(out, pem)
+    for r in (ra, rb):
+        assert r["ok"], r["problems"]
+        assert [g["track"] for g in r["clip"]["gaps"]] == ["side/video"]

@@ -103,15 +103,23 @@ def plan_clip(
     start_seq: int | None = None
     known: dict[str, None] = {}
     seg_entries: list[ManifestEntry] = []
+    seg_sources: set[str] = set()
     for e in entries:
         if e.kind == "segment":
             seg_entries.append(e)
             known.setdefault(str(e.body.get("source")))
+            seg_sources.add(str(e.body.get("source")))
         elif e.kind == "session_start" and start_seq is None:
             start_seq = e.seq
         elif e.kind == "gap":
             gaps.append((e.seq, GapRecord.from_body(dict(e.body))))
-    chosen = list(dict.fromkeys(sources)) if sources else list(known)
+    # A source that never sent media in the range but has a gap there (e.g. a camera that never
+    # connected: `not_connected`) is part of the clip too: its tracks are claimed, covered by the gap.
+    gap_tracks = {f"{g.source}/{g.track}" for _, g in gaps if g.start_ns < to_ns and g.end_ns > from_ns}
+    for _, g in gaps:
+        known.setdefault(g.source)
+    in_range = {t.split("/", 1)[0] for t in gap_tracks}
+    chosen = list(dict.fromkeys(sources)) if sources else [s for s in known if s in in_range or s in seg_sources]
     unknown = [s for s in chosen if s not in known]
     if unknown:
         raise InvalidClipRange(
@@ -120,6 +128,8 @@ def plan_clip(
         )
     if not chosen:
         raise InvalidClipRange(f"会话 {session} 没有任何录像 the session has no segments")
+    if not sources and not seg_sources & set(chosen):
+        raise InvalidClipRange(f"会话 {session} 在此时间段没有任何录像 no media at all in the range")
     wanted = set(chosen)
     tracks_set: set[str] = set()
     picked: list[ClipSegment] = []
@@ -131,6 +141,7 @@ def plan_clip(
         first, last = b.get("wall_first_ns"), b.get("wall_last_ns")
         if isinstance(first, int) and isinstance(last, int) and first < to_ns and last > from_ns:
             picked.append(ClipSegment(e.seq, SegmentRecord.from_body(dict(b))))
+    tracks_set |= {t for t in gap_tracks if t.split("/", 1)[0] in wanted}
     tracks = sorted(tracks_set)
     picked.sort(key=lambda s: (s.rec.track_id, s.rec.index, s.seq))
     in_gaps = [
