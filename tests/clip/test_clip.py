@@ -242,3 +242,19 @@ def test_a_source_that_never_connected_is_claimed_with_its_gap(tmp_path: Path) -
     for r in (ra, rb):
         assert r["ok"], r["problems"]
         assert [g["track"] for g in r["clip"]["gaps"]] == ["side/video"]
+
+
+@pytest.mark.parametrize("member", ["README.txt", "clip/main.mp4", "verify.py", "site/keys/"])
+def test_package_files_are_covered_by_the_signed_sums(session: tuple[Built, Path], tmp_path: Path, member: str) -> None:
+    from tonglu.evidence import verify_core
+
+    b, pem = session
+    out = tmp_path / "clip.zip"
+    export_clip(b.review, b.sid, T0 + 1 * S, T0 + 2 * S, out, sources=["main"])
+    with zipfile.ZipFile(out) as zf:
+        name = next(n for n in zf.namelist() if n.startswith(member))
+        data = zf.read(name)
+    bad = rewrite(out, tmp_path / "bad.zip", change={name: data[:-40] + bytes([data[-40] ^ 1]) + data[-39:]})
+    result = verify_core.verify_path(str(bad), trusted_keys=[pem.read_bytes()])
+    assert not result.ok
+    assert name in result.objects(), [p.to_json() for p in result.problems]

@@ -22,7 +22,6 @@ segments inside the range are read, once (hashed while copied).
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 import shutil
 import tempfile
@@ -45,7 +44,7 @@ CLIP_DIR = "clip"
 
 
 @dataclass
-class ClipResult:
+class ClipExport:
     session: str
     path: Path
     from_ns: int
@@ -187,7 +186,7 @@ def export_clip(
     by: str = "cli",
     with_media: bool = True,
     now_ns: int | None = None,
-) -> ClipResult:
+) -> ClipExport:
     t_start = time.perf_counter()
     entries, checkpoints = load_session(review, session)
     plan = plan_clip(session, entries, checkpoints, from_ns, to_ns, sources)
@@ -296,7 +295,7 @@ def export_clip(
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return ClipResult(
+    return ClipExport(
         session=session,
         path=output,
         from_ns=from_ns,
@@ -313,11 +312,3 @@ def export_clip(
         media=[m.to_json() for m in media],
         seconds=time.perf_counter() - t_start,
     )
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
