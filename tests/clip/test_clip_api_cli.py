@@ -63,6 +63,10 @@ def test_cli_clip_by_offsets_and_by_wall_time(live) -> None:
     assert json.loads(r.stdout)["from"] == doc["from"] and json.loads(r.stdout)["to"] == doc["to"]
     v = run_cli(tmp, "verify", str(out2), "--key", str(pem))
     assert v.returncode == 0 and "片段 Clip of session" in v.stdout, v.stdout
+    digest = b.ledger.checkpoints(b.sid)[-1].digest  # the one signed on paper
+    assert run_cli(tmp, "verify", str(out2), "--key", str(pem), "--digest", digest).returncode == 0
+    wrong = run_cli(tmp, "verify", str(out2), "--key", str(pem), "--digest", "00000-00000-00000-00000")
+    assert wrong.returncode == 1 and "checkpoint_digest_not_found" in wrong.stdout
 
 
 def test_cli_bad_ranges(live) -> None:
