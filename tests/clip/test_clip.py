@@ -191,11 +191,12 @@ def test_time_forms() -> None:
     start = T0
     assert parse_time("02:10:00", start) == T0 + (2 * 3600 + 600) * S
     assert parse_time("+0:00:01.5", start) == T0 + 1500 * MS
-    assert parse_time("10:05", start) == T0 + 605 * S
+    with pytest.raises(InvalidClipRange, match="ambiguous"):
+        parse_time("02:10", start)  # 2 h 10 min or 2 min 10 s? refused, never guessed
     assert parse_time("2024-05-01T06:00:03Z", start) == T0 + 3 * S
     assert parse_time("2024-05-01T14:00:03+08:00", start) == T0 + 3 * S
     assert parse_time("2024-05-01T14:00:03", start) == T0 + 3 * S  # no offset: Beijing time
-    for bad in ("yesterday", "1:75:00", "25:99"):
+    for bad in ("yesterday", "1:75:00", "1:00:60", "25:99"):
         with pytest.raises(InvalidClipRange):
             parse_time(bad, start)
 

@@ -4,7 +4,8 @@ Times on the command line and in the API (`parse_time`):
 - ISO-8601 wall time: ``2024-05-01T14:10:00+08:00``, ``2024-05-01T06:10:00Z``; without an offset it
   is Beijing time (Asia/Shanghai, UTC+8), the time people read on screen and in the picture;
 - an offset from the session start (its ``session_start`` entry, i.e. position 0 of the working
-  copy): ``[+]H:MM:SS[.fff]`` (``02:10:00`` = 2 h 10 min in) or ``MM:SS[.fff]`` below an hour.
+  copy): ``[+]H:MM:SS[.fff]`` (``02:10:00`` = 2 h 10 min in). ``02:10`` alone is refused as
+  ambiguous (2 h 10 min or 2 min 10 s?): a court's "minutes 02:10-02:25" must not be misread.
 
 The plan (`plan_clip`) holds every segment of the chosen sources' tracks that overlaps the range
 (whole segments), every entry from the first such segment's to the last one's (hash-chained, so no
@@ -26,7 +27,8 @@ from tonglu.integrity.errors import ClipNotSigned, InvalidClipRange
 from tonglu.integrity.timefmt import NS, iso_utc, local_text
 
 BEIJING = timezone(timedelta(hours=8))
-_OFFSET = re.compile(r"^\+?(?:(\d{1,3}):)?(\d{1,2}):(\d{2})(?:\.(\d{1,9}))?$")
+_OFFSET = re.compile(r"^\+?(\d{1,3}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?$")
+_AMBIGUOUS = re.compile(r"^\+?\d{1,3}:\d{2}(?:\.\d+)?$")
 
 
 def parse_time(text: str, session_start_ns: int) -> int:
@@ -35,10 +37,15 @@ def parse_time(text: str, session_start_ns: int) -> int:
     m = _OFFSET.match(value)
     if m:
         hours, minutes, seconds, frac = m.groups()
-        if int(seconds) >= 60 or (hours is not None and int(minutes) >= 60):
+        if int(seconds) >= 60 or int(minutes) >= 60:
             raise InvalidClipRange(f"时间偏移无效 bad offset {text!r}: minutes and seconds must be below 60")
-        whole = int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds)
+        whole = int(hours) * 3600 + int(minutes) * 60 + int(seconds)
         return session_start_ns + whole * NS + int((frac or "0").ljust(9, "0"))
+    if _AMBIGUOUS.match(value):
+        raise InvalidClipRange(
+            f"时间偏移有歧义 ambiguous offset {text!r}: write hours, minutes and seconds — 02:10:00 for 2 h 10 min, "
+            "00:02:10 for 2 min 10 s"
+        )
     iso = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
     try:
         dt = datetime.fromisoformat(iso)
