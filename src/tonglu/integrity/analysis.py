@@ -62,7 +62,11 @@ def _merge_same_id(findings: list[Finding]) -> list[Finding]:
             by_id[f.id] = f
             continue
         severity = min(old.severity, f.severity, key=SEVERITIES.index)
-        reason = old.reason if old.reason == f.reason else ",".join(filter(None, {old.reason or "", f.reason or ""}))
+        reason = (
+            old.reason
+            if old.reason == f.reason
+            else ",".join(filter(None, {old.reason or "", f.reason or ""}))
+        )
         by_id[f.id] = replace(
             old,
             severity=severity,

@@ -137,7 +137,11 @@ class LedgerSource(Source):
         self._objects: list[str] = []
         for e in entries:
             key = e.body.get("key")
-            if e.kind in ("segment", "transcript") and isinstance(key, str) and files.where(key) in (STORE, SPOOL):
+            if (
+                e.kind in ("segment", "transcript")
+                and isinstance(key, str)
+                and files.where(key) in (STORE, SPOOL)
+            ):
                 self._objects.append(key)
         self.files = files
 

@@ -42,7 +42,9 @@ def facts(view: SessionView) -> dict[str, Any]:
         "stop": _iso_or_none(end),
         "stopped_by": (view.stop or {}).get("stopped_by"),
         "stop_reason": (view.stop or {}).get("reason"),
-        "duration_ms": (end - view.start_ns) // 1_000_000 if end is not None and view.start_ns is not None else None,
+        "duration_ms": (end - view.start_ns) // 1_000_000
+        if end is not None and view.start_ns is not None
+        else None,
         "media_first": _iso_or_none(bounds[0]) if bounds else None,
         "media_last": _iso_or_none(bounds[1]) if bounds else None,
         "entries": view.entries_count,
@@ -159,7 +161,9 @@ def build(analysis: Analysis, *, generated_ns: int | None = None) -> dict[str, A
             }
             for m in view.markers
         ],
-        "participants": [{"time": iso_utc(int(p.body.get("time_ns", p.time_ns))), **p.body} for p in view.participants],
+        "participants": [
+            {"time": iso_utc(int(p.body.get("time_ns", p.time_ns))), **p.body} for p in view.participants
+        ],
         "transcripts": [t.body for t in view.transcripts],
         "orphan_explanations": [e.to_json() for e in analysis.orphan_explanations],
         "manifest_problems": view.problems,

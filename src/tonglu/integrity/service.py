@@ -81,7 +81,9 @@ class Review:
         return {self.site_key.key_id: self.site_key.public_pem}
 
     def verify(self, loaded: Loaded) -> verification.VerificationSummary:
-        source = LedgerSource(loaded.session, loaded.entries, loaded.checkpoints, self.public_pems(), self.files)
+        source = LedgerSource(
+            loaded.session, loaded.entries, loaded.checkpoints, self.public_pems(), self.files
+        )
         return verification.verify(source, loaded.session, trusted_keys=(self.site_key.public_pem,))
 
     def analyse(self, session: str, *, now_ns: int | None = None, verify: bool = True) -> Analysis:
@@ -120,7 +122,9 @@ class Review:
             raise InvalidExplanation("缺少填写人 the author (by) is required")
         analysis = self.analyse(session, verify=False, now_ns=now_ns)
         if analysis.find(finding_id) is None:
-            raise UnknownFinding(f"会话 {session} 中没有编号为 {finding_id} 的问题 (no finding {finding_id!r})")
+            raise UnknownFinding(
+                f"会话 {session} 中没有编号为 {finding_id} 的问题 (no finding {finding_id!r})"
+            )
         body = {
             "finding_id": finding_id,
             "reason_code": reason_code,
@@ -133,5 +137,7 @@ class Review:
             self.on_entry(entry)
         self.ledger.checkpoint(session, final=not analysis.view.recording, now_ns=now_ns)
         log = context_logger(__name__, session=session)
-        log.info("explanation %s for finding %s (%s, approved by %s)", entry.seq, finding_id, reason_code, approver)
+        log.info(
+            "explanation %s for finding %s (%s, approved by %s)", entry.seq, finding_id, reason_code, approver
+        )
         return entry

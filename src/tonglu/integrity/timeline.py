@@ -85,11 +85,14 @@ def render(analysis: Analysis) -> str:
         y = TOP + i * LANE_H
         label = view.expected_sources.get(source, {}).get("label", source)
         parts.append(f'<text x="4" y="{y + 16}">{escape(str(label))} · {escape(track)}</text>')
-        parts.append(f'<rect x="{LABEL_W}" y="{y + 3}" width="{plot_w}" height="{LANE_H - 8}" fill="#eef1f4"/>')
+        parts.append(
+            f'<rect x="{LABEL_W}" y="{y + 3}" width="{plot_w}" height="{LANE_H - 8}" fill="#eef1f4"/>'
+        )
         segs = tracks.get(f"{source}/{track}", [])
         for lo, hi in merge((s.rec.wall_first_ns, s.rec.wall_last_ns) for s in segs):
             parts.append(
-                f'<rect x="{x(lo):.1f}" y="{y + 3}" width="{w(lo, hi):.1f}" height="{LANE_H - 8}" fill="#2ca02c"/>'
+                f'<rect x="{x(lo):.1f}" y="{y + 3}" width="{w(lo, hi):.1f}" height="{LANE_H - 8}" '
+                f'fill="#2ca02c"/>'
             )
         for f in analysis.findings:
             if f.severity == INFO:
@@ -111,6 +114,8 @@ def render(analysis: Analysis) -> str:
         t = t0 + span * k // ticks
         parts.append(f'<line x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{axis_y}" y2="{axis_y + 5}" stroke="#333"/>')
         anchor = "start" if k == 0 else "end" if k == ticks else "middle"
-        parts.append(f'<text x="{x(t):.1f}" y="{axis_y + 18}" text-anchor="{anchor}">{local_time_only(t)}</text>')
+        parts.append(
+            f'<text x="{x(t):.1f}" y="{axis_y + 18}" text-anchor="{anchor}">{local_time_only(t)}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)

@@ -66,7 +66,9 @@ class VerificationSummary:
 
 def from_result(result: verify_core.Result, session: str) -> VerificationSummary:
     problems = tuple(
-        VerifyProblem(p.code, p.object, f"{p.message_zh} ({p.message})" if p.message_zh else p.message, p.severity)
+        VerifyProblem(
+            p.code, p.object, f"{p.message_zh} ({p.message})" if p.message_zh else p.message, p.severity
+        )
         for p in result.problems
         if p.session in (None, session)
     )
@@ -80,7 +82,9 @@ def from_result(result: verify_core.Result, session: str) -> VerificationSummary
     if summary is None and not any(p.code == "session_empty" for p in problems):
         problems = (
             *problems,
-            VerifyProblem("session_empty", f"sessions/{session}/", f"会话没有清单 (session {session} has no manifest)"),
+            VerifyProblem(
+                "session_empty", f"sessions/{session}/", f"会话没有清单 (session {session} has no manifest)"
+            ),
         )
     errors = [p for p in problems if p.severity == verify_core.ERROR]
     return VerificationSummary(
@@ -96,6 +100,8 @@ def from_result(result: verify_core.Result, session: str) -> VerificationSummary
     )
 
 
-def verify(source: verify_core.Source, session: str, trusted_keys: tuple[bytes, ...] = ()) -> VerificationSummary:
+def verify(
+    source: verify_core.Source, session: str, trusted_keys: tuple[bytes, ...] = ()
+) -> VerificationSummary:
     result = verify_core.verify_source(source, sessions=[session], trusted_keys=trusted_keys, package=False)
     return from_result(result, session)

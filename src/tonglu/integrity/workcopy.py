@@ -152,7 +152,9 @@ def _concat_list(placed: list[Placed], paths: dict[str, Path], target: Path) -> 
     return placed[0].offset_ns / NS
 
 
-def _video_lane(placed: list[Placed], paths: dict[str, Path], tmp: Path, name: str, w: int, h: int, dur: float) -> Any:
+def _video_lane(
+    placed: list[Placed], paths: dict[str, Path], tmp: Path, name: str, w: int, h: int, dur: float
+) -> Any:
     if not placed:
         return ffmpeg.input(f"color=c=black:s={w}x{h}:r={FPS}:d={dur:.6f}", f="lavfi").video
     lst = tmp / f"{name}.ffconcat"
@@ -206,7 +208,11 @@ def build_graph(p: Plan, paths: dict[str, Path], tmp: Path, output: Path, geo: G
     clock_file = tmp / "clock.txt"
     clock_file.write_text(clock_expansion(p.t0_ns), encoding="utf-8")
     base = base.filter("drawtext", **clock_filter_kwargs(geo, font, str(clock_file)))
-    audios = [_audio_lane(placed, paths, tmp, f"audio{i}", dur) for i, placed in enumerate(p.audio.values()) if placed]
+    audios = [
+        _audio_lane(placed, paths, tmp, f"audio{i}", dur)
+        for i, placed in enumerate(p.audio.values())
+        if placed
+    ]
     if not audios:
         audio = ffmpeg.input(f"anullsrc=r=48000:cl=mono:d={dur:.6f}", f="lavfi").audio
     elif len(audios) == 1:
@@ -380,14 +386,18 @@ def build_for_session(
             os.link(mp4, staged)
         except OSError:
             shutil.copyfile(mp4, staged)
-        review.ledger.spool.put_file(key, staged, sha256=digest, size=size, content_type="video/mp4", bucket=WORK)
+        review.ledger.spool.put_file(
+            key, staged, sha256=digest, size=size, content_type="video/mp4", bucket=WORK
+        )
         review.ledger.spool.put_bytes(
             key.removesuffix(".mp4") + ".json",
             side.read_bytes(),
             content_type="application/json",
             bucket=WORK,
         )
-    (out_dir / "latest.json").write_text(json.dumps({"mp4": mp4.name, "sidecar": side.name}), encoding="utf-8")
+    (out_dir / "latest.json").write_text(
+        json.dumps({"mp4": mp4.name, "sidecar": side.name}), encoding="utf-8"
+    )
     return WorkcopyResult(
         session,
         mp4,

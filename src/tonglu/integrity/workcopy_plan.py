@@ -99,7 +99,9 @@ def plan(view: SessionView, excluded_keys: set[str] | None = None) -> Plan:
     tracks = view.tracks()
     for seg in view.segments:
         if seg.rec.key in excluded_keys:
-            p.excluded.append({"key": seg.rec.key, "sha256": seg.rec.sha256, "start": iso_utc(seg.rec.wall_first_ns)})
+            p.excluded.append(
+                {"key": seg.rec.key, "sha256": seg.rec.sha256, "start": iso_utc(seg.rec.wall_first_ns)}
+            )
     for lane, source in (("main", main), ("pip", pip)):
         if source is None:
             continue

@@ -37,7 +37,9 @@ def check(view: SessionView, config: AnalysisConfig, now_ns: int | None) -> list
     end = session_end_ns(view, now_ns, config)
     tracks = view.tracks()
     for source, meta in view.expected_sources.items():
-        source_tracks = {tid.split("/", 1)[1]: segs for tid, segs in tracks.items() if tid.split("/", 1)[0] == source}
+        source_tracks = {
+            tid.split("/", 1)[1]: segs for tid, segs in tracks.items() if tid.split("/", 1)[0] == source
+        }
         if not source_tracks:
             stop = end if end is not None and end > start else (now_ns or start)
             out.append(
@@ -53,7 +55,11 @@ def check(view: SessionView, config: AnalysisConfig, now_ns: int | None) -> list
                 )
             )
             continue
-        if meta.get("kind", "camera") == "camera" and "audio" not in source_tracks and "video" in source_tracks:
+        if (
+            meta.get("kind", "camera") == "camera"
+            and "audio" not in source_tracks
+            and "video" in source_tracks
+        ):
             stop = end if end is not None and end > start else (now_ns or start)
             out.append(
                 Finding(
@@ -89,7 +95,8 @@ def check(view: SessionView, config: AnalysisConfig, now_ns: int | None) -> list
                             lo,
                             hi,
                             severity,
-                            f"会话{zh} {duration_text(hi - lo)} 无录像 ({(hi - lo) / 1e9:.3f} s without media {en})",
+                            f"会话{zh} {duration_text(hi - lo)} 无录像 "
+                            f"({(hi - lo) / 1e9:.3f} s without media {en})",
                         )
                     )
     out.extend(check_record_times(view, config))

@@ -34,7 +34,9 @@ def _slips(view: SessionView, segs: list[Seg], config: AnalysisConfig) -> list[i
             p, n = prev.rec, seg.rec
             rtp_gap = rtp_to_ns(n.rtp_first - p.rtp_last, p.clock_rate) - frame_ns(prev, config)
             wall_gap = n.wall_first_ns - p.wall_last_ns
-            reset = n.rtp_first < p.rtp_last or n.clock_rate != p.clock_rate or abs(wall_gap - rtp_gap) > step_ns
+            reset = (
+                n.rtp_first < p.rtp_last or n.clock_rate != p.clock_rate or abs(wall_gap - rtp_gap) > step_ns
+            )
             reset = reset or any(
                 g.rec.source == p.source
                 and g.rec.reason in RTP_RESET_REASONS
@@ -46,7 +48,8 @@ def _slips(view: SessionView, segs: list[Seg], config: AnalysisConfig) -> list[i
                 anchor = seg
         a = anchor.rec
         slips.append(
-            (seg.rec.wall_first_ns - a.wall_first_ns) - rtp_to_ns(seg.rec.rtp_first - a.rtp_first, a.clock_rate)
+            (seg.rec.wall_first_ns - a.wall_first_ns)
+            - rtp_to_ns(seg.rec.rtp_first - a.rtp_first, a.clock_rate)
         )
         prev = seg
     return slips
@@ -86,7 +89,9 @@ def check(view: SessionView, config: AnalysisConfig) -> list[Finding]:
 
 def _finding(source: str, run: list[tuple[Seg, int]], config: AnalysisConfig) -> Finding:
     worst = max((o for _, o in run), key=abs)
-    beyond = worst > config.drift_accept_lead_ms * 1_000_000 or worst < -config.drift_accept_lag_ms * 1_000_000
+    beyond = (
+        worst > config.drift_accept_lead_ms * 1_000_000 or worst < -config.drift_accept_lag_ms * 1_000_000
+    )
     side = "声音超前画面 sound ahead of picture" if worst > 0 else "声音滞后画面 sound behind picture"
     return Finding(
         AV_DRIFT,

@@ -103,7 +103,9 @@ def availability(view: SessionView, where: Mapping[str, str]) -> list[Finding]:
     return out
 
 
-def verifier_failures(view: SessionView, summary: VerificationSummary, skip_missing: set[str]) -> list[Finding]:
+def verifier_failures(
+    view: SessionView, summary: VerificationSummary, skip_missing: set[str]
+) -> list[Finding]:
     by_key = view.by_key()
     bounds = view.media_bounds()
     lo = view.start_ns if view.start_ns is not None else (bounds[0] if bounds else 0)

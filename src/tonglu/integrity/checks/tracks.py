@@ -8,7 +8,9 @@ from tonglu.integrity.session import Seg, SessionView
 
 NS = 1_000_000_000
 # Gap reasons after which the sender's RTP clock starts afresh (new peer or new recorder).
-RTP_RESET_REASONS = frozenset({"peer_disconnect", "recorder_restart", "ice_failure", "dtls_failure", "not_connected"})
+RTP_RESET_REASONS = frozenset(
+    {"peer_disconnect", "recorder_restart", "ice_failure", "dtls_failure", "not_connected"}
+)
 
 
 def frame_ns(seg: Seg, config: AnalysisConfig) -> int:
@@ -45,7 +47,9 @@ def recorder_gap_cover(view: SessionView, source: str, track: str, tolerance_ns:
     ]
 
 
-def rtp_reset_between(view: SessionView, source: str, track: str, start_ns: int, end_ns: int, slack_ns: int) -> bool:
+def rtp_reset_between(
+    view: SessionView, source: str, track: str, start_ns: int, end_ns: int, slack_ns: int
+) -> bool:
     for g in view.gaps:
         if g.rec.source != source or g.rec.track not in (track, "*", ""):
             continue
