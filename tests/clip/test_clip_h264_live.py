@@ -135,3 +135,34 @@ def test_recording_session_proves_against_its_latest_checkpoint(tmp_path: Path) 
     assert ra["clip"]["checkpoint"] == keys.checkpoint_key(b.sid, 1) and ra["clip"]["tree_size"] == len(
         b.ledger.entries(b.sid)
     )
+
+
+def test_a_failed_mp4_leaves_the_proof_intact(tmp_path: Path) -> None:
+    """Masters that MP4 cannot take as labelled (here: entries saying h264 over VP8 WebM files) make
+    no playable copy; the clip is still made, verifies, and its README says what is missing."""
+    settings = Settings.from_env({"TONGLU_DATA_DIR": str(tmp_path / "data")})
+    key = SiteKey.load_or_create(settings.keys_dir)
+    ledger = Ledger(settings.ledger_dir, Spool(settings.spool_dir), key)
+    evidence, sid = tmp_path / "evidence", "odd-001"
+    ledger.append(sid, "session_start", {"room": "讯问室 3"}, now_ns=T0)
+    data = media_file("main", "video", 0).read_bytes()
+    k = keys.segment_key(sid, "main", "video", 0, "webm")
+    evidence.joinpath(*k.split("/")).parent.mkdir(parents=True)
+    evidence.joinpath(*k.split("/")).write_bytes(data)
+    rec = SegmentRecord(
+        "main", "video", "video", "h264", "webm", 0, k, 0, 1, 90_000, T0, T0 + 2 * S, 50, len(data),
+        hashlib.sha256(data).hexdigest(),
+    )  # fmt: skip
+    ledger.append(sid, "segment", rec.to_body(), now_ns=T0 + 2 * S)
+    ledger.append(sid, "session_stop", {"stopped_by": "t", "reason": "end"}, now_ns=T0 + 3 * S)
+    ledger.checkpoint(sid, final=True, now_ns=T0 + 3 * S)
+    pem = tmp_path / "site.pem"
+    pem.write_bytes(key.public_pem)
+    out = tmp_path / "clip.zip"
+    result = export_clip(Review(settings, ledger, key, DirEvidence(evidence)), sid, T0, T0 + 2 * S, out)
+    assert result.media == [] and result.media_errors and result.media_errors[0].startswith("main: ")
+    with zipfile.ZipFile(out) as zf:
+        assert "未能生成 not made" in zf.read("README.txt").decode()
+        assert not [n for n in zf.namelist() if n.startswith("clip/")]
+    ra, rb = both(out, pem)
+    assert ra["ok"] and rb["ok"], (ra["problems"], rb["problems"])

@@ -35,7 +35,7 @@ from tonglu.evidence.checkpoint import Checkpoint
 from tonglu.evidence.manifest import ManifestEntry
 from tonglu.integrity import clipmedia
 from tonglu.integrity.clip_plan import ClipPlan, plan_clip
-from tonglu.integrity.errors import IntegrityError, MediaMissing, UnknownSession
+from tonglu.integrity.errors import IntegrityError, MediaMissing, ToolError, UnknownSession
 from tonglu.integrity.export import _Writer
 from tonglu.integrity.service import Review
 from tonglu.integrity.timefmt import iso_utc, local_text
@@ -59,6 +59,7 @@ class ClipExport:
     intact: bool  # every segment read matched its manifest entry
     altered: list[str] = field(default_factory=list)
     media: list[dict[str, Any]] = field(default_factory=list)
+    media_errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -77,6 +78,7 @@ class ClipExport:
             "intact": self.intact,
             "altered": self.altered,
             "media": self.media,
+            "media_errors": self.media_errors,
             "seconds": round(self.seconds, 3),
         }
 
@@ -87,7 +89,14 @@ def proof_bytes(seq: int, tree_size: int, path: list[bytes]) -> bytes:
     )
 
 
-def _readme(f: dict[str, Any], plan: ClipPlan, key_id: str, media: list[clipmedia.MediaResult], by: str) -> str:
+def _readme(
+    f: dict[str, Any],
+    plan: ClipPlan,
+    key_id: str,
+    media: list[clipmedia.MediaResult],
+    by: str,
+    media_errors: list[str] | None = None,
+) -> str:
     cp = plan.checkpoint
     lines_media = []
     for m in media:
@@ -104,6 +113,8 @@ def _readme(f: dict[str, Any], plan: ClipPlan, key_id: str, media: list[clipmedi
         lines_media.append(
             f"  clip/{m.name}  起点 starts {local_text(m.origin_ns)}（北京时间）, {m.duration_ns / 1e9:.1f} s — {how}"
         )
+    for err in media_errors or []:
+        lines_media.append(f"  未能生成 not made — {err}")
     gap_lines = [
         f"  {g.source}/{g.track} {local_text(g.start_ns)} 至 {local_text(g.end_ns)}  ({g.reason})" for _, g in plan.gaps
     ] or ["  无 none"]
@@ -210,6 +221,7 @@ def export_clip(
     writer = _Writer(tmp)
     altered: list[str] = []
     media: list[clipmedia.MediaResult] = []
+    media_errors: list[str] = []
     try:
         for seq in plan.entry_seqs:
             writer.add_bytes(keys.manifest_key(session, seq), entries[seq].to_bytes())
@@ -258,7 +270,11 @@ def export_clip(
                 audios = [files(t) for t in audio_tracks]
                 if not video and not any(audios):
                     continue
-                result = clipmedia.build_mp4(work / "mp4" / f"{source}.mp4", source, video, audios, from_ns, to_ns)
+                try:
+                    result = clipmedia.build_mp4(work / "mp4" / f"{source}.mp4", source, video, audios, from_ns, to_ns)
+                except ToolError as exc:  # the masters are the evidence: the clip is made without it
+                    media_errors.append(f"{source}: {exc}")
+                    continue
                 writer.add_file(f"{CLIP_DIR}/{result.name}", result.path)
                 media.append(result)
         body = {
@@ -280,7 +296,7 @@ def export_clip(
             {"body": body, "signature": base64.b64encode(key.sign(canonical.encode(body))).decode()}
         )
         writer.add_bytes(verify_core.CLIP_NAME, signed)
-        writer.add_bytes("README.txt", _readme(facts, plan, key.key_id, media, by).encode())
+        writer.add_bytes("README.txt", _readme(facts, plan, key.key_id, media, by, media_errors).encode())
         writer.add_bytes("verify.py", Path(verify_core.__file__).read_bytes())
         sums = "".join(f"{digest}  {name}\n" for name, digest in sorted(writer.sums.items())).encode()
         writer.add_bytes(verify_core.SUMS_NAME, sums)
@@ -310,5 +326,6 @@ def export_clip(
         intact=not altered,
         altered=altered,
         media=[m.to_json() for m in media],
+        media_errors=media_errors,
         seconds=time.perf_counter() - t_start,
     )
