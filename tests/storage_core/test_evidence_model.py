@@ -60,6 +60,11 @@ def test_canonical_rejects_floats_and_non_canonical_bytes() -> None:
     with pytest.raises(CanonicalError):
         canonical.decode(b'{"b":1,"a":2}')  # keys out of order
     assert canonical.decode(b'{"a":2,"b":1}') == {"a": 2, "b": 1}
+    for bad in (b'{"t":1.5}', b'{"t":1e3}', b'{"t":NaN}', b'{"t":-Infinity}', b'{"t":9223372036854775808}',
+                b'{"t":-9223372036854775808}', b'[1.0]'):  # fmt: skip
+        with pytest.raises(CanonicalError):
+            canonical.decode(bad)
+    assert canonical.decode(b'{"t":9223372036854775807}') == {"t": 2**63 - 1}
 
 
 def _segment(index: int) -> SegmentRecord:

@@ -1,4 +1,4 @@
-"""`tonglu report`, `tonglu gap explain`, `tonglu workcopy`, `tonglu export`.
+"""`tonglu report`, `tonglu gap explain`, `tonglu workcopy`, `tonglu export`, `tonglu clip`.
 
 Errors print one line naming the cause and exit 1 (unknown session, still recording for an export,
 unknown finding, bad reason code, ffmpeg failure); usage errors exit 2.
@@ -130,8 +130,42 @@ def export(
     typer.echo(json.dumps(result.to_json(), ensure_ascii=False))
 
 
+def clip(
+    session: str = typer.Argument(..., help="session id"),
+    start: str = typer.Option(
+        ..., "--from", help="ISO-8601 wall time (no offset = Beijing time) or offset from the session start, 02:10:00"
+    ),
+    end: str = typer.Option(..., "--to", help="same forms as --from"),
+    output: str = typer.Option(..., "--output", "-o", help="FILE.zip"),
+    sources: str | None = typer.Option(None, "--sources", help="comma-separated, e.g. main,panorama (default: all)"),
+    no_media: bool = typer.Option(False, "--no-media", help="leave the playable MP4 out"),
+    by: str = typer.Option("cli", "--by", help="who cuts this clip (recorded in it)"),
+) -> None:
+    """片段导出 Clip of a time range with its own proof: whole master segments, their manifest entries
+    and RFC 9162 inclusion proofs, the signed checkpoint, site key, gaps, playable MP4, README,
+    offline verifier. Verify with `tonglu verify CLIP.zip` or `python3 verify.py CLIP.zip`."""
+    from tonglu.integrity.clip import export_clip, session_start_ns
+    from tonglu.integrity.clip_plan import parse_time
+
+    review = _review()
+    chosen = [s.strip() for s in sources.split(",") if s.strip()] if sources else None
+
+    def run() -> Any:
+        t0 = session_start_ns(review, session)
+        from_ns, to_ns = parse_time(start, t0), parse_time(end, t0)
+        return export_clip(
+            review, session, from_ns, to_ns, Path(output), sources=chosen, by=by, with_media=not no_media
+        )
+
+    result = _guard(run)
+    typer.echo(json.dumps(result.to_json(), ensure_ascii=False))
+    if not result.intact:
+        _fail(f"原始片段与清单不符 segment(s) do not match their manifest entries: {', '.join(result.altered)}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("report")(report)
     app.command("workcopy")(workcopy)
     app.command("export")(export)
+    app.command("clip")(clip)
     app.add_typer(gap_app, name="gap")

@@ -9,6 +9,7 @@ still parses as JSON is still caught.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from tonglu.evidence.errors import CanonicalError
@@ -42,12 +43,29 @@ def encode(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+def _float(text: str) -> Any:
+    raise CanonicalError(f"$: floats are not allowed in evidence records ({text})")
+
+
+_DECODER = json.JSONDecoder(parse_float=_float, parse_constant=_float)
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+# |n| >= 2**63 (9223372036854775808) needs 20 digits, or 19 starting with a 9: others are in range
+# (a nanosecond time has 19 digits and starts with a 9 only from the year 2255).
+_LONG_DIGITS = re.compile(rb"\d{20}|9\d{18}")
+
+
 def decode(data: bytes) -> Any:
-    """Parse canonical bytes; raise CanonicalError if they are not canonical."""
+    """Parse canonical bytes; raise CanonicalError if they are not canonical.
+
+    What `encode` refuses is refused here without walking the value (a session's ledger of ~10^5
+    entries is read at every start): floats and NaN/Infinity by the parser's hooks, integers beyond
+    64 bits only where the bytes hold such a long number; JSON keys are always strings."""
     try:
-        value = json.loads(data.decode("utf-8"))
+        value = _DECODER.decode(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CanonicalError(f"not valid UTF-8 JSON: {exc}") from exc
-    if encode(value) != data:
+    if _LONG_DIGITS.search(data):
+        _check(value, "$")
+    if _ENCODER.encode(value).encode("utf-8") != data:
         raise CanonicalError("bytes are not in canonical form (edited or re-serialised)")
     return value

@@ -25,7 +25,7 @@ from tonglu.evidence import keys, merkle
 from tonglu.evidence.checkpoint import Checkpoint, sign_checkpoint
 from tonglu.evidence.errors import ManifestError, SpoolError
 from tonglu.evidence.fsutil import append_durable
-from tonglu.evidence.manifest import GENESIS, HashChain, ManifestEntry
+from tonglu.evidence.manifest import GENESIS, HashChain, ManifestEntry, sha256_hex
 from tonglu.evidence.signing import SiteKey
 from tonglu.evidence.spool import EVIDENCE, Spool
 
@@ -91,7 +91,7 @@ class Ledger:
                     raise ManifestError(f"local ledger for {session} is inconsistent at seq {entry.seq}")
                 state.entries.append(entry)
                 state.leaves.append(merkle.leaf_hash(line))
-                state.head = entry.entry_hash
+                state.head = sha256_hex(line)  # = entry.entry_hash: from_bytes accepts canonical bytes only
             state.offset += complete
         cps = self._dir(session) / "checkpoints.log"
         if cps.exists():
@@ -160,6 +160,11 @@ class Ledger:
     def entries(self, session: str) -> list[ManifestEntry]:
         with self._locked(session) as state:
             return list(state.entries)
+
+    def leaf_hashes(self, session: str) -> list[bytes]:
+        """RFC 9162 leaf hashes of every entry, in order (kept as entries are read: no re-encoding)."""
+        with self._locked(session) as state:
+            return list(state.leaves)
 
     def checkpoints(self, session: str) -> list[Checkpoint]:
         with self._locked(session) as state:

@@ -1022,6 +1022,10 @@ class Verifier:
             self._check_package(names)
         self._check_expected_digests()
         self.result.problems.extend(self.source.problems(names))
+        return self._finish()
+
+    def _finish(self) -> Result:
+        """Signing keys, their fingerprints and the anchors the result was checked against."""
         self.result.key_ids = sorted(
             {c.key_id for s in self.result.sessions for c in s.checkpoints if c.signature == "valid"}
         )
@@ -1815,6 +1819,8 @@ class Verifier:
 
 
 def verify_source(source: Source, **options: Any) -> Result:
+    if source.kind in ("zip", "directory") and is_clip(source.names()):  # a store never holds a clip
+        return verify_clip_source(source, **options)
     return Verifier(source, **options).verify()
 
 
@@ -1825,6 +1831,608 @@ def verify_path(path: str, **options: Any) -> Result:
         return verify_source(source, **options)
     finally:
         source.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# Clips: a time range of one session, provable on its own (RFC 9162 inclusion proofs)
+# ------------------------------------------------------------------------------------------------
+#
+# A clip (``tonglu clip``) holds, besides SHA256SUMS(.sig), README.txt, verify.py and clip/*.mp4:
+#
+#     clip.json                                  {"body": {...}, "signature": base64 Ed25519}: the claim
+#     sessions/{sid}/checkpoints/{n:08d}.json    ONE signed checkpoint (the final one when stopped)
+#     sessions/{sid}/manifest/{seq:08d}.json     the entries it needs, canonical bytes as stored
+#     sessions/{sid}/proofs/{seq:08d}.json       {"v","seq","tree_size","audit_path": [hex...]}
+#     sessions/{sid}/segments/...                the whole master segments covering the range
+#     site/keys/{key_id}.pem
+#
+# The clip body claims a range [from_ns, to_ns) of some tracks. Checked here: the clip's and the
+# checkpoint's signatures; every entry's audit path against the checkpoint's signed root and tree
+# size; every segment of a claimed track that overlaps the range present and re-hashed against its
+# entry; every entry between the first and the last of those segments present and hash-linked (so a
+# gap recorded meanwhile cannot be left out); the range covered by the segments of every claimed
+# track, each hole either inside an included gap entry (reported) or an error; SHA256SUMS signed.
+
+CLIP_NAME = "clip.json"
+CLIP_VERSION = 1
+PROOF_VERSION = 1
+CLIP_FIELDS = frozenset(
+    {
+        "v",
+        "kind",
+        "session",
+        "from_ns",
+        "to_ns",
+        "tracks",
+        "checkpoint",
+        "tree_size",
+        "root",
+        "key_id",
+        "created_ns",
+        "created_by",
+        "media",
+    }
+)
+PROOF_FIELDS = frozenset({"v", "seq", "tree_size", "audit_path"})
+# Consecutive segments of a track meet where one's last frame ends and the next's first begins; a
+# seam shorter than this is not a hole (the recorder's gap thresholds are 60 ms audio, 2 frames video).
+CLIP_SEAM_TOLERANCE_NS = 100_000_000
+
+CODES.update(
+    {
+        "clip_malformed": ("clip description malformed", "片段说明格式错误"),
+        "clip_signature_invalid": ("clip signature invalid", "片段签名无效"),
+        "clip_range_not_covered": ("claimed range not covered by the included segments", "声明的时间段未被片段覆盖"),
+        "clip_gap_in_range": ("recorded gap inside the clip's range", "片段时间段内有已记录的间断"),
+        "proof_missing": ("inclusion proof missing", "包含证明缺失"),
+        "proof_invalid": ("inclusion proof does not lead to the signed root", "包含证明与签名根不符"),
+    }
+)
+
+
+def merkle_verify_inclusion(leaf: bytes, index: int, size: int, path: list[bytes], root: bytes) -> bool:
+    """RFC 9162 §2.1.3.2 (byte-compatible with evidence/merkle.py verify_inclusion)."""
+    if not 0 <= index < size:
+        return False
+    fn, sn, r = index, size - 1, leaf
+    for p in path:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            r = hashlib.sha256(b"\x01" + p + r).digest()
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            r = hashlib.sha256(b"\x01" + r + p).digest()
+        fn >>= 1
+        sn >>= 1
+    return sn == 0 and r == root
+
+
+def _iso(ns: int) -> str:
+    import datetime as _dt
+
+    dt = _dt.datetime.fromtimestamp(ns // 1_000_000_000, _dt.UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{(ns % 1_000_000_000) // 1_000_000:03d}Z"
+
+
+def is_clip(names: Iterable[str]) -> bool:
+    return CLIP_NAME in set(names)
+
+
+@dataclass
+class ClipResult(Result):
+    clip: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        doc = super().to_json()
+        doc["clip"] = self.clip
+        return doc
+
+
+def _parse_clip(raw: bytes) -> tuple[dict[str, Any] | None, bytes, str | None]:
+    """(body, signature, error) of clip.json."""
+    try:
+        doc = canonical_decode(raw)
+    except NotCanonical as exc:
+        return None, b"", str(exc)
+    if not isinstance(doc, dict) or set(doc) != {"body", "signature"}:
+        return None, b"", "must have exactly 'body' and 'signature'"
+    body, sig = doc["body"], _strict_b64(doc["signature"])
+    if not isinstance(body, dict) or set(body) != CLIP_FIELDS:
+        return None, b"", "body fields malformed"
+    if body["v"] != CLIP_VERSION or body["kind"] != "clip":
+        return None, b"", f"unsupported clip version {body['v']!r}"
+    ints = ("from_ns", "to_ns", "tree_size", "created_ns")
+    if not all(isinstance(body[k], int) and not isinstance(body[k], bool) for k in ints):
+        return None, b"", "times and tree_size must be integers"
+    strs = ("session", "checkpoint", "root", "key_id", "created_by")
+    if not all(isinstance(body[k], str) for k in strs) or not _SID.match(body["session"]):
+        return None, b"", "session, checkpoint, root, key_id must be strings"
+    tracks = body["tracks"]
+    if not isinstance(tracks, list) or not tracks or not all(
+        isinstance(t, str) and t.count("/") == 1 for t in tracks
+    ):
+        return None, b"", "tracks must be a non-empty list of 'source/track'"
+    if not isinstance(body["media"], list):
+        return None, b"", "media must be a list"
+    if body["to_ns"] <= body["from_ns"]:
+        return None, b"", "the range ends before it starts"
+    if sig is None:
+        return None, b"", "signature is not canonical base64"
+    return body, sig, None
+
+
+def _parse_proof(raw: bytes) -> tuple[dict[str, Any] | None, list[bytes], str | None]:
+    try:
+        doc = canonical_decode(raw)
+    except NotCanonical as exc:
+        return None, [], str(exc)
+    if not isinstance(doc, dict) or set(doc) != PROOF_FIELDS or doc["v"] != PROOF_VERSION:
+        return None, [], "fields are not those of an inclusion proof"
+    path = doc["audit_path"]
+    if not isinstance(path, list) or not all(isinstance(h, str) and _HEX64.match(h) for h in path):
+        return None, [], "audit_path must be a list of SHA-256 hex digests"
+    if not all(isinstance(doc[k], int) and not isinstance(doc[k], bool) for k in ("seq", "tree_size")):
+        return None, [], "seq and tree_size must be integers"
+    return doc, [bytes.fromhex(h) for h in path], None
+
+
+class ClipVerifier(Verifier):
+    """Verifies a clip (see above); the session-level checks of `Verifier` are not run, since a clip
+    holds only the entries it needs."""
+
+    def __init__(self, source: Source, **options: Any) -> None:
+        super().__init__(source, **options)
+        self.result = ClipResult(source=source.label, source_kind=source.kind)
+        self.clip_result: ClipResult = self.result
+
+    def verify(self) -> Result:
+        names = self.source.names()
+        name_set = set(names)
+        self._check_key_files(names)
+        body, sig, err = _parse_clip(self._read(CLIP_NAME) or b"")
+        if body is None:
+            self._add(_p("clip_malformed", CLIP_NAME, err or "malformed", f"格式错误：{err}"))
+        else:
+            self._verify_clip(body, sig, names, name_set)
+        self._check_package(names)
+        if self.result.package_sums != "signed" and not any(
+            p.code == "package_signature_invalid" for p in self.result.problems
+        ):
+            self._add(
+                _p(
+                    "package_signature_invalid",
+                    SUMS_SIG_NAME,
+                    "a clip must carry SHA256SUMS and its signature by the site key",
+                    "片段必须包含 SHA256SUMS 及其站点签名",
+                )
+            )
+        self._check_expected_digests()
+        self.result.problems.extend(self.source.problems(names))
+        return self._finish()
+
+    def _verify_clip(self, body: dict[str, Any], sig: bytes, names: list[str], name_set: set[str]) -> None:
+        sid = body["session"]
+        summary = SessionSummary(sid)
+        self.result.sessions.append(summary)
+        tracks = sorted(set(body["tracks"]))
+        self.clip_result.clip = {
+            "session": sid,
+            "from": _iso(body["from_ns"]),
+            "to": _iso(body["to_ns"]),
+            "from_ns": body["from_ns"],
+            "to_ns": body["to_ns"],
+            "tracks": tracks,
+            "checkpoint": body["checkpoint"],
+            "tree_size": body["tree_size"],
+            "created_by": body["created_by"],
+            "entries": 0,
+            "proofs_valid": 0,
+            "covered": False,
+            "gaps": [],
+        }
+        raw_key, status = self._public_key(body["key_id"], name_set, sid)
+        if raw_key is None:
+            self._add(
+                _p(
+                    "clip_signature_invalid",
+                    CLIP_NAME,
+                    f"cannot be verified: public key {body['key_id']} is {_KEY_STATUS[status][0]}",
+                    f"无法验证：公钥 {body['key_id']} {_KEY_STATUS[status][1]}",
+                    session=sid,
+                )
+            )
+        elif not ed25519_verify(raw_key, sig, canonical_encode(body)):
+            self._add(
+                _p(
+                    "clip_signature_invalid",
+                    CLIP_NAME,
+                    "the Ed25519 signature does not match the clip description (range, tracks or "
+                    "checkpoint edited)",
+                    "Ed25519 签名与片段说明不符（时间段、轨道或检查点被修改）",
+                    session=sid,
+                )
+            )
+        prefix = f"sessions/{sid}/"
+        entries: dict[int, _Entry] = {}
+        proofs: dict[int, str] = {}
+        media: list[str] = []
+        for n in names:
+            if n in (CLIP_NAME, SUMS_NAME, SUMS_SIG_NAME) or _KEY_NAME.match(n) or not n.startswith("sessions/"):
+                continue
+            rest = n[len(prefix) :] if n.startswith(prefix) else ""
+            folder, _, leaf = rest.partition("/")
+            m = _SEQ_NAME.match(leaf)
+            if folder == "manifest" and m:
+                entries[int(m.group(1))] = _parse_entry(n, int(m.group(1)), self._read(n) or b"")
+            elif folder == "proofs" and m:
+                proofs[int(m.group(1))] = n
+            elif folder == "segments":
+                media.append(n)
+            elif n != body["checkpoint"]:
+                self._add(_p("object_extra", n, "not part of a clip's layout", "不属于片段的目录结构", session=sid))
+        root = self._clip_checkpoint(body, name_set, summary)
+        authentic = self._clip_entries(sid, entries, proofs, body, root)
+        summary.entries = len(entries)
+        summary.signed_entries = len(authentic)
+        summary.stopped = any(e.kind == "session_stop" for e in authentic.values())
+        summary.final = any(c.final and c.signature == "valid" for c in summary.checkpoints)
+        summary.stopped = summary.stopped or summary.final  # a final checkpoint is signed at the stop
+        self.clip_result.clip["entries"] = len(entries)
+        self.clip_result.clip["proofs_valid"] = len(authentic)
+        for seq in sorted(set(proofs) - set(entries)):
+            self._add(_p("object_extra", proofs[seq], "a proof without its entry", "没有对应条目的证明", session=sid))
+        required = self._clip_required(body, authentic, tracks)
+        self._clip_contiguity(sid, entries, required, authentic)
+        self._clip_media(sid, required, media, summary)
+        self._clip_coverage(sid, body, tracks, required, authentic)
+
+    def _clip_checkpoint(self, body: dict[str, Any], names: set[str], summary: SessionSummary) -> bytes | None:
+        """The signed root the proofs must reach, or None when the checkpoint cannot be trusted."""
+        sid, name = body["session"], body["checkpoint"]
+        m = re.match(rf"^sessions/{re.escape(sid)}/checkpoints/(\d{{8}})\.json$", name)
+        if m is None or name not in names:
+            self._add(
+                _p(
+                    "checkpoint_missing",
+                    name,
+                    "the checkpoint the clip's proofs lead to is absent",
+                    "片段所依据的签名检查点不存在",
+                    session=sid,
+                )
+            )
+            return None
+        cp = _parse_checkpoint(name, int(m.group(1)), self._read(name) or b"")
+        if cp.body is None:
+            self._add(_p("checkpoint_malformed", name, cp.error or "malformed", session=sid))
+            return None
+        cb = cp.body
+        raw, status = self._public_key(cb["key_id"], names, sid)
+        if raw is not None and ed25519_verify(raw, cp.signature, cp.body_bytes):
+            cp.status = "valid"
+        else:
+            cp.status = "untrusted" if status == "untrusted" else "invalid"
+            why = (
+                "the Ed25519 signature does not match the checkpoint body"
+                if raw is not None
+                else f"cannot be verified: public key {cb['key_id']} is {_KEY_STATUS[status][0]}"
+            )
+            self._add(_p("checkpoint_signature_invalid", name, why, session=sid))
+        summary.checkpoints.append(
+            CheckpointSummary(
+                cp.ordinal,
+                name,
+                cb["tree_size"],
+                cb["final"],
+                cb["time_ns"],
+                cb["key_id"],
+                human_digest(cp.body_bytes),
+                cp.status,
+            )
+        )
+        if cb["session"] != sid:
+            self._add(_p("checkpoint_malformed", name, f"belongs to session {cb['session']!r}", session=sid))
+            return None
+        if cb["tree_size"] != body["tree_size"] or cb["root"] != body["root"]:
+            self._add(
+                _p(
+                    "clip_malformed",
+                    CLIP_NAME,
+                    "tree_size/root differ from those of the checkpoint it names",
+                    "tree_size/root 与所引用的检查点不符",
+                    session=sid,
+                )
+            )
+        if cp.status != "valid" or not _HEX64.match(cb["root"]):
+            return None
+        return bytes.fromhex(cb["root"])
+
+    def _clip_entries(
+        self, sid: str, entries: dict[int, _Entry], proofs: dict[int, str], body: dict[str, Any], root: bytes | None
+    ) -> dict[int, _Entry]:
+        """Entries whose audit path leads to the signed root (the authentic ones)."""
+        out: dict[int, _Entry] = {}
+        size = body["tree_size"]
+        for seq, e in sorted(entries.items()):
+            if e.doc is None:
+                self._add(_p("entry_edited", e.name, e.error or "malformed", f"条目格式错误：{e.error}", session=sid))
+                continue
+            if e.seq != seq or e.doc["session"] != sid:
+                self._add(
+                    _p(
+                        "entry_misplaced",
+                        e.name,
+                        f"holds entry {e.seq} of session {e.doc['session']!r}",
+                        f"此文件存放的是会话 {e.doc['session']!r} 的第 {e.seq} 条",
+                        session=sid,
+                    )
+                )
+                continue
+            pname = proofs.get(seq)
+            if pname is None:
+                self._add(
+                    _p(
+                        "proof_missing",
+                        f"sessions/{sid}/proofs/{seq:08d}.json",
+                        f"entry {seq} has no inclusion proof",
+                        f"第 {seq} 条没有包含证明",
+                        session=sid,
+                    )
+                )
+                continue
+            doc, path, err = _parse_proof(self._read(pname) or b"")
+            if doc is None:
+                self._add(_p("proof_invalid", pname, err or "malformed", f"格式错误：{err}", session=sid))
+                continue
+            if doc["seq"] != seq or doc["tree_size"] != size:
+                self._add(
+                    _p(
+                        "proof_invalid",
+                        pname,
+                        f"proves entry {doc['seq']} in a tree of {doc['tree_size']}, not entry {seq} in the "
+                        f"checkpoint's tree of {size}",
+                        f"证明的是第 {doc['seq']} 条（树大小 {doc['tree_size']}），与条目或检查点不符",
+                        session=sid,
+                    )
+                )
+                continue
+            if root is None:
+                continue  # the checkpoint is the problem, already named
+            if not merkle_verify_inclusion(merkle_leaf(e.raw), seq, size, path, root):
+                self._add(
+                    _p(
+                        "proof_invalid",
+                        pname,
+                        f"the audit path of {e.name} does not lead to the checkpoint's signed root "
+                        "(the entry or its proof was altered)",
+                        f"{e.name} 的审计路径不能导出检查点的签名根（条目或证明被修改）",
+                        session=sid,
+                    )
+                )
+                continue
+            out[seq] = e
+        return out
+
+    def _clip_required(self, body: dict[str, Any], authentic: dict[int, _Entry], tracks: list[str]) -> list[_Entry]:
+        """Authentic segment entries of the claimed tracks that overlap the claimed range."""
+        lo, hi = body["from_ns"], body["to_ns"]
+        out = []
+        for e in authentic.values():
+            b = e.body
+            if e.kind != "segment" or f"{b.get('source')}/{b.get('track')}" not in tracks:
+                continue
+            first, last = b.get("wall_first_ns"), b.get("wall_last_ns")
+            if isinstance(first, int) and isinstance(last, int) and first < hi and last > lo:
+                out.append(e)
+        return out
+
+    def _clip_contiguity(
+        self, sid: str, entries: dict[int, _Entry], required: list[_Entry], authentic: dict[int, _Entry]
+    ) -> None:
+        if not required:
+            return
+        lo = min(e.file_seq for e in required)
+        hi = max(e.file_seq for e in required)
+        for k in range(lo, hi + 1):
+            e = entries.get(k)
+            if e is None:
+                self._add(
+                    _p(
+                        "entry_missing",
+                        f"sessions/{sid}/manifest/{k:08d}.json",
+                        f"a clip holds every entry from its first segment's ({lo}) to its last one's ({hi}), "
+                        "so no gap recorded meanwhile can be left out",
+                        f"片段须包含第 {lo} 至第 {hi} 条之间的全部条目（不得遗漏期间记录的间断）",
+                        session=sid,
+                    )
+                )
+                continue
+            before = entries.get(k - 1)
+            link = e.prev or ""
+            if k > lo and e.doc is not None and before is not None and link != before.hash:
+                # The authentic one of the two (its proof holds) says which one was edited.
+                if k in authentic and k - 1 not in authentic:
+                    self._add(
+                        _p(
+                            "entry_edited",
+                            before.name,
+                            f"its hash {before.hash[:16]}… differs from the next entry's prev link ({link[:16]}…)",
+                            f"其哈希值 {before.hash[:16]}… 与下一条目记录的 {link[:16]}… 不符",
+                            session=sid,
+                        )
+                    )
+                elif k - 1 in authentic and k not in authentic:
+                    self._add(
+                        _p(
+                            "entry_edited",
+                            e.name,
+                            "its prev link does not match the entry before it, whose proof holds",
+                            "其 prev 与上一条目（包含证明有效）的哈希值不符",
+                            session=sid,
+                        )
+                    )
+                else:
+                    self._add(
+                        _p("chain_broken", e.name, "prev does not match the hash of the entry before it", session=sid)
+                    )
+
+    def _clip_media(self, sid: str, required: list[_Entry], media: list[str], summary: SessionSummary) -> None:
+        present = set(media)
+        keys = [e.body.get("key") for e in required]
+        self._hash_all(k for k in keys if isinstance(k, str) and k in present)
+        referenced: set[str] = set()
+        for e in required:
+            b = e.body
+            key, digest, size = b.get("key"), b.get("sha256"), b.get("bytes")
+            if not isinstance(key, str) or not isinstance(digest, str):
+                self._add(_p("entry_edited", e.name, "segment entry lacks key/sha256", session=sid))
+                continue
+            referenced.add(key)
+            summary.segments += 1
+            summary.bytes += size if isinstance(size, int) else 0
+            track = f"{b.get('source')}/{b.get('track')}"
+            summary.tracks[track] = summary.tracks.get(track, 0) + 1
+            if key not in present:
+                self._add(
+                    _p(
+                        "segment_missing",
+                        key,
+                        f"named by {e.name} and inside the claimed range",
+                        f"清单条目 {e.name} 引用此片段且其在声明的时间段内，但其不存在",
+                        session=sid,
+                    )
+                )
+                continue
+            d = self._digests[key]
+            if d.error is None and d.sha256 == digest.lower() and (size is None or d.size == size):
+                continue
+            if d.error is None and isinstance(size, int) and d.size < size:
+                self._add(
+                    _p(
+                        "segment_truncated",
+                        key,
+                        f"{d.size} bytes, the manifest says {size}",
+                        f"实际 {d.size} 字节，清单记录 {size} 字节",
+                        session=sid,
+                    )
+                )
+            else:
+                self._add(
+                    _p(
+                        "segment_altered",
+                        key,
+                        d.error or f"SHA-256 {d.sha256[:16]}… differs from the manifest's {digest[:16]}…",
+                        "SHA-256 与清单记录不符",
+                        session=sid,
+                    )
+                )
+        for n in media:
+            if n not in referenced:
+                self._add(
+                    _p(
+                        "segment_extra",
+                        n,
+                        "not named by an authentic entry of a claimed track inside the range",
+                        "未被声明轨道在该时间段内的真实条目引用",
+                        session=sid,
+                    )
+                )
+
+    def _clip_coverage(
+        self, sid: str, body: dict[str, Any], tracks: list[str], required: list[_Entry], authentic: dict[int, _Entry]
+    ) -> None:
+        lo, hi = body["from_ns"], body["to_ns"]
+        gaps: dict[str, list[tuple[int, int, _Entry]]] = {}
+        for e in authentic.values():
+            b = e.body
+            if e.kind != "gap" or not isinstance(b.get("start_ns"), int) or not isinstance(b.get("end_ns"), int):
+                continue
+            track = f"{b.get('source')}/{b.get('track')}"
+            if track in tracks and b["start_ns"] < hi and b["end_ns"] > lo:
+                gaps.setdefault(track, []).append((b["start_ns"], b["end_ns"], e))
+                self.clip_result.clip["gaps"].append(
+                    {
+                        "entry": e.name,
+                        "track": track,
+                        "reason": b.get("reason"),
+                        "start": _iso(b["start_ns"]),
+                        "end": _iso(b["end_ns"]),
+                    }
+                )
+                self._add(
+                    _p(
+                        "clip_gap_in_range",
+                        e.name,
+                        f"track {track} has a recorded gap ({b.get('reason')}) from {_iso(b['start_ns'])} to "
+                        f"{_iso(b['end_ns'])}",
+                        f"轨道 {track} 在 {_iso(b['start_ns'])} 至 {_iso(b['end_ns'])} 有已记录的间断"
+                        f"（{b.get('reason')}）",
+                        WARNING,
+                        sid,
+                    )
+                )
+        covered = True
+        for track in tracks:
+            spans = sorted(
+                (e.body["wall_first_ns"], e.body["wall_last_ns"])
+                for e in required
+                if f"{e.body.get('source')}/{e.body.get('track')}" == track
+            )
+            holes: list[tuple[int, int]] = []
+            cursor = lo
+            for first, last in spans:
+                if first > cursor + CLIP_SEAM_TOLERANCE_NS:
+                    holes.append((cursor, first))
+                cursor = max(cursor, last)
+            if cursor + CLIP_SEAM_TOLERANCE_NS < hi:
+                holes.append((cursor, hi))
+            track_gaps = sorted((s, t) for s, t, _ in gaps.get(track, []))
+            for start, end in holes:
+                if _covered_by(start, end, track_gaps):
+                    continue
+                covered = False
+                self._add(
+                    _p(
+                        "clip_range_not_covered",
+                        CLIP_NAME,
+                        f"track {track} has no media from {_iso(start)} to {_iso(end)} inside the claimed range "
+                        f"{_iso(lo)} – {_iso(hi)}, and no included gap entry accounts for it",
+                        f"轨道 {track} 在声明的时间段内 {_iso(start)} 至 {_iso(end)} 没有录像，且无间断记录说明",
+                        session=sid,
+                    )
+                )
+        self.clip_result.clip["covered"] = covered
+
+
+def _covered_by(start: int, end: int, spans: list[tuple[int, int]]) -> bool:
+    cursor = start
+    for s, t in spans:
+        if s > cursor + CLIP_SEAM_TOLERANCE_NS:
+            break
+        cursor = max(cursor, t)
+    return cursor + CLIP_SEAM_TOLERANCE_NS >= end
+
+
+def verify_clip_source(source: Source, **options: Any) -> Result:
+    return ClipVerifier(source, **options).verify()
+
+
+def _clip_human(result: Result) -> str:
+    if not isinstance(result, ClipResult) or not result.clip:
+        return ""
+    c = result.clip
+    lines = [
+        f"\n片段 Clip of session {c['session']}: {c['from']} – {c['to']} (UTC)\n",
+        f"  轨道 tracks: {', '.join(c['tracks'])}\n",
+        f"  条目 entries: {c['entries']}, 包含证明有效 inclusion proofs valid: {c['proofs_valid']} "
+        f"(tree size {c['tree_size']}, {c['checkpoint']})\n",
+        f"  时间段已覆盖 range covered: {'是 yes' if c['covered'] else '否 NO'}\n",
+    ]
+    for g in c["gaps"]:
+        lines.append(f"  间断 gap {g['track']} {g['start']} – {g['end']} ({g['reason']})\n")
+    return "".join(lines)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1880,6 +2488,7 @@ def format_human(result: Result, limit_per_code: int = 50) -> str:
             )
         if s.final_digest:
             w(f"  最终摘要 Final digest (compare with the paper form 与纸面签字核对): {s.final_digest}\n")
+    w(_clip_human(result))
     if result.problems:
         w("\n问题 Problems:\n")
         shown: dict[str, int] = {}

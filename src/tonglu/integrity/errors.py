@@ -65,3 +65,9 @@ class RecordNotFound(RecordDocumentError):
     """The session has no imported 笔录 yet (or no transcript to compare it with)."""
 
     status = 404
+class InvalidClipRange(IntegrityError):
+    """A clip's range cannot be parsed, is empty, or is not covered by the recording."""
+
+
+class ClipNotSigned(IntegrityError):
+    """Part of a clip's range is not yet covered by a signed checkpoint (the session is recording)."""

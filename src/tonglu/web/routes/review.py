@@ -7,6 +7,7 @@ working copy of a session.
     POST /api/sessions/{sid}/workcopy                               build the working copy now
     GET  /api/sessions/{sid}/workcopy.mp4 | workcopy.json           latest working copy / its sidecar
     GET  /api/sessions/{sid}/export.zip                             court export package (409 while recording)
+    POST /api/sessions/{sid}/clip                                   clip of a time range with its own proof (zip)
 
 The work (verification, ffmpeg, zipping) runs in worker threads (plain `def` routes). This module
 registers its rows of the RBAC matrix (`web.rbac.MATRIX`) itself, so the guard and the RBAC
@@ -23,9 +24,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
+from starlette.background import BackgroundTask
 
 from tonglu.integrity.errors import (
+    ClipNotSigned,
     IntegrityError,
+    InvalidClipRange,
     InvalidExplanation,
     SessionStillRecording,
     ToolError,
@@ -56,6 +60,7 @@ def _register_rules() -> None:
         ("GET", "/api/sessions/{}/workcopy.mp4"): rbac.roles(*READ, audit="download"),
         ("GET", "/api/sessions/{}/workcopy.json"): rbac.roles(*READ, audit="download"),
         ("GET", "/api/sessions/{}/export.zip"): rbac.roles(*EXPORT, audit="export"),
+        ("POST", "/api/sessions/{}/clip"): rbac.roles(*EXPORT, audit="clip_export"),
     }
     for key, rule in rules.items():
         rbac.MATRIX.setdefault(key, rule)
@@ -72,6 +77,18 @@ class ExplanationIn(BaseModel):
     approver: str = Field(min_length=1, max_length=200, description="批准人 who approved")
 
 
+class ClipIn(BaseModel):
+    from_: str = Field(
+        alias="from",
+        min_length=1,
+        max_length=64,
+        description="起点 start: ISO-8601 (no offset = Beijing time) or offset from the session start, 02:10:00",
+    )
+    to: str = Field(min_length=1, max_length=64, description="终点 end, same forms as `from`")
+    sources: list[str] | None = Field(None, description="信号源 sources (default: all), e.g. main, panorama")
+    media: bool = Field(True, description="include the playable MP4 per source")
+
+
 def _review(request: Request) -> Any:
     from tonglu.integrity.service import Review
 
@@ -83,7 +100,9 @@ def _errors(exc: IntegrityError) -> HTTPException:
         return HTTPException(404, detail=str(exc))
     if isinstance(exc, SessionStillRecording):
         return HTTPException(409, detail=str(exc))
-    if isinstance(exc, InvalidExplanation):
+    if isinstance(exc, ClipNotSigned):
+        return HTTPException(409, detail=str(exc))
+    if isinstance(exc, InvalidExplanation | InvalidClipRange):
         return HTTPException(422, detail=str(exc))
     if isinstance(exc, ToolError):
         return HTTPException(503, detail=str(exc))
@@ -234,8 +253,6 @@ def get_export(
         keys.safe_id(sid, "session id")
     except ValueError as exc:
         raise HTTPException(404, detail=f"会话不存在 unknown session: {exc}") from exc
-    from starlette.background import BackgroundTask
-
     from tonglu.web.downloads import exports_dir, remove_file, sweep
 
     sweep(exports_dir(review.settings.data_dir), review.settings.export_ttl_s)
@@ -249,4 +266,49 @@ def get_export(
     out.chmod(0o600)
     # built for this download only: deleted once sent (the package can be rebuilt at any time)
     return FileResponse(out, media_type="application/zip", filename=name,
+                        background=BackgroundTask(remove_file, out))
+
+
+@router.post("/api/sessions/{sid}/clip", response_model=None)
+def post_clip(
+    sid: str,
+    body: ClipIn,
+    request: Request,
+    principal: Annotated[Principal, Depends(require_roles(*EXPORT))],
+) -> FileResponse:
+    """片段导出 Clip of a time range with its own proof (zip): the whole master segments covering the
+    range, their manifest entries and RFC 9162 inclusion proofs, the signed checkpoint, the site key,
+    the gaps inside the range, a playable MP4 per source, README and the offline verifier.
+    422 for a bad or uncovered range, 409 while the range is not yet covered by a signed checkpoint."""
+    _scope(principal, sid)
+    from tonglu.evidence import keys
+    from tonglu.integrity.clip import export_clip, session_start_ns
+    from tonglu.integrity.clip_plan import parse_time
+    from tonglu.web.downloads import exports_dir, remove_file, sweep
+
+    review = _review(request)
+    try:
+        keys.safe_id(sid, "session id")
+        for source in body.sources or []:
+            keys.safe_id(source, "source")
+    except ValueError as exc:
+        raise HTTPException(422, detail=f"标识无效 bad id: {exc}") from exc
+    try:
+        start = session_start_ns(review, sid)
+        from_ns, to_ns = parse_time(body.from_, start), parse_time(body.to, start)
+        sweep(exports_dir(review.settings.data_dir), review.settings.export_ttl_s)
+        out_dir = exports_dir(review.settings.data_dir) / sid
+        out = out_dir / f"{sid}-clip-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{time.time_ns() % 10**6}.zip"
+        result = export_clip(
+            review, sid, from_ns, to_ns, out, sources=body.sources, by=principal.user, with_media=body.media
+        )
+    except IntegrityError as exc:
+        raise _errors(exc) from exc
+    audit = get_services(request).audit
+    if audit is not None:
+        detail = {k: v for k, v in result.to_json().items() if k in ("from", "to", "tracks", "checkpoint_digest")}
+        audit.record(principal, request, "clip_range", f"session:{sid}/clip", detail=detail)
+    out.chmod(0o600)
+    # built for this download only: deleted once sent (the clip can be cut again at any time)
+    return FileResponse(out, media_type="application/zip", filename=out.name,
                         background=BackgroundTask(remove_file, out))
