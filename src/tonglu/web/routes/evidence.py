@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tonglu.evidence.keys import safe_id
 from tonglu.evidence.manifest import ManifestEntry
 from tonglu.web.auth import Principal, require_roles
-from tonglu.web.rbac import OPERATE, READ_SESSION, require_session_access
+from tonglu.web.rbac import OPERATE, READ_SESSION, may_access_session, require_session_access
 
 router = APIRouter(tags=["evidence"])
 Operator = Annotated[Principal, Depends(require_roles(*OPERATE))]
@@ -263,7 +263,8 @@ def _session_summaries(request: Request) -> list[dict[str, Any]]:
         b = start.body
         out.append({
             "id": sid, "room": b.get("room"), "case_number": b.get("case_number"), "suspect": b.get("suspect"),
-            "interviewers": b.get("interviewers") or [], "participants": sorted(set(filter(None, people))),
+            "interviewers": b.get("interviewers") or [], "created_by": b.get("created_by"),
+            "participants": sorted(set(filter(None, people))),
             "started_ns": start.time_ns, "stopped_ns": stop.time_ns if stop else None,
             "state": "stopped" if stop else "recording",
             "gaps": sum(1 for e in entries if e.kind == "gap"),
@@ -316,7 +317,7 @@ Query200 = Annotated[str, Query(max_length=200)]
 
 
 @router.get("/api/search")
-def search(request: Request, _p: Annotated[Principal, Depends(require_roles(*READ_SESSION))],
+def search(request: Request, p: Annotated[Principal, Depends(require_roles(*READ_SESSION))],
            case: Query200 = "", room: Query200 = "", person: Query200 = "", date: Query200 = "",
            text: Query200 = "") -> dict[str, Any]:
     """Find sessions by case number, room, person (suspect, interviewer, remote participant),
@@ -326,4 +327,6 @@ def search(request: Request, _p: Annotated[Principal, Depends(require_roles(*REA
             datetime.strptime(date, "%Y-%m-%d")
         except ValueError as exc:
             raise HTTPException(status_code=422, detail=f"日期格式应为 YYYY-MM-DD (date {date!r})") from exc
-    return {"results": search_sessions(request, case=case, room=room, person=person, date=date, text=text)}
+    found = search_sessions(request, case=case, room=room, person=person, date=date, text=text)
+    # an interviewer finds only its own sessions (the others answer 404 anyway)
+    return {"results": [s for s in found if may_access_session(p, str(s["id"]), s)]}

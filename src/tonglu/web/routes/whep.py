@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse, Response
 
 from tonglu.recorder.errors import RecorderError
 from tonglu.web.auth import Principal, bearer_token, require_roles, resolve_principal
+from tonglu.web.rbac import require_session_access
 from tonglu.web.routes.sessions import get_recorder
 from tonglu.web.sdp_http import options_answer, patch_not_supported
 
@@ -58,10 +59,7 @@ _register_rules()
 
 
 def _scope(principal: Principal, sid: str) -> None:
-    if principal.session_scope is not None and principal.session_scope != sid:
-        raise HTTPException(
-            status_code=403, detail="邀请仅限于另一场讯问，无权访问本场 (invitation is bound to another session)"
-        )
+    require_session_access(principal, sid)  # 404 for another session's invitation (the guard checks too)
 
 
 def _audit(request: Request) -> Any:
