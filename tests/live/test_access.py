@@ -48,6 +48,11 @@ def test_only_admin_supervisor_and_the_sessions_own_people_may_watch(
         assert r.status_code == 404 and "不存在" in r.json()["detail"]
         r = post(c, path, offers["recvonly"], srv.auth("interviewer"))
         assert r.status_code == 404 and "不存在" in r.json()["detail"]
+        # the session's own participant only once it has joined (the room then lists it)
+        own = {"Authorization": f"Bearer {own_token}"}
+        r = post(c, path, offers["recvonly"], own)
+        assert r.status_code == 403 and r.json()["error"] == "NotJoined"
+        assert c.post(f"/api/sessions/{sid}/participants", headers=own).status_code == 201
         # the session's own participant, a supervisor and an admin may
         created = []
         for headers in ({"Authorization": f"Bearer {own_token}"}, srv.auth("supervisor"), srv.auth("admin")):

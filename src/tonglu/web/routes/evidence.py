@@ -12,6 +12,7 @@ import time
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+import anyio.from_thread
 import anyio.to_thread
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -242,7 +243,27 @@ def revoke_invitation(request: Request, sid: str, inv_id: str, p: Operator) -> d
         raise HTTPException(
             status_code=404, detail=f"本场没有此邀请 (no invitation {inv_id!r} in session {sid})"
         )
-    return accounts.revoke_invitation(inv_id, _by(p)).to_json(accounts.clock())
+    revoked = accounts.revoke_invitation(inv_id, _by(p))
+    out: dict[str, Any] = revoked.to_json(accounts.clock())
+    out["cut_off"] = _cut_off(request, sid, inv.source, _by(p))
+    return out
+
+
+def _cut_off(request: Request, sid: str, source: str, by: str) -> dict[str, Any] | None:
+    """The revoked participant's media ends now: its WHIP token, its peer, its live viewers (on the
+    recorder that owns the session). The revocation itself stands even if the recorder cannot be reached:
+    the participant's credentials no longer resolve, and its token is refused at the next publish."""
+    from tonglu.web.routes.sessions import get_recorder
+
+    try:
+        rec = get_recorder(request)
+        result: dict[str, Any] = anyio.from_thread.run(rec.cut_off_participant, sid, source, "invitation_revoked", by)
+        return result
+    except Exception as exc:
+        import logging
+
+        logging.getLogger(__name__).exception("cannot cut off %s/%s after revocation", sid, source)
+        return {"error": f"录像服务未能立即断开 (recorder could not cut off the participant: {type(exc).__name__})"}
 
 
 # -- search ------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import asyncio
 import logging
 from typing import Annotated, Any
 
+import anyio.from_thread
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -60,6 +61,31 @@ _register_rules()
 
 def _scope(principal: Principal, sid: str) -> None:
     require_session_access(principal, sid)  # 404 for another session's invitation (the guard checks too)
+
+
+def invitation_expiry(request: Request, principal: Principal) -> int | None:
+    """When a participant's invitation expires (blocking: call from a thread)."""
+    inv_id = principal.extra.get("invitation")
+    accounts = request.app.state.services.accounts
+    if not inv_id or accounts is None:
+        return None
+    try:
+        return int(accounts.get_invitation(inv_id).expires_ns)
+    except Exception:  # the guard resolved it a moment ago; a vanished one ends at once
+        return 0
+
+
+def end_user_viewers(request: Request, username: str, reason: str) -> int:
+    """A sync route's hook (account disabled, role changed): end `username`'s live viewers on every
+    recorder now. Failures are logged: the account change itself stands."""
+    services = request.app.state.services
+    if services.recorder is None:
+        return 0
+    try:
+        return int(anyio.from_thread.run(services.recorder.end_viewers, username, reason))
+    except Exception:
+        log.exception("cannot end the live viewers of %s (%s)", username, reason)
+        return 0
 
 
 def _audit(request: Request) -> Any:
@@ -138,12 +164,16 @@ async def whep_post(sid: str, source: str, request: Request, principal: Watcher)
         offer = body.decode("utf-8")
     except UnicodeDecodeError:
         return _error(400, "SDP 不是 UTF-8 文本 (offer is not UTF-8 text)")
-    viewer = {
+    viewer: dict[str, Any] = {
         "user": principal.user,
         "role": principal.role,
         "name": principal.display_name or principal.user,
         "address": request.client.host if request.client else "-",
     }
+    if principal.role == "participant":
+        # the recorder lets a participant watch only once its source has joined, until its invitation ends
+        viewer["participant_source"] = principal.extra.get("source")
+        viewer["expires_ns"] = await asyncio.to_thread(invitation_expiry, request, principal)
     audit = _audit(request)
     obj = f"/whep/{sid}/{source}"
     try:
@@ -166,7 +196,8 @@ async def whep_post(sid: str, source: str, request: Request, principal: Watcher)
             "watch_start",
             obj,
             "ok",
-            {"session": sid, "source": source, "viewer": result["viewer_id"]},
+            {"session": sid, "source": source, "viewer": result["viewer_id"], "name": viewer["name"],
+             "role": principal.role},
         )
     return Response(
         content=result["sdp"],
