@@ -165,6 +165,7 @@ class Guard:
             scope.setdefault("state", {})["principal"] = principal
         session_id = session_id_from(params)
         refusal: tuple[int, str] | None = None
+        detail_extra: dict[str, str] = {}
         # TOKEN routes (WHIP) check their own per-source Bearer token: any Bearer token passes here.
         token_route = rule.kind == TOKEN and principal is None and bearer_token(request) is not None
         if principal is not None and session_id is not None and await self._owner_refuses(request, principal,
@@ -172,6 +173,7 @@ class Guard:
             # ownership first: an interviewer reaches its own sessions, an invitation its one session;
             # any other session answers like one that does not exist, whatever the route (no oracle)
             refusal = (404, no_session_detail(session_id))
+            detail_extra = {"refused": "not_this_sessions_people"}  # in the trail: denied, not a miss
         elif not token_route and not rule.allows(principal):
             refusal = (401, "未登录或令牌无效 (missing or invalid credentials)") if principal is None else (
                 403, f"角色 {principal.role} 无权访问 (role not allowed)")
@@ -185,8 +187,9 @@ class Guard:
             if audit is None:
                 return True
             try:
-                await audit.arecord(principal, request, rule.audit, scope["path"], outcome_for(status),
-                                    {**detail, "status": status})
+                outcome = "denied" if detail_extra else outcome_for(status)
+                await audit.arecord(principal, request, rule.audit, scope["path"], outcome,
+                                    {**detail, **detail_extra, "status": status})
             except Exception:
                 log.exception("audit trail unavailable; refusing %s %s", scope["method"], scope["path"])
                 return False

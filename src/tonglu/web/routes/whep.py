@@ -8,11 +8,15 @@ PATCH   /whep/{session}/{source}/{viewer}     405: no trickle ICE / ICE restart 
 GET     /api/sessions/{session}/monitoring    who watches live and which remote participants are
                                               connected (for the capture page: Bearer source token)
 
-Who may watch (Bearer token or page cookie): admin and supervisor any recording session; a
-remote participant only the session its invitation is bound to. Interviewers, reviewers,
-auditors and anonymous callers may not (401/403). Every start and stop is in the audit trail
-(`watch_start` / `watch_stop`, with the viewer id), besides the guard's `stream` record of every
-attempt. Media is relayed as received (see `recorder.whep`).
+Who may watch (Bearer token or page cookie): admins and supervisors any recording session; an
+interviewer the sessions it created or is listed on; a remote participant only the session its
+invitation is bound to, and only after it has joined. Reviewers, auditors and anonymous callers
+may not (403/401); a session the caller is not bound to answers 404, as one that does not exist.
+Nobody watches covertly: every viewer is listed on the room screen by name and role. Every start
+and stop is in the audit trail (`watch_start` / `watch_stop`, with the viewer id, name and role),
+besides the guard's `stream` record of every attempt. A viewer ends when its invitation is revoked
+or expires, or its account is disabled (`end_user_viewers`). Media is relayed as received (see
+`recorder.whep`).
 """
 
 from __future__ import annotations
@@ -33,8 +37,8 @@ from tonglu.web.sdp_http import options_answer, patch_not_supported
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["whep"])
-# Interviewers watch their room's cameras as previews in the console; that is not monitoring
-# (`monitored` counts admins and supervisors only).
+# Interviewers watch their own session's cameras as previews in the console: the room lists them
+# like every other viewer.
 WATCHERS = ("admin", "interviewer", "supervisor", "participant")
 MONITOR_READERS = ("admin", "interviewer", "supervisor", "reviewer", "participant")
 MAX_OFFER_BYTES = 64 * 1024
