@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import update
 
 from tests.live.conftest import FAST_HASHER, LiveServer
@@ -144,6 +145,7 @@ def test_revoking_an_invitation_cuts_its_peer_viewer_and_token(live_server: Live
     assert [d["reason"] for d in stops] == ["invitation_revoked"]
 
 
+@pytest.mark.slow
 def test_revocation_cuts_off_through_a_recorder_worker(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     with cluster(settings, 1) as (server, _handle):

@@ -44,8 +44,8 @@ def offers() -> list[str]:
         loop.close()
 
 
-def attack(base: str, sid: str, attacker: dict[str, str], supervisor: dict[str, str], offers: list[str]
-           ) -> dict[str, Any]:
+def attack(base: str, sid: str, attacker: dict[str, str], supervisor: dict[str, str], offers: list[str],
+           rounds: int = 2) -> dict[str, Any]:
     seen: dict[str, Any] = {"rounds": []}
     url = f"/whep/{sid}/main"
 
@@ -53,7 +53,7 @@ def attack(base: str, sid: str, attacker: dict[str, str], supervisor: dict[str, 
         return c.post(url, content=sdp, headers={**headers, "Content-Type": "application/sdp"})
 
     with httpx.Client(base_url=base, timeout=30) as c:
-        for _round in range(2):  # repeatable: a second burst right after the first fails the same way
+        for _round in range(rounds):  # repeatable: a second burst right after the first fails the same way
             t_last = time.monotonic()
             codes = []
             for sdp in offers[:BURST]:
@@ -88,6 +88,7 @@ def check(seen: dict[str, Any]) -> None:
     assert "未连接" in seen["reason"] and "5 s" in seen["reason"]
 
 
+@pytest.mark.slow
 def test_never_connecting_viewers_cannot_starve_the_supervisor(live_server: LiveServer, offers: list[str]) -> None:
     srv = live_server
     s = srv.create_session()  # interviewers 李四, 王五
@@ -96,6 +97,7 @@ def test_never_connecting_viewers_cannot_starve_the_supervisor(live_server: Live
     check(attack(srv.url, s["id"], attacker, srv.auth("supervisor"), offers))
 
 
+@pytest.mark.slow
 def test_never_connecting_viewers_through_a_recorder_worker(tmp_path: Path, offers: list[str]) -> None:
     settings = make_settings(tmp_path)
     with cluster(settings, 1) as (server, _handle):
@@ -105,7 +107,7 @@ def test_never_connecting_viewers_through_a_recorder_worker(tmp_path: Path, offe
         attacker = {"Authorization": f"Bearer {accounts.issue_api_token('li4', 't')[1]}"}
         supervisor = {"Authorization": f"Bearer {accounts.issue_api_token('zhao', 't')[1]}"}
         s = server.create_session()
-        seen = run(asyncio.to_thread(attack, server.url, s["id"], attacker, supervisor, offers))
+        seen = run(asyncio.to_thread(attack, server.url, s["id"], attacker, supervisor, offers, 1))
         with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {ADMIN}"}) as c:
             assert c.post(f"/api/sessions/{s['id']}/stop").status_code == 200
     check(seen)
