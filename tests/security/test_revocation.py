@@ -226,6 +226,11 @@ def test_disabling_an_account_cuts_its_live_viewers(live_server: LiveServer) -> 
             before = viewer.received["video"].decoded
             await asyncio.sleep(1.0)
             seen["stopped"] = viewer.received["video"].decoded == before
+            # a role change ends what the old role was watching too
+            async with httpx.AsyncClient(base_url=srv.url, headers=staff, timeout=30) as c:
+                r = await c.patch("/api/users/admin", json={"role": "reviewer"})
+            assert r.status_code == 200 and r.json()["role"] == "reviewer"
+            seen["role_cut_s"] = await until(lambda: session_status(srv.url, sid, staff)["viewers"] == [], CUT_OFF_S)
         finally:
             await viewer.close()
             await admin.close()
@@ -235,4 +240,4 @@ def test_disabling_an_account_cuts_its_live_viewers(live_server: LiveServer) -> 
     print(f"account-disable cut-off after {seen['cut_s']:.3f} s")
     assert seen["cut_s"] <= CUT_OFF_S and seen["stopped"]
     stops = [(u, d["reason"]) for a, u, _o, d in srv.audit_actions() if a == "watch_stop"]
-    assert ("supervisor", "account_disabled") in stops
+    assert ("supervisor", "account_disabled") in stops and ("admin", "role_changed") in stops
