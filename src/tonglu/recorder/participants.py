@@ -78,6 +78,7 @@ async def join(rec: Any, sid: str, source: str, name: str, role: str, expires_ns
     token: str = await asyncio.to_thread(rec.store.add_source_token, sid, source, expires_ns, "invitation_expired")
     if expires_ns is not None:
         rec.deadlines[(sid, source)] = (expires_ns, "invitation_expired")
+        rec._ensure_ticker()  # the tick that checks deadlines runs even before any media arrives
     present = fold(facts.participant_entries).get(source, {}).get("present", False)
     if not present:
         await rec.ctx.append_async(sid, "participant", joined_body(source, name, role, time.time_ns()))
