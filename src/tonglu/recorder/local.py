@@ -278,6 +278,11 @@ class LocalRecorder:
             if old is not None:
                 await self._end_peer(live, old, "peer_disconnect", "对端被新连接取代 replaced by a new WHIP offer")
             peer = await self._new_peer(live, source, offer)
+            try:  # cut off while it was negotiating (an invitation revoked that very moment)?
+                await asyncio.to_thread(self.store.check_token, sid, source, token)
+            except RecorderError:
+                await self._discard(peer)
+                raise
             live.peers[source] = peer
         log.info("peer %s publishes %s/%s (%s)", peer.id, sid, source, ",".join(summary.kinds))
         return {"peer_id": peer.id, "sdp": peer.answer, "etag": peer.etag}

@@ -337,6 +337,12 @@ class WhepHub:
                 ) from exc
             raise OfferMalformed(f"SDP 无法协商 (offer could not be negotiated: {exc})") from exc
         self.viewers[v.id] = v
+        if own_source is not None and role == "participant":
+            # cut off while it was negotiating (the invitation revoked, or the participant left)?
+            limit = await asyncio.to_thread(self.rec.store.source_limit, sid, own_source)
+            if limit is not None and limit[0] <= time.time_ns():
+                await self._end(v, limit[1])
+                raise NotJoined(f"远程参与人已不在本场 (participant is no longer in the session: {limit[1]})")
         spawn(self._connect_watchdog(v))
         log.info("viewer %s (%s %s) watches %s/%s (%s)", v.id, v.role, v.user, sid, source, codec)
         return {"viewer_id": v.id, "sdp": munge_answer(pc.localDescription.sdp), "etag": v.etag}
