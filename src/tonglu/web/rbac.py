@@ -187,6 +187,8 @@ def session_id_from(path_params: dict[str, str]) -> str | None:
 # - admin, supervisor, reviewer, auditor: every session. Accounts have no unit (department) yet, so
 #   supervisors oversee the whole site; when units exist, supervisors are to be bound by unit here.
 #   Reviewers and auditors work across sessions by office and cannot act on a live session.
+# - the room: its computer holds the session's source tokens, valid for that session only (WHIP,
+#   capture status); no user account is bound to a room, so a room grants no person access.
 # Everyone else gets the same 404 as for a session that does not exist: no existence oracle.
 SITE_WIDE = ("admin", "supervisor", "reviewer", "auditor")
 
