@@ -427,6 +427,8 @@ def test_room_screen_shows_monitoring_and_remote_participants(
     peers_loop.run(viewer.wait_frames("video", 5))
     b.wait_for("return !document.getElementById('monitored').hidden", timeout=15, what="being monitored")
     assert "正在被监看" in b.js("return document.getElementById('monitored').textContent")
+    # who watches, by name and role (nobody watches covertly)
+    assert "supervisor 测试 (监督 supervisor)" in b.js("return document.getElementById('monitored').textContent")
     b.screenshot("01-monitored")
     assert peers_loop.run(viewer.delete()) == 200
     peers_loop.run(viewer.close())

@@ -103,13 +103,15 @@ def test_capture_view_reads_viewers_and_participants_in_the_shapes_the_status_ma
         {"viewer_id": "v2", "name": "x", "role": "admin", "state": "closed"},
         {"viewer_id": "v3", "name": "刘律师", "role": "participant", "state": "connected"},
     ]
-    assert capture_view({"viewers": viewers}, 0)["viewers"] == 1
+    assert capture_view({"viewers": viewers}, 0)["viewers"] == 2
     assert capture_view({"viewers": viewers}, 0)["monitored"] is True
-    # a remote participant's two-way view is not monitoring
-    assert capture_view({"viewers": viewers[2:]}, 0)["monitored"] is False
-    # the recorder's own verdict wins
-    assert capture_view({"viewers": viewers[2:], "monitored": True}, 0)["monitored"] is True
-    assert capture_view({"viewers": viewers, "monitored": False}, 0)["monitored"] is False
+    # every viewer shows by name and role, a remote participant's two-way view too (nobody covert)
+    assert capture_view({"viewers": viewers[2:]}, 0)["monitored"] is True
+    assert [(w["name"], w["role"]) for w in capture_view({"viewers": viewers}, 0)["watchers"]] == [
+        ("监督员", "supervisor"), ("刘律师", "participant")]
+    # the recorder may say so without a list; it can never hide a listed viewer
+    assert capture_view({"viewers": [], "monitored": True}, 0)["monitored"] is True
+    assert capture_view({"viewers": viewers, "monitored": False}, 0)["monitored"] is True
     assert capture_view({"viewers": 3}, 0)["viewers"] == 3
     assert capture_view({"viewers": []}, 0)["monitored"] is False
     remote = [

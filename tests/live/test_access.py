@@ -28,7 +28,7 @@ def post(c: httpx.Client, path: str, sdp: str, headers: dict[str, str] | None = 
     return c.post(path, content=sdp, headers={"Content-Type": "application/sdp", **(headers or {})})
 
 
-def test_only_admin_supervisor_and_the_sessions_own_participant_may_watch(
+def test_only_admin_supervisor_and_the_sessions_own_people_may_watch(
     live_server: LiveServer, offers: dict[str, str]
 ) -> None:
     srv = live_server
@@ -43,12 +43,19 @@ def test_only_admin_supervisor_and_the_sessions_own_participant_may_watch(
         for role in ("reviewer", "auditor"):
             r = post(c, path, offers["recvonly"], srv.auth(role))
             assert r.status_code == 403, (role, r.status_code, r.text)
+        # another session's participant, and an interviewer not on this session: as if it did not exist
         r = post(c, path, offers["recvonly"], {"Authorization": f"Bearer {foreign_token}"})
-        assert r.status_code == 403 and "另一场" in r.json()["detail"]
+        assert r.status_code == 404 and "不存在" in r.json()["detail"]
+        r = post(c, path, offers["recvonly"], srv.auth("interviewer"))
+        assert r.status_code == 404 and "不存在" in r.json()["detail"]
+        # the session's own participant only once it has joined (the room then lists it)
+        own = {"Authorization": f"Bearer {own_token}"}
+        r = post(c, path, offers["recvonly"], own)
+        assert r.status_code == 403 and r.json()["error"] == "NotJoined"
+        assert c.post(f"/api/sessions/{sid}/participants", headers=own).status_code == 201
         # the session's own participant, a supervisor and an admin may
         created = []
-        for headers in ({"Authorization": f"Bearer {own_token}"}, srv.auth("supervisor"), srv.auth("admin"),
-                        srv.auth("interviewer")):
+        for headers in ({"Authorization": f"Bearer {own_token}"}, srv.auth("supervisor"), srv.auth("admin")):
             r = post(c, path, offers["recvonly"], headers)
             assert r.status_code == 201, r.text
             assert r.headers["content-type"].startswith("application/sdp")
@@ -56,7 +63,7 @@ def test_only_admin_supervisor_and_the_sessions_own_participant_may_watch(
             assert "goog-remb" not in r.text and "abs-send-time" not in r.text
             created.append((r.headers["location"], headers))
         st = srv.status(sid)
-        assert sorted(v["role"] for v in st["viewers"]) == ["admin", "interviewer", "participant", "supervisor"]
+        assert sorted(v["role"] for v in st["viewers"]) == ["admin", "participant", "supervisor"]
         # a participant cannot end someone else's viewer; each can end its own
         loc_sup = created[1][0]
         assert c.delete(loc_sup, headers=created[0][1]).status_code == 404
@@ -67,7 +74,7 @@ def test_only_admin_supervisor_and_the_sessions_own_participant_may_watch(
         assert srv.status(sid)["viewers"] == []
         # a participant may not read another session's monitoring either
         r = c.get(f"/api/sessions/{other}/monitoring", headers={"Authorization": f"Bearer {own_token}"})
-        assert r.status_code == 403
+        assert r.status_code == 404
 
 
 def test_bad_whep_requests_get_precise_answers(live_server: LiveServer, offers: dict[str, str]) -> None:

@@ -36,9 +36,9 @@ def test_remote_participant_is_recorded_as_its_own_source_and_watches_the_room(l
         await room_pub.start()
         await room_pub.wait_connected()
         r = await call(srv, "POST", f"/api/sessions/{other}/participants", as_participant)
-        assert r.status_code == 403
+        assert r.status_code == 404  # another session: as if it did not exist
         r = await call(srv, "POST", f"/api/sessions/{sid}/participants", srv.auth("interviewer"))
-        assert r.status_code == 403
+        assert r.status_code == 404  # an interviewer not on this session
         r = await call(srv, "POST", f"/api/sessions/{sid}/participants", as_participant)
         assert r.status_code == 201, r.text
         joined = r.json()
@@ -94,9 +94,10 @@ def test_remote_participant_is_recorded_as_its_own_source_and_watches_the_room(l
     assert remote[source]["connected"] is True and remote[source]["present"] is True
     assert st["sources"][source]["connected"] is True and st["sources"][source]["kind"] == "remote"
     assert [(v["role"], v["source"]) for v in st["viewers"]] == [("participant", "main")]
-    assert st["monitored"] is False  # a participant watching is not monitoring
+    assert st["monitored"] is True  # every viewer shows in the room, a participant too
     assert seen["capture"]["participants"] == [{"name": "陈律师", "role": "lawyer"}]
-    assert seen["capture"]["monitored"] is False
+    assert seen["capture"]["monitored"] is True
+    assert [(w["name"], w["role"]) for w in seen["capture"]["watchers"]] == [("陈律师", "participant")]
     after = {p["source"]: p for p in seen["after_leave"]["remote_participants"]}
     assert after[source]["present"] is False and after[source]["connected"] is False
     assert seen["viewers_after_stop"] == []
@@ -121,4 +122,4 @@ def test_remote_participant_is_recorded_as_its_own_source_and_watches_the_room(l
     assert any(a == "participant_join" and o == "ok" for a, _u, o, _d in actions)
     assert any(a == "participant_leave" and o == "ok" for a, _u, o, _d in actions)
     stops = [d for a, _u, _o, d in actions if a == "watch_stop"]
-    assert [d["reason"] for d in stops] == ["session_stopped"]
+    assert [d["reason"] for d in stops] == ["participant_left"]  # leaving ends its viewing too

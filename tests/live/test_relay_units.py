@@ -176,11 +176,13 @@ def test_participant_entries_fold() -> None:
     assert is_remote_source("remote-ab12") and not is_remote_source("main") and not is_remote_source("remote-../x")
 
 
-def test_monitoring_counts_staff_not_participants() -> None:
+def test_monitoring_lists_every_viewer_by_name_and_role() -> None:
     viewers = [
         {"name": "张主任", "role": "supervisor", "source": "main", "since_ns": 1},
         {"name": "陈律师", "role": "participant", "source": "main", "since_ns": 2},
     ]
     m = monitoring_summary("s1", "recording", viewers, [])
-    assert m["monitored"] and m["viewers"] == 2 and [x["name"] for x in m["monitors"]] == ["张主任"]
-    assert not monitoring_summary("s1", "recording", viewers[1:], [])["monitored"]
+    assert m["monitored"] and m["viewers"] == 2
+    assert [(x["name"], x["role"]) for x in m["monitors"]] == [("张主任", "supervisor"), ("陈律师", "participant")]
+    assert monitoring_summary("s1", "recording", viewers[1:], [])["monitored"]  # nobody covert
+    assert not monitoring_summary("s1", "recording", [], [])["monitored"]

@@ -1,5 +1,6 @@
 """Security tests: the web area's fixtures (real app, one user per role) plus the app on a real
-uvicorn server built with `tonglu up`'s own settings (`web.server.uvicorn_config`)."""
+uvicorn server built with `tonglu up`'s own settings (`web.server.uvicorn_config`), and the live
+server with an in-process recorder (tests/live); worker processes come from tests/recorder/workerfix."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from tests.browser.conftest import chromium  # noqa: F401  (fixture)
+from tests.live.conftest import live_server  # noqa: F401  (fixture)
 from tests.web.conftest import app, client, services, staff, web_settings  # noqa: F401  (fixtures)
 from tonglu.config import Settings
 from tonglu.web.server import uvicorn_config

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import itertools
 import time
+from pathlib import Path
 from typing import Any
 
+import pytest
 import schemathesis
 from fastapi import FastAPI
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
 
+from tests.conftest import SeaweedServer
 from tests.web.conftest import ADMIN_TOKEN, Staff, start_session
+from tonglu.config import Settings
 from tonglu.web.services import Services
 
 SID = "s-fuzz-1"
@@ -54,7 +58,14 @@ def _fuzz(op: Any, headers: dict[str, str], counts: dict[str, int], failures: li
     call()
 
 
-def test_no_route_answers_5xx(app: FastAPI, services: Services, staff: Staff) -> None:
+@pytest.fixture
+def web_settings(tmp_path: Path, seaweed: SeaweedServer) -> Settings:
+    """The fuzzed app has a real object store (legal holds, clips and exports need one)."""
+    return seaweed.settings(tmp_path / "data", env={"TONGLU_ADMIN_TOKEN": ADMIN_TOKEN})
+
+
+def test_no_route_answers_5xx(app: FastAPI, services: Services, staff: Staff, seaweed: SeaweedServer) -> None:
+    services.store = seaweed.object_store(services.settings)
     start_session(services, SID)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     failures: list[str] = []

@@ -91,7 +91,7 @@ def start_session(services: Services, sid: str, **extra: Any) -> str:
             "main": {"kind": "camera", "label": "近景 close-up"},
             "panorama": {"kind": "camera", "label": "全景 panorama"},
         },
-        "created_by": "tests",
+        "created_by": "interviewer",  # the `staff` interviewer: its own session (rbac.may_access_session)
         "recorder_version": "test",
     }
     body.update(extra)

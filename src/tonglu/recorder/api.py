@@ -38,8 +38,17 @@ class RecorderAPI(Protocol):
     async def check_source_token(self, sid: str, source: str, token: str | None) -> None:
         """Raise the recorder's 401/403/404 errors unless `token` publishes `source`."""
 
-    async def join_participant(self, sid: str, source: str, name: str, role: str) -> str:
-        """Adds `source` (remote-<id>) to the running session; returns its WHIP token."""
+    async def join_participant(
+        self, sid: str, source: str, name: str, role: str, expires_ns: int | None = None
+    ) -> str:
+        """Adds `source` (remote-<id>) to the running session; returns its WHIP token (valid until
+        `expires_ns`, the invitation's expiry)."""
+
+    async def cut_off_participant(self, sid: str, source: str, reason: str, by: str) -> dict[str, Any]:
+        """An invitation revoked or expired: its source token, peer and viewers end now."""
+
+    async def end_viewers(self, user: str, reason: str) -> int:
+        """A disabled account or changed role: that user's live viewers end; returns how many."""
 
     async def leave_participant(self, sid: str, source: str, by: str) -> None: ...
 

@@ -83,6 +83,18 @@ class TooManyViewers(RecorderError):
     status = 429
 
 
+class TokenRevoked(RecorderError):
+    """The source token was revoked (invitation revoked) or ran out (invitation expired)."""
+
+    status = 403
+
+
+class NotJoined(RecorderError):
+    """A remote participant watches only after joining the session (so the room lists it)."""
+
+    status = 403
+
+
 class WorkerUnavailable(RecorderError):
     """The recorder worker that owns the session cannot be reached."""
 
@@ -108,5 +120,7 @@ ERRORS: dict[str, type[RecorderError]] = {
         WorkerUnavailable,
         ViewerNotFound,
         TooManyViewers,
+        TokenRevoked,
+        NotJoined,
     )
 }

@@ -84,6 +84,8 @@ class LocalRecorder:
         self.store = store or SessionStore(ledger, settings.db_url)
         self.owns = owns or (lambda sid: True)
         self.live: dict[str, LiveSession] = {}
+        # (session, remote source) -> (not_after_ns, reason): a participant's invitation expiry
+        self.deadlines: dict[tuple[str, str], tuple[int, str]] = {}
         self._ticker: asyncio.Task[None] | None = None
         self._loading: dict[str, asyncio.Future[LiveSession]] = {}
         self.loop_lag_ms: list[float] = []
@@ -136,6 +138,8 @@ class LocalRecorder:
                 del self.loop_lag_ms[:5000]
             expected = loop.time() + TICK_S
             now = time.time_ns()
+            self.whep.tick(now)
+            participants.check_deadlines(self, now)
             for live in list(self.live.values()):
                 for peer in list(live.peers.values()):
                     if not peer.closed:
@@ -251,6 +255,9 @@ class LocalRecorder:
         await asyncio.to_thread(self.store.check_token, sid, source, token)
         if facts.stop is not None:
             raise SessionStopped(f"会话已结束 (session {sid} was stopped)")
+        limit = await asyncio.to_thread(self.store.source_limit, sid, source)
+        if limit is not None:  # e.g. a participant that joined before this process started
+            self.deadlines[(sid, source)] = limit
         summary = check_offer(offer)
         live = await self._load(sid)
         async with live.lock:
@@ -266,6 +273,11 @@ class LocalRecorder:
             if old is not None:
                 await self._end_peer(live, old, "peer_disconnect", "对端被新连接取代 replaced by a new WHIP offer")
             peer = await self._new_peer(live, source, offer)
+            try:  # cut off while it was negotiating (an invitation revoked that very moment)?
+                await asyncio.to_thread(self.store.check_token, sid, source, token)
+            except RecorderError:
+                await self._discard(peer)
+                raise
             live.peers[source] = peer
         log.info("peer %s publishes %s/%s (%s)", peer.id, sid, source, ",".join(summary.kinds))
         return {"peer_id": peer.id, "sdp": peer.answer, "etag": peer.etag}
@@ -482,8 +494,16 @@ class LocalRecorder:
         await asyncio.to_thread(self.store.facts, sid)  # unknown session: 404
         await asyncio.to_thread(self.store.check_token, sid, source, token)
 
-    async def join_participant(self, sid: str, source: str, name: str, role: str) -> str:
-        return await participants.join(self, sid, source, name, role)
+    async def join_participant(self, sid: str, source: str, name: str, role: str, expires_ns: int | None = None) -> str:
+        return await participants.join(self, sid, source, name, role, expires_ns)
+
+    async def cut_off_participant(self, sid: str, source: str, reason: str, by: str) -> dict[str, Any]:
+        """An invitation revoked (or expired): token, peer and viewers of its source end now."""
+        return await participants.cut_off(self, sid, source, reason, by)
+
+    async def end_viewers(self, user: str, reason: str) -> int:
+        """A disabled account (or a changed role): its live viewers on every session end now."""
+        return await self.whep.end_viewers(None, reason, user=user)
 
     async def leave_participant(self, sid: str, source: str, by: str) -> None:
         await participants.leave(self, sid, source, by)

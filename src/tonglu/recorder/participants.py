@@ -65,19 +65,60 @@ def left_body(source: str, name: str, role: str, time_ns: int) -> dict[str, Any]
 
 
 # -- operations on a LocalRecorder (I/O: store, ledger, peers) --------------------------------------
-async def join(rec: Any, sid: str, source: str, name: str, role: str) -> str:
-    """Add (or re-open) `source` on a running session; returns its new WHIP token."""
+async def join(rec: Any, sid: str, source: str, name: str, role: str, expires_ns: int | None = None) -> str:
+    """Add (or re-open) `source` on a running session; returns its new WHIP token. With
+    `expires_ns` (the invitation's expiry) the token stops working then, and the participant's
+    peer and viewers are cut off (see `check_deadlines`)."""
 
     if not is_remote_source(source):
         raise BadRequest(f"远程信号源名称无效 (remote source must be remote-<id>, got {source!r})")
     facts = await asyncio.to_thread(rec.store.facts, sid)
     if facts.stop is not None:
         raise SessionStopped(f"会话已结束 (session {sid} was stopped)")
-    token: str = await asyncio.to_thread(rec.store.add_source_token, sid, source)
+    token: str = await asyncio.to_thread(rec.store.add_source_token, sid, source, expires_ns, "invitation_expired")
+    if expires_ns is not None:
+        rec.deadlines[(sid, source)] = (expires_ns, "invitation_expired")
+        rec._ensure_ticker()  # the tick that checks deadlines runs even before any media arrives
     present = fold(facts.participant_entries).get(source, {}).get("present", False)
     if not present:
         await rec.ctx.append_async(sid, "participant", joined_body(source, name, role, time.time_ns()))
     return token
+
+
+async def cut_off(rec: Any, sid: str, source: str, reason: str, by: str) -> dict[str, Any]:
+    """What let a participant in has ended (`reason`: invitation_revoked / invitation_expired):
+    its source token stops working now, its peer and its viewers end, and if it was present a
+    `left` entry says why its source is silent from now on. Idempotent."""
+    now = time.time_ns()
+    rec.deadlines.pop((sid, source), None)
+    await asyncio.to_thread(rec.store.limit_source, sid, source, now, reason)
+    viewers = await rec.whep.end_viewers(sid, reason, participant_source=source)
+    peer_ended = False
+    live = rec.live.get(sid)
+    peer = live.peers.get(source) if live is not None else None
+    if live is not None and peer is not None and not peer.closed:
+        await rec._end_peer(live, peer, None, "")
+        peer_ended = True
+    facts = await asyncio.to_thread(rec.store.facts, sid)
+    p = fold(facts.participant_entries).get(source)
+    left = False
+    if p is not None and p["present"] and facts.stop is None:
+        body = left_body(source, p["name"], p["role"], time.time_ns())
+        body.update(by=by, reason=reason)
+        await rec.ctx.append_async(sid, "participant", body)
+        left = True
+    return {"session": sid, "source": source, "reason": reason, "viewers_ended": viewers,
+            "peer_ended": peer_ended, "left": left}
+
+
+def check_deadlines(rec: Any, now_ns: int) -> None:
+    """Every recorder tick: cut off participants whose invitation ran out."""
+    from tonglu.recorder.context import spawn
+
+    for (sid, source), (not_after, reason) in list(rec.deadlines.items()):
+        if now_ns >= not_after:
+            rec.deadlines.pop((sid, source), None)
+            spawn(cut_off(rec, sid, source, reason, "system"))
 
 
 async def leave(rec: Any, sid: str, source: str, by: str) -> None:
@@ -90,6 +131,10 @@ async def leave(rec: Any, sid: str, source: str, by: str) -> None:
         raise SourceNotFound(f"没有在场的远程参与人 {source} (no remote participant {source!r} present)")
     if facts.stop is not None:
         raise SessionStopped(f"会话已结束 (session {sid} was stopped)")
+    # until it joins again (a new token), its token publishes nothing and it watches nothing
+    await asyncio.to_thread(rec.store.limit_source, sid, source, time.time_ns(), "participant_left")
+    rec.deadlines.pop((sid, source), None)
+    await rec.whep.end_viewers(sid, "participant_left", participant_source=source)
     live = rec.live.get(sid)
     if live is not None:
         peer = live.peers.get(source)

@@ -40,6 +40,8 @@ FORWARDED: frozenset[str] = frozenset(
         "check_source_token",
         "join_participant",
         "leave_participant",
+        "cut_off_participant",
+        "end_viewers",
     }
 )
 # how long one call may take: a stop seals every open segment and signs the final checkpoint
@@ -182,8 +184,16 @@ class HttpRecorder:
     async def check_source_token(self, sid: str, source: str, token: str | None) -> None:
         await self.call("check_source_token", sid=sid, source=source, token=token)
 
-    async def join_participant(self, sid: str, source: str, name: str, role: str) -> str:
-        return await self.call("join_participant", sid=sid, source=source, name=name, role=role)
+    async def join_participant(self, sid: str, source: str, name: str, role: str, expires_ns: int | None = None) -> str:
+        return await self.call(
+            "join_participant", sid=sid, source=source, name=name, role=role, expires_ns=expires_ns
+        )
+
+    async def cut_off_participant(self, sid: str, source: str, reason: str, by: str) -> dict[str, Any]:
+        return await self.call("cut_off_participant", sid=sid, source=source, reason=reason, by=by)
+
+    async def end_viewers(self, user: str, reason: str) -> int:
+        return await self.call("end_viewers", user=user, reason=reason)
 
     async def leave_participant(self, sid: str, source: str, by: str) -> None:
         await self.call("leave_participant", sid=sid, source=source, by=by)

@@ -50,7 +50,8 @@ class RecorderRouter:
     async def stop(self, sid: str, stopped_by: str, reason: str = "") -> dict[str, Any]:
         return await self.backend(sid).stop(sid, stopped_by, reason)
 
-    # -- live viewing (WHEP) and remote participants: on the session's owner
+    # -- live viewing (WHEP) and remote participants: on the recorder that owns the session, in this
+    # process (LocalRecorder) or a worker (HttpRecorder, forwarded over the internal API)
     async def watch(
         self, sid: str, source: str, offer: str, viewer: dict[str, str], on_end: Any = None
     ) -> dict[str, Any]:
@@ -67,9 +68,23 @@ class RecorderRouter:
     async def check_source_token(self, sid: str, source: str, token: str | None) -> None:
         await self.backend(sid).check_source_token(sid, source, token)
 
-    async def join_participant(self, sid: str, source: str, name: str, role: str) -> str:
-        """Adds `source` (remote-<id>) to the running session; returns its WHIP token."""
-        return await self.backend(sid).join_participant(sid, source, name, role)
+    async def join_participant(
+        self, sid: str, source: str, name: str, role: str, expires_ns: int | None = None
+    ) -> str:
+        """Adds `source` (remote-<id>) to the running session; returns its WHIP token (which stops
+        working at `expires_ns`, the invitation's expiry, when the participant is cut off)."""
+        return await self.backend(sid).join_participant(sid, source, name, role, expires_ns)
+
+    async def cut_off_participant(self, sid: str, source: str, reason: str, by: str) -> dict[str, Any]:
+        """An invitation revoked: its source token, peer and viewers end now (on the owning recorder)."""
+        return await self.backend(sid).cut_off_participant(sid, source, reason, by)
+
+    async def end_viewers(self, user: str, reason: str) -> int:
+        """A disabled account: its live viewers end on every recorder."""
+        ended = 0
+        for b in self.backends:
+            ended += int(await b.end_viewers(user, reason))
+        return ended
 
     async def leave_participant(self, sid: str, source: str, by: str) -> None:
         await self.backend(sid).leave_participant(sid, source, by)

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, select
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, select
 from sqlalchemy.engine import Engine
 
 from tonglu.evidence import keys
@@ -24,7 +24,14 @@ from tonglu.evidence.ledger import Ledger
 from tonglu.evidence.manifest import ManifestEntry
 from tonglu.evidence.retention import valid_category_name
 from tonglu.recorder import participants
-from tonglu.recorder.errors import BadRequest, SessionNotFound, SourceNotFound, TokenInvalid, TokenMissing
+from tonglu.recorder.errors import (
+    BadRequest,
+    SessionNotFound,
+    SourceNotFound,
+    TokenInvalid,
+    TokenMissing,
+    TokenRevoked,
+)
 
 RECORDER_VERSION = "tonglu-recorder/0.1"
 DEFAULT_SOURCES = {
@@ -40,6 +47,23 @@ tokens_table = Table(
     Column("token_sha256", String(64), nullable=False),
     Column("created_ns", Integer, nullable=False),
 )
+
+
+# A source whose token stops working at `not_after_ns` (a remote participant's invitation expiry,
+# or the moment it was revoked), with the reason WHIP answers.
+limits_table = Table(
+    "recorder_source_limits",
+    _metadata,
+    Column("session_id", String(128), primary_key=True),
+    Column("source", String(128), primary_key=True),
+    Column("not_after_ns", BigInteger, nullable=False),
+    Column("reason", String(64), nullable=False),
+)
+LIMIT_REASONS = {
+    "invitation_revoked": "邀请已撤销 (invitation revoked)",
+    "invitation_expired": "邀请已过期 (invitation expired)",
+    "participant_left": "远程参与人已退出 (the participant left; join again)",
+}
 
 
 def _hash(token: str) -> str:
@@ -217,14 +241,46 @@ class SessionStore:
             raise SourceNotFound(f"会话 {sid} 没有信号源 {source} (session has no source {source!r})")
         if not hmac.compare_digest(row[0], _hash(token)):
             raise TokenInvalid(f"信号源令牌错误 (wrong token for source {source!r})")
+        limit = self.source_limit(sid, source)
+        if limit is not None and time.time_ns() >= limit[0]:
+            why = LIMIT_REASONS.get(limit[1], limit[1])
+            raise TokenRevoked(f"信号源令牌已失效: {why} (source token of {source!r} no longer valid)")
 
-    def add_source_token(self, sid: str, source: str) -> str:
+    def source_limit(self, sid: str, source: str) -> tuple[int, str] | None:
+        """(not_after_ns, reason) when `source`'s token stops working at some time, else None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(limits_table.c.not_after_ns, limits_table.c.reason).where(
+                    limits_table.c.session_id == sid, limits_table.c.source == source
+                )
+            ).first()
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    def limit_source(self, sid: str, source: str, not_after_ns: int, reason: str) -> None:
+        """The token of `source` stops working at `not_after_ns` (an earlier limit is kept)."""
+        old = self.source_limit(sid, source)
+        if old is not None and old[0] <= not_after_ns:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(limits_table.delete().where(limits_table.c.session_id == sid, limits_table.c.source == source))
+            conn.execute(limits_table.insert().values(session_id=sid, source=source, not_after_ns=not_after_ns,
+                                                      reason=reason[:64]))
+
+    def add_source_token(self, sid: str, source: str, not_after_ns: int | None = None, reason: str = "") -> str:
         """Issue a (new) WHIP token for a source added during the session (a remote participant);
-        a previous token of that source stops working."""
+        a previous token of that source stops working. With `not_after_ns`, the new token stops
+        working then (`reason`: a key of LIMIT_REASONS); a revoked source gets no new token."""
         keys.safe_id(source, "source")
         token = secrets.token_urlsafe(24)
         now = time.time_ns()
+        limit = self.source_limit(sid, source)
+        if limit is not None and limit[1] == "invitation_revoked":
+            raise TokenRevoked(f"信号源已被撤销: {LIMIT_REASONS[limit[1]]} (source {source!r} was revoked)")
         with self.engine.begin() as conn:
+            conn.execute(limits_table.delete().where(limits_table.c.session_id == sid, limits_table.c.source == source))
+            if not_after_ns is not None:
+                conn.execute(limits_table.insert().values(session_id=sid, source=source, not_after_ns=not_after_ns,
+                                                          reason=reason[:64] or "invitation_expired"))
             conn.execute(tokens_table.delete().where(tokens_table.c.session_id == sid, tokens_table.c.source == source))
             conn.execute(
                 tokens_table.insert().values(session_id=sid, source=source, token_sha256=_hash(token), created_ns=now)

@@ -13,7 +13,14 @@ decoded or re-encoded, so a viewer receives the publisher's bitstream as the rec
 - Viewers end on DELETE, on connection failure, if they never connect, or when the session stops;
   `on_end` (given by the web layer, for the audit trail) is called exactly once per viewer.
 - Limits: `MAX_VIEWERS_PER_SESSION` viewers per session (every viewer costs the recorder's core
-  SRTP and RTP packetization of its streams).
+  SRTP and RTP packetization of its streams), shared out by `admit` (see there): slots per
+  principal, pending (not yet connected) slots expire after `CONNECT_TIMEOUT_S`, and slots kept for
+  admins and supervisors, so that nobody can starve the room's supervision.
+- Nobody watches covertly: every viewer, whatever its role, is listed on the room's screen by name
+  and role (`monitoring_summary`, the capture page's status). A remote participant watches only
+  after it has joined the session (so the room lists it among the participants too).
+- A viewer ends when what let it in ends: its invitation revoked or expired, its account disabled
+  (`end_viewers`, called by the web layer), or at `expires_ns` (checked every recorder tick).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from tonglu.recorder.aiortc.internals import negotiated_codecs, on_keyframe_request
 from tonglu.recorder.context import spawn
 from tonglu.recorder.errors import (
+    NotJoined,
     OfferMalformed,
     OfferNoMedia,
     OfferUnsupportedCodec,
@@ -49,7 +57,11 @@ from tonglu.recorder.sdp import MediaSection, munge_answer, parse_offer
 log = logging.getLogger(__name__)
 
 MAX_VIEWERS_PER_SESSION = 16
-CONNECT_TIMEOUT_S = 20.0
+MONITOR_ROLES = ("admin", "supervisor")
+RESERVED_FOR_MONITORS = 4  # slots of a session only admins and supervisors may take
+MAX_PER_PRINCIPAL = 4  # viewers of one principal in one session (both cameras, a reload, ...)
+MAX_PENDING_PER_PRINCIPAL = 2  # of those, not yet connected
+CONNECT_TIMEOUT_S = 5.0  # a viewer not connected by then ends, and frees its slot
 VIDEO_CODECS = ("vp8", "h264")
 _STEP = {"video": 3000, "audio": 960}  # one frame at 30 fps / one 20 ms Opus packet
 
@@ -163,6 +175,13 @@ class Viewer:
     closed: bool = False
     subs: list[tuple[TrackTap, Subscriber]] = field(default_factory=list)
     on_end: OnEnd | None = None
+    participant_source: str | None = None  # a remote participant's own source (remote-<id>)
+    expires_ns: int | None = None  # what let it in ends then (an invitation's expiry)
+    connected_ns: int | None = None
+
+    def pending(self, now_ns: int) -> bool:
+        """Holding a slot without media yet (and for at most CONNECT_TIMEOUT_S)."""
+        return self.connected_ns is None and now_ns - self.since_ns < CONNECT_TIMEOUT_S * 1e9
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -174,8 +193,47 @@ class Viewer:
             "since_ns": self.since_ns,
             "state": self.state,
             "codec": self.codec,
+            "participant_source": self.participant_source,
             "tracks": {sub.kind: sub.stats() for _tap, sub in self.subs},
         }
+
+
+# -- who gets a viewer slot (pure) -------------------------------------------------------------------
+@dataclass(frozen=True)
+class Admission:
+    ok: bool
+    evict: str | None = None  # a viewer id to end first (a pending viewer making room for a monitor)
+    reason: str = ""
+
+
+def admit(viewers: list[Viewer], user: str, role: str, now_ns: int) -> Admission:
+    """May `user` (`role`) open one more viewer on a session that has `viewers`?
+
+    - one principal holds at most MAX_PER_PRINCIPAL viewers, MAX_PENDING_PER_PRINCIPAL of them
+      not yet connected; a pending viewer stops counting after CONNECT_TIMEOUT_S (and is ended);
+    - RESERVED_FOR_MONITORS of the session's MAX_VIEWERS_PER_SESSION slots are only for admins and
+      supervisors; when the session is full, an admin or supervisor takes the slot of the oldest
+      pending viewer, so never-connecting requests cannot keep supervision out.
+    """
+    live = [v for v in viewers if not v.closed and (v.connected_ns is not None or v.pending(now_ns))]
+    mine = [v for v in live if v.user == user]
+    if len(mine) >= MAX_PER_PRINCIPAL:
+        return Admission(False, reason=f"每人最多 {MAX_PER_PRINCIPAL} 路观看 (at most {MAX_PER_PRINCIPAL} viewers "
+                                       f"per person in a session; DELETE one first)")
+    if sum(1 for v in mine if v.pending(now_ns)) >= MAX_PENDING_PER_PRINCIPAL:
+        return Admission(False, reason=f"未连接的观看请求过多 (at most {MAX_PENDING_PER_PRINCIPAL} viewers per person "
+                                       f"still connecting; they expire after {CONNECT_TIMEOUT_S:.0f} s)")
+    monitor = role in MONITOR_ROLES
+    others = [v for v in live if v.role not in MONITOR_ROLES]
+    if not monitor and len(others) >= MAX_VIEWERS_PER_SESSION - RESERVED_FOR_MONITORS:
+        return Admission(False, reason=f"观看人数已达上限 (session has {len(others)} live viewers; the remaining "
+                                       f"{RESERVED_FOR_MONITORS} are kept for supervisors)")
+    if len(live) < MAX_VIEWERS_PER_SESSION:
+        return Admission(True)
+    pending = sorted((v for v in live if v.pending(now_ns) and v.user != user), key=lambda v: v.since_ns)
+    if monitor and pending:
+        return Admission(True, evict=pending[0].id)
+    return Admission(False, reason=f"观看人数已达上限 (session already has {MAX_VIEWERS_PER_SESSION} live viewers)")
 
 
 class WhepHub:
@@ -198,12 +256,29 @@ class WhepHub:
             raise SourceNotFound(f"会话 {sid} 没有信号源 {source} (session has no source {source!r})")
         if facts.stop is not None:
             raise SessionStopped(f"会话已结束，无法监看 (session {sid} was stopped: nothing to watch live)")
+        role = str(viewer.get("role", "-"))
+        own_source = viewer.get("participant_source") or None
+        if role == "participant":
+            from tonglu.recorder.participants import fold
+
+            present = fold(facts.participant_entries).get(own_source or "", {}).get("present", False)
+            if not own_source or not present:
+                raise NotJoined("远程参与人须先加入本场才能观看 (a remote participant must join the session "
+                                "before watching: POST /api/sessions/{id}/participants)")
+        expires_ns = viewer.get("expires_ns")
+        now = time.time_ns()
+        if isinstance(expires_ns, int) and expires_ns <= now:
+            raise NotJoined("邀请已过期 (invitation expired)")
         wanted = check_whep_offer(offer)
         live = await self.rec._load(sid)
         if live.stopping:
             raise SessionStopped(f"会话正在结束 (session {sid} is being stopped)")
-        if len(self.session_viewers(sid)) >= MAX_VIEWERS_PER_SESSION:
-            raise TooManyViewers(f"观看人数已达上限 (session {sid} already has {MAX_VIEWERS_PER_SESSION} live viewers)")
+        user = str(viewer.get("user", "-"))
+        admission = admit(self.session_viewers(sid), user, role, now)
+        if not admission.ok:
+            raise TooManyViewers(admission.reason)
+        if admission.evict is not None and admission.evict in self.viewers:
+            await self._end(self.viewers[admission.evict], "slot_taken_by_monitor")
         codec = self._codec_for(live, facts, sid, source, wanted) if wanted.video else None
         from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
@@ -211,13 +286,15 @@ class WhepHub:
         v = Viewer(
             session=sid,
             source=source,
-            user=viewer.get("user", "-"),
-            role=viewer.get("role", "-"),
-            name=viewer.get("name", ""),
-            address=viewer.get("address", "-"),
+            user=user,
+            role=role,
+            name=str(viewer.get("name", "")),
+            address=str(viewer.get("address", "-")),
             pc=pc,
             codec=codec,
             on_end=on_end,
+            participant_source=own_source if role == "participant" else None,
+            expires_ns=expires_ns if isinstance(expires_ns, int) else None,
         )
         for kind in wanted.kinds:
             tap = self.rec.relay.track(sid, source, kind, kind)
@@ -237,6 +314,8 @@ class WhepHub:
             v.state = pc.connectionState
             if pc.connectionState == "connected":
                 now = time.time_ns()
+                if v.connected_ns is None:
+                    v.connected_ns = now
                 for tap, sub in v.subs:
                     if not v.closed and sub not in tap.subscribers:
                         tap.subscribe(sub, now)
@@ -259,6 +338,12 @@ class WhepHub:
                 ) from exc
             raise OfferMalformed(f"SDP 无法协商 (offer could not be negotiated: {exc})") from exc
         self.viewers[v.id] = v
+        if own_source is not None and role == "participant":
+            # cut off while it was negotiating (the invitation revoked, or the participant left)?
+            limit = await asyncio.to_thread(self.rec.store.source_limit, sid, own_source)
+            if limit is not None and limit[0] <= time.time_ns():
+                await self._end(v, limit[1])
+                raise NotJoined(f"远程参与人已不在本场 (participant is no longer in the session: {limit[1]})")
         spawn(self._connect_watchdog(v))
         log.info("viewer %s (%s %s) watches %s/%s (%s)", v.id, v.role, v.user, sid, source, codec)
         return {"viewer_id": v.id, "sdp": munge_answer(pc.localDescription.sdp), "etag": v.etag}
@@ -315,6 +400,26 @@ class WhepHub:
                 log.exception("viewer end hook failed")
         return info
 
+    async def end_viewers(self, sid: str | None, reason: str, *, user: str | None = None,
+                          participant_source: str | None = None) -> int:
+        """End the viewers of `user` (any session when `sid` is None) or of a participant's source."""
+        ended = 0
+        for v in list(self.viewers.values()):
+            if v.closed or (sid is not None and v.session != sid):
+                continue
+            if (user is not None and v.user == user) or (
+                participant_source is not None and v.participant_source == participant_source
+            ):
+                await self._end(v, reason)
+                ended += 1
+        return ended
+
+    def tick(self, now_ns: int) -> None:
+        """Every recorder tick: end viewers whose invitation ran out (the watchdog ends the pending)."""
+        for v in list(self.viewers.values()):
+            if not v.closed and v.expires_ns is not None and now_ns >= v.expires_ns:
+                spawn(self._end(v, "invitation_expired"))
+
     async def end_session(self, sid: str) -> None:
         for v in self.session_viewers(sid):
             await self._end(v, "session_stopped")
@@ -326,9 +431,10 @@ class WhepHub:
 
 
 def is_monitor(viewer: dict[str, Any]) -> bool:
-    """Staff watching live (admin, supervisor): the room is told it is being monitored. The
-    session's own interviewers (console previews) and participants are not monitoring."""
-    return viewer.get("role") in ("admin", "supervisor")
+    """Anyone watching live, whatever the role (admin, supervisor, the session's interviewers'
+    console previews, remote participants): the room is told, with each viewer's name and role.
+    Nobody watches covertly."""
+    return viewer.get("state") != "closed"
 
 
 def monitoring_summary(

@@ -2,8 +2,10 @@
 
 For each HTTP request it finds the route, looks up its rule in `web.rbac.MATRIX` and
 1. refuses bodies larger than the rule allows (413, before the route reads them);
-2. refuses callers the rule does not admit (401 anonymous, 403 wrong role or another session's
-   invitation; HTML page requests without a login are redirected to `/login`);
+2. refuses callers the rule does not admit (401 anonymous, 403 wrong role; HTML page requests
+   without a login are redirected to `/login`), and callers bound to some sessions (interviewers,
+   invitations) that reach another session: 404, exactly as for a session that does not exist
+   (`rbac.may_access_session`), on every route with a session id in its path, new ones included;
 3. audits every call of a route whose rule names an audit action, with its outcome, *before*
    the response leaves: if the audit trail cannot be written, evidence is not served (503), and
    no change is made (writability is checked before a POST/PATCH/DELETE runs).
@@ -25,11 +27,51 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tonglu.web.auth import Principal, bearer_token, resolve_principal
 from tonglu.web.deps import get_services
-from tonglu.web.rbac import PUBLIC, TOKEN, Rule, public, rule_for, session_id_from
+from tonglu.web.rbac import (
+    PUBLIC,
+    TOKEN,
+    Rule,
+    may_access_session,
+    no_session_detail,
+    public,
+    rule_for,
+    session_bound,
+    session_id_from,
+)
 from tonglu.web.routeindex import RouteIndex
+from tonglu.web.services import Services
 
 log = logging.getLogger(__name__)
 PUBLIC_MOUNTS = ("/static",)
+
+
+_START_CACHE_MAX = 4096
+
+
+def session_start_body(services: Services, session_id: str) -> dict[str, Any] | None:
+    """The ownership facts of a session (`created_by`, `interviewers` of its `session_start`), or
+    None for no such session. `session_start` never changes, so it is cached per process (blocking:
+    call from a thread)."""
+    from tonglu.evidence.keys import safe_id
+
+    cache = services.session_owners
+    hit = cache.get(session_id)
+    if hit is not None:
+        return hit
+    try:
+        safe_id(session_id, "session id")
+        if not services.ledger.has(session_id):
+            return None
+        entries = services.ledger.entries(session_id)
+    except Exception:  # an invalid id or an unreadable session: not one this caller may reach
+        return None
+    if not entries or entries[0].kind != "session_start":
+        return None
+    body = {k: entries[0].body.get(k) for k in ("created_by", "interviewers", "room")}
+    if len(cache) >= _START_CACHE_MAX:
+        cache.clear()
+    cache[session_id] = body
+    return body
 
 
 def outcome_for(status: int) -> str:
@@ -67,6 +109,22 @@ class Guard:
         method = "GET" if scope["method"] == "HEAD" else scope["method"]
         return info.path, rule_for(method, info.path), params
 
+    @staticmethod
+    async def _owner_refuses(request: Request, principal: Principal, session_id: str) -> bool:
+        """True when `principal` is bound to some sessions and `session_id` is not one of them."""
+        if not session_bound(principal):
+            return False
+        start = await anyio.to_thread.run_sync(session_start_body, get_services(request), session_id)
+        return not may_access_session(principal, session_id, start)
+
+    async def _foreign(self, request: Request, params: dict[str, Any]) -> Principal | None:
+        """For a route without a rule: the caller, when it reaches a session it is not bound to."""
+        session_id = session_id_from(params)
+        principal = await anyio.to_thread.run_sync(resolve_principal, request)
+        if principal is None or session_id is None:
+            return None
+        return principal if await self._owner_refuses(request, principal, session_id) else None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -80,6 +138,10 @@ class Guard:
             if key not in self._warned:
                 self._warned.add(key)
                 log.warning("route %s has no RBAC rule in web/rbac.py", key)
+            # even without a rule, a session id in the path is bound to the session's people
+            if session_id_from(params) is not None and await self._foreign(Request(scope), params) is not None:
+                await _send_json(send, 404, no_session_detail(str(session_id_from(params))))
+                return
             await self.app(scope, receive, send)
             return
 
@@ -104,14 +166,18 @@ class Guard:
             scope.setdefault("state", {})["principal"] = principal
         session_id = session_id_from(params)
         refusal: tuple[int, str] | None = None
+        detail_extra: dict[str, str] = {}
         # TOKEN routes (WHIP) check their own per-source Bearer token: any Bearer token passes here.
         token_route = rule.kind == TOKEN and principal is None and bearer_token(request) is not None
-        if not token_route and not rule.allows(principal):
+        if principal is not None and session_id is not None and await self._owner_refuses(request, principal,
+                                                                                           session_id):
+            # ownership first: an interviewer reaches its own sessions, an invitation its one session;
+            # any other session answers like one that does not exist, whatever the route (no oracle)
+            refusal = (404, no_session_detail(session_id))
+            detail_extra = {"refused": "not_this_sessions_people"}  # in the trail: denied, not a miss
+        elif not token_route and not rule.allows(principal):
             refusal = (401, "未登录或令牌无效 (missing or invalid credentials)") if principal is None else (
                 403, f"角色 {principal.role} 无权访问 (role not allowed)")
-        elif principal is not None and principal.session_scope is not None and rule.kind != PUBLIC:
-            if rule.scoped and session_id != principal.session_scope:
-                refusal = (403, "邀请仅限于另一场讯问，无权访问本场 (invitation is bound to another session)")
 
         action = rule.audit
         audit = get_services(request).audit if action else None
@@ -123,8 +189,9 @@ class Guard:
             if audit is None or action is None:
                 return True
             try:
-                await audit.arecord(principal, request, action, scope["path"], outcome_for(status),
-                                    {**detail, "status": status})
+                outcome = "denied" if detail_extra else outcome_for(status)
+                await audit.arecord(principal, request, action, scope["path"], outcome,
+                                    {**detail, **detail_extra, "status": status})
             except Exception:
                 log.exception("audit trail unavailable; refusing %s %s", scope["method"], scope["path"])
                 return False

@@ -51,6 +51,9 @@ class Rule:
             return True
         return principal.role in self.roles
 
+    def allows_role(self, role: str) -> bool:
+        return self.kind == PUBLIC or (self.kind == ROLES_KIND and role in self.roles)
+
 
 def roles(*names: str, scoped: bool = False, audit: str | None = None, max_body: int = 64 * KB) -> Rule:
     for n in names:
@@ -191,13 +194,55 @@ def session_id_from(path_params: dict[str, str]) -> str | None:
     return None
 
 
+# -- session ownership ---------------------------------------------------------------------------
+# Who may act on one session (every route with a session id in its path; the guard enforces it):
+# - a participant: only the session its invitation is bound to;
+# - an interviewer: only sessions it created or is listed on as an interviewer (`session_start`'s
+#   "interviewers" names, matched against the user name or the display name; display names are set
+#   by admins only, never by the user);
+# - admin, supervisor, reviewer, auditor: every session. Accounts have no unit (department) yet, so
+#   supervisors oversee the whole site; when units exist, supervisors are to be bound by unit here.
+#   Reviewers and auditors work across sessions by office and cannot act on a live session.
+# - the room: its computer holds the session's source tokens, valid for that session only (WHIP,
+#   capture status); no user account is bound to a room, so a room grants no person access.
+# Everyone else gets the same 404 as for a session that does not exist: no existence oracle.
+SITE_WIDE = ("admin", "supervisor", "reviewer", "auditor")
+
+
+def no_session(session_id: str) -> HTTPException:
+    return HTTPException(status_code=404, detail=no_session_detail(session_id))
+
+
+def no_session_detail(session_id: str) -> str:
+    return f"讯问记录不存在 (no session {session_id[:80]!r})"
+
+
+def session_bound(principal: Principal) -> bool:
+    """True when `principal` may only reach some sessions (its own): interviewers, participants."""
+    return principal.session_scope is not None or principal.role not in SITE_WIDE
+
+
+def may_access_session(principal: Principal, session_id: str, start_body: dict[str, object] | None) -> bool:
+    """The ownership rule above. `start_body` is the session's `session_start` body (None: unknown
+    session, which only site-wide roles pass, so the route answers its own 404)."""
+    if principal.session_scope is not None:
+        return principal.session_scope == session_id and start_body is not None
+    if principal.role in SITE_WIDE:
+        return True
+    if start_body is None:
+        return False
+    if start_body.get("created_by") == principal.user:
+        return True
+    listed = start_body.get("interviewers")
+    names = {n.strip() for n in listed if isinstance(n, str) and n.strip()} if isinstance(listed, list) else set()
+    return principal.user in names or (bool(principal.display_name) and principal.display_name in names)
+
+
 def require_session_access(principal: Principal, session_id: str) -> None:
-    """Refuse a session-scoped principal (an invitation) that reaches another session."""
+    """Refuse a session-scoped principal (an invitation) that reaches another session (404, as for
+    a session that does not exist). Staff ownership is checked by the guard with the ledger."""
     if principal.session_scope is not None and principal.session_scope != session_id:
-        raise HTTPException(
-            status_code=403,
-            detail="邀请仅限于另一场讯问，无权访问本场 (invitation is bound to another session)",
-        )
+        raise no_session(session_id)
 
 
 def unruled_routes(app: object) -> list[str]:

@@ -9,8 +9,8 @@ service, evidence reader) are attached by `tonglu.app` before the web app starts
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
@@ -46,6 +46,9 @@ class Services:
     reader: EvidenceReader | None = None
     recorder: RecorderAPI | None = None
     transcripts: TranscriptService | None = None
+    # ownership facts (created_by, interviewers, room) of each session's `session_start`, which never
+    # changes: read once per process by the guard (web/guard.py)
+    session_owners: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def local(cls, settings: Settings) -> Services:

@@ -298,6 +298,8 @@ def create_user(request: Request, body: NewUser, p: Admin) -> dict[str, Any]:
 
 @router.patch("/api/users/{username}")
 def patch_user(request: Request, username: str, body: UserPatch, p: Admin) -> dict[str, Any]:
+    from tonglu.web.routes.whep import end_user_viewers  # live viewing ends with the account / role
+
     services = get_services(request)
     accounts = services.accounts
     before = accounts.get_user(username)
@@ -309,10 +311,13 @@ def patch_user(request: Request, username: str, body: UserPatch, p: Admin) -> di
                                   {"from": before.role, "to": body.role})
             raise
         services.audit.record(p, request, "role_change", f"user:{username}", "ok", {"from": old, "to": new})
+        end_user_viewers(request, username, "role_changed")  # what it watched under the old role ends
     if body.disabled is not None and body.disabled != before.disabled:
         accounts.set_disabled(username, body.disabled)
         action = "user_disable" if body.disabled else "user_enable"
         services.audit.record(p, request, action, f"user:{username}")
+        if body.disabled:
+            end_user_viewers(request, username, "account_disabled")  # live viewing ends with the account
     if body.display_name is not None:
         accounts.set_display_name(username, body.display_name)
     return _user_json(accounts.get_user(username))

@@ -13,8 +13,9 @@ source token as `Authorization: Bearer`.
 The status endpoint exists because a source token is not a user: `GET /api/sessions/{id}` is for
 staff roles. A source token holder (the room computer) gets only what the room screen needs:
 state, start time (the running duration is counted from the session's start, not the page's),
-case number and room, which sources the recorder sees connected, whether someone watches live
-and which remote participants are connected. No suspect name, tokens, peer ids or gap details.
+case number and room, which sources the recorder sees connected, who watches live (every viewer
+of any role, by name and role: nobody watches covertly) and which remote participants are
+connected. No suspect name, tokens, peer ids or gap details.
 """
 
 from __future__ import annotations
@@ -47,10 +48,34 @@ _register_rules()
 
 
 # -- pure mapping: full recorder status -> what the room screen may show ---------------------------
+ROLE_LABELS = {
+    "admin": "管理员 admin",
+    "supervisor": "监督 supervisor",
+    "interviewer": "讯问人员 interviewer",
+    "participant": "远程参与人 participant",
+}
+
+
 def _is_monitor(viewer: Any) -> bool:
-    """Staff watching live. A remote participant's two-way view is not monitoring: it is listed
-    among the participants instead (same rule as `recorder.whep.is_monitor`)."""
-    return not (isinstance(viewer, dict) and (viewer.get("role") == "participant" or viewer.get("state") == "closed"))
+    """Anyone watching live, whatever the role: nobody watches the room covertly (same rule as
+    `recorder.whep.is_monitor`)."""
+    return not (isinstance(viewer, dict) and viewer.get("state") == "closed")
+
+
+def _watchers(status: dict[str, Any]) -> list[dict[str, str]]:
+    """Who watches, by name and role (what the room screen lists under 正在被监看)."""
+    viewers = status.get("viewers")
+    if isinstance(viewers, dict):
+        viewers = list(viewers.values())
+    if not isinstance(viewers, list):
+        return []
+    out = []
+    for v in viewers:
+        if isinstance(v, dict) and _is_monitor(v):
+            role = str(v.get("role", ""))
+            out.append({"name": str(v.get("name") or v.get("user") or ""), "role": role,
+                        "role_label": ROLE_LABELS.get(role, role), "source": str(v.get("source", ""))})
+    return out
 
 
 def _monitor_count(status: dict[str, Any]) -> int:
@@ -64,8 +89,8 @@ def _monitor_count(status: dict[str, Any]) -> int:
     else:
         count = 0
     monitored = status.get("monitored")
-    if isinstance(monitored, bool):  # the recorder's own verdict wins
-        return max(count, 1) if monitored else 0
+    if monitored is True:  # the recorder may say so without a list; it never hides a listed viewer
+        return max(count, 1)
     return count
 
 
@@ -109,10 +134,10 @@ def capture_view(status: dict[str, Any], now_ns: int) -> dict[str, Any]:
         "stopped_ns": status.get("stopped_ns"),
         "now_ns": now_ns,
         "sources": sources,
-        # the recorder says whether staff (admin/supervisor) watch; remote participants watching
-        # the room are listed as participants, not as monitoring
-        "monitored": bool(status.get("monitored", viewers > 0)),
+        # every viewer, of any role, is shown by name and role: nobody watches covertly
+        "monitored": bool(status.get("monitored", viewers > 0)) or viewers > 0,
         "viewers": viewers,
+        "watchers": _watchers(status),
         "participants": _participants(status),
         "poll_s": STATUS_POLL_S,
     }

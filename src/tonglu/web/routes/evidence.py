@@ -12,6 +12,7 @@ import time
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+import anyio.from_thread
 import anyio.to_thread
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,7 +21,7 @@ from tonglu.evidence.keys import safe_id
 from tonglu.evidence.manifest import ManifestEntry
 from tonglu.web.auth import Principal, require_roles
 from tonglu.web.deps import get_services
-from tonglu.web.rbac import OPERATE, READ_SESSION, require_session_access
+from tonglu.web.rbac import OPERATE, READ_SESSION, may_access_session, require_session_access
 
 router = APIRouter(tags=["evidence"])
 Operator = Annotated[Principal, Depends(require_roles(*OPERATE))]
@@ -245,7 +246,27 @@ def revoke_invitation(request: Request, sid: str, inv_id: str, p: Operator) -> d
         raise HTTPException(
             status_code=404, detail=f"本场没有此邀请 (no invitation {inv_id!r} in session {sid})"
         )
-    return accounts.revoke_invitation(inv_id, _by(p)).to_json(accounts.clock())
+    revoked = accounts.revoke_invitation(inv_id, _by(p))
+    out: dict[str, Any] = revoked.to_json(accounts.clock())
+    out["cut_off"] = _cut_off(request, sid, inv.source, _by(p))
+    return out
+
+
+def _cut_off(request: Request, sid: str, source: str, by: str) -> dict[str, Any] | None:
+    """The revoked participant's media ends now: its WHIP token, its peer, its live viewers (on the
+    recorder that owns the session). The revocation itself stands even if the recorder cannot be reached:
+    the participant's credentials no longer resolve, and its token is refused at the next publish."""
+    from tonglu.web.deps import get_recorder
+
+    try:
+        rec = get_recorder(request)
+        result: dict[str, Any] = anyio.from_thread.run(rec.cut_off_participant, sid, source, "invitation_revoked", by)
+        return result
+    except Exception as exc:
+        import logging
+
+        logging.getLogger(__name__).exception("cannot cut off %s/%s after revocation", sid, source)
+        return {"error": f"录像服务未能立即断开 (recorder could not cut off the participant: {type(exc).__name__})"}
 
 
 # -- search ------------------------------------------------------------------------------------
@@ -266,7 +287,8 @@ def _session_summaries(request: Request) -> list[dict[str, Any]]:
         b = start.body
         out.append({
             "id": sid, "room": b.get("room"), "case_number": b.get("case_number"), "suspect": b.get("suspect"),
-            "interviewers": b.get("interviewers") or [], "participants": sorted(set(filter(None, people))),
+            "interviewers": b.get("interviewers") or [], "created_by": b.get("created_by"),
+            "participants": sorted(set(filter(None, people))),
             "started_ns": start.time_ns, "stopped_ns": stop.time_ns if stop else None,
             "state": "stopped" if stop else "recording",
             "gaps": sum(1 for e in entries if e.kind == "gap"),
@@ -319,7 +341,7 @@ Query200 = Annotated[str, Query(max_length=200)]
 
 
 @router.get("/api/search")
-def search(request: Request, _p: Annotated[Principal, Depends(require_roles(*READ_SESSION))],
+def search(request: Request, p: Annotated[Principal, Depends(require_roles(*READ_SESSION))],
            case: Query200 = "", room: Query200 = "", person: Query200 = "", date: Query200 = "",
            text: Query200 = "") -> dict[str, Any]:
     """Find sessions by case number, room, person (suspect, interviewer, remote participant),
@@ -329,4 +351,6 @@ def search(request: Request, _p: Annotated[Principal, Depends(require_roles(*REA
             datetime.strptime(date, "%Y-%m-%d")
         except ValueError as exc:
             raise HTTPException(status_code=422, detail=f"日期格式应为 YYYY-MM-DD (date {date!r})") from exc
-    return {"results": search_sessions(request, case=case, room=room, person=person, date=date, text=text)}
+    found = search_sessions(request, case=case, room=room, person=person, date=date, text=text)
+    # an interviewer finds only its own sessions (the others answer 404 anyway)
+    return {"results": [s for s in found if may_access_session(p, str(s["id"]), s)]}

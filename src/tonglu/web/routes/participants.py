@@ -14,6 +14,7 @@ its invitation token or page cookie.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -60,7 +61,10 @@ async def join(
     rec = get_recorder(request)
     name = principal.display_name or principal.user
     role = principal.extra.get("sub_role", "participant")
-    token = await rec.join_participant(sid, source, name, role)
+    from tonglu.web.routes.whep import invitation_expiry
+
+    expires_ns = await asyncio.to_thread(invitation_expiry, request, principal)
+    token = await rec.join_participant(sid, source, name, role, expires_ns)
     base = base_url(request)
     body: dict[str, Any] = {
         "session": sid,

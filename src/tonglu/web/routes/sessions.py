@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from tonglu.recorder.errors import RecorderError
 from tonglu.web.auth import Principal, require_roles
 from tonglu.web.deps import get_recorder, get_services
+from tonglu.web.rbac import may_access_session
 
 router = APIRouter(tags=["sessions"])
 WRITERS = ("admin", "interviewer")
@@ -75,9 +76,10 @@ async def create_session(
 
 @router.get("/api/sessions")
 async def list_sessions(
-    request: Request, _p: Annotated[Principal, Depends(require_roles(*READERS))]
+    request: Request, p: Annotated[Principal, Depends(require_roles(*READERS))]
 ) -> list[dict[str, Any]]:
-    return await get_recorder(request).list_sessions()
+    """Every session the caller may reach: an interviewer sees only its own (`rbac.may_access_session`)."""
+    return [s for s in await get_recorder(request).list_sessions() if may_access_session(p, str(s.get("id")), s)]
 
 
 @router.get("/api/sessions/{sid}")

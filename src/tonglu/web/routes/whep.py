@@ -8,11 +8,15 @@ PATCH   /whep/{session}/{source}/{viewer}     405: no trickle ICE / ICE restart 
 GET     /api/sessions/{session}/monitoring    who watches live and which remote participants are
                                               connected (for the capture page: Bearer source token)
 
-Who may watch (Bearer token or page cookie): admin and supervisor any recording session; a
-remote participant only the session its invitation is bound to. Interviewers, reviewers,
-auditors and anonymous callers may not (401/403). Every start and stop is in the audit trail
-(`watch_start` / `watch_stop`, with the viewer id), besides the guard's `stream` record of every
-attempt. Media is relayed as received (see `recorder.whep`).
+Who may watch (Bearer token or page cookie): admins and supervisors any recording session; an
+interviewer the sessions it created or is listed on; a remote participant only the session its
+invitation is bound to, and only after it has joined. Reviewers, auditors and anonymous callers
+may not (403/401); a session the caller is not bound to answers 404, as one that does not exist.
+Nobody watches covertly: every viewer is listed on the room screen by name and role. Every start
+and stop is in the audit trail (`watch_start` / `watch_stop`, with the viewer id, name and role),
+besides the guard's `stream` record of every attempt. A viewer ends when its invitation is revoked
+or expires, or its account is disabled (`end_user_viewers`). Media is relayed as received (see
+`recorder.whep`).
 """
 
 from __future__ import annotations
@@ -21,18 +25,20 @@ import asyncio
 import logging
 from typing import Annotated, Any
 
+import anyio.from_thread
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
 from tonglu.recorder.errors import RecorderError
 from tonglu.web.auth import Principal, bearer_token, require_roles, resolve_principal
 from tonglu.web.deps import get_recorder, get_services
+from tonglu.web.rbac import require_session_access
 from tonglu.web.sdp_http import options_answer, patch_not_supported
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["whep"])
-# Interviewers watch their room's cameras as previews in the console; that is not monitoring
-# (`monitored` counts admins and supervisors only).
+# Interviewers watch their own session's cameras as previews in the console: the room lists them
+# like every other viewer.
 WATCHERS = ("admin", "interviewer", "supervisor", "participant")
 MONITOR_READERS = ("admin", "interviewer", "supervisor", "reviewer", "participant")
 MAX_OFFER_BYTES = 64 * 1024
@@ -58,10 +64,32 @@ _register_rules()
 
 
 def _scope(principal: Principal, sid: str) -> None:
-    if principal.session_scope is not None and principal.session_scope != sid:
-        raise HTTPException(
-            status_code=403, detail="邀请仅限于另一场讯问，无权访问本场 (invitation is bound to another session)"
-        )
+    require_session_access(principal, sid)  # 404 for another session's invitation (the guard checks too)
+
+
+def invitation_expiry(request: Request, principal: Principal) -> int | None:
+    """When a participant's invitation expires (blocking: call from a thread)."""
+    inv_id = principal.extra.get("invitation")
+    accounts = get_services(request).accounts
+    if not inv_id or accounts is None:
+        return None
+    try:
+        return int(accounts.get_invitation(inv_id).expires_ns)
+    except Exception:  # the guard resolved it a moment ago; a vanished one ends at once
+        return 0
+
+
+def end_user_viewers(request: Request, username: str, reason: str) -> int:
+    """A sync route's hook (account disabled, role changed): end `username`'s live viewers on every
+    recorder now. Failures are logged: the account change itself stands."""
+    services = get_services(request)
+    if services.recorder is None:
+        return 0
+    try:
+        return int(anyio.from_thread.run(services.recorder.end_viewers, username, reason))
+    except Exception:
+        log.exception("cannot end the live viewers of %s (%s)", username, reason)
+        return 0
 
 
 def _audit(request: Request) -> Any:
@@ -140,12 +168,16 @@ async def whep_post(sid: str, source: str, request: Request, principal: Watcher)
         offer = body.decode("utf-8")
     except UnicodeDecodeError:
         return _error(400, "SDP 不是 UTF-8 文本 (offer is not UTF-8 text)")
-    viewer = {
+    viewer: dict[str, Any] = {
         "user": principal.user,
         "role": principal.role,
         "name": principal.display_name or principal.user,
         "address": request.client.host if request.client else "-",
     }
+    if principal.role == "participant":
+        # the recorder lets a participant watch only once its source has joined, until its invitation ends
+        viewer["participant_source"] = principal.extra.get("source")
+        viewer["expires_ns"] = await asyncio.to_thread(invitation_expiry, request, principal)
     audit = _audit(request)
     obj = f"/whep/{sid}/{source}"
     try:
@@ -168,7 +200,8 @@ async def whep_post(sid: str, source: str, request: Request, principal: Watcher)
             "watch_start",
             obj,
             "ok",
-            {"session": sid, "source": source, "viewer": result["viewer_id"]},
+            {"session": sid, "source": source, "viewer": result["viewer_id"], "name": viewer["name"],
+             "role": principal.role},
         )
     return Response(
         content=result["sdp"],

@@ -584,7 +584,11 @@
       $("#started").textContent = formatBeijing(st.started_ns);
       var mon = $("#monitored");
       mon.hidden = !st.monitored;
-      $("#viewer-count").textContent = st.viewers > 1 ? "(" + st.viewers + ")" : "";
+      // every viewer by name and role: nobody watches the room covertly
+      var watchers = st.watchers || [];
+      $("#viewer-count").textContent = watchers.length ? "：" + watchers.map(function (w) {
+        return w.name + " (" + (w.role_label || w.role) + ")";
+      }).join("、") : (st.viewers > 1 ? "(" + st.viewers + ")" : "");
       var parts = st.participants || [];
       $("#participants").hidden = parts.length === 0;
       var roles = this.roleLabels;
