@@ -66,6 +66,7 @@ class Settings:
     whisper_compute_type: str = "int8"
     whisper_language: str | None = "zh"
     log_level: str = "INFO"
+    risk_rules: Path | None = None  # a site's risk rule file (YAML); None: the shipped default
 
     @property
     def embedded_store(self) -> bool:
@@ -128,6 +129,7 @@ class Settings:
             whisper_compute_type=env.get("TONGLU_WHISPER_COMPUTE_TYPE") or "int8",
             whisper_language=(env.get("TONGLU_WHISPER_LANGUAGE", "zh") or None),
             log_level=env.get("TONGLU_LOG_LEVEL") or "INFO",
+            risk_rules=Path(rules).expanduser() if (rules := _opt(env, "TONGLU_RISK_RULES")) else None,
         )
         if settings.s3_endpoint and not (settings.s3_access_key and settings.s3_secret_key):
             raise SettingsError("TONGLU_S3_ENDPOINT is set but TONGLU_S3_ACCESS_KEY/TONGLU_S3_SECRET_KEY are not")

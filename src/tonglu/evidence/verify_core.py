@@ -83,6 +83,8 @@ ANNOTATION_KINDS = frozenset(
         "note",
         "transcript",
         "participant",
+        "alert",  # a risk rule fired (integrity.risk): rule, severity, legal source, condition
+        "alert_ack",  # a person acknowledged an alert: who, role, when
     }
 )
 KINDS = MEDIA_KINDS | ANNOTATION_KINDS

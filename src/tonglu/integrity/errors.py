@@ -29,3 +29,14 @@ class MediaMissing(IntegrityError):
 
 class ToolError(IntegrityError):
     """An external tool (ffmpeg, chromium) failed or is missing."""
+
+
+class RuleFileError(IntegrityError):
+    """A risk rule file is malformed; names the file and the line (1-based) of the offending node."""
+
+    def __init__(self, path: str, line: int | None, message: str) -> None:
+        self.path = path
+        self.line = line
+        self.message = message
+        where = f"{path}:{line}" if line is not None else path
+        super().__init__(f"风险规则文件错误 (risk rule file error) {where}: {message}")

@@ -22,6 +22,7 @@ ROUTER_MODULES = (
     "tonglu.web.routes.transcript",
     "tonglu.web.routes.pages",
     "tonglu.web.routes.audit",
+    "tonglu.web.routes.alerts",
 )
 
 

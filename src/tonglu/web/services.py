@@ -22,6 +22,7 @@ from tonglu.recorder.store import SessionStore
 from tonglu.web import tables
 from tonglu.web.accounts import Accounts
 from tonglu.web.audit import AuditLog
+from tonglu.web.risk import RiskMonitor
 
 if TYPE_CHECKING:
     from tonglu.evidence.index import Index
@@ -46,6 +47,7 @@ class Services:
     reader: EvidenceReader | None = None
     recorder: RecorderAPI | None = None
     transcripts: TranscriptService | None = None
+    risk: RiskMonitor | None = None  # risk rules timer (its task starts with the web app)
 
     @classmethod
     def local(cls, settings: Settings) -> Services:
@@ -54,6 +56,7 @@ class Services:
         key = SiteKey.load_or_create(settings.keys_dir)
         ledger = Ledger(settings.ledger_dir, spool, key)
         engine = tables.engine_for(settings.db_url)
+        audit = AuditLog(engine, settings.data_dir / "audit", spool)
         return cls(
             settings=settings,
             spool=spool,
@@ -61,6 +64,7 @@ class Services:
             site_key=key,
             engine=engine,
             accounts=Accounts(engine),
-            audit=AuditLog(engine, settings.data_dir / "audit", spool),
+            audit=audit,
             capture_tokens=SessionStore(ledger, settings.db_url, engine=engine),
+            risk=RiskMonitor.from_settings(settings, ledger, audit),
         )

@@ -1,0 +1,130 @@
+"""The server-side rule timer: alerts as manifest entries (once per episode), acknowledgement,
+the facts routes, the report's counts, and the task's life with the app."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from tests.web.conftest import Staff, start_session
+from tonglu.evidence.errors import ManifestError
+from tonglu.web.risk import RiskMonitor
+from tonglu.web.services import Services
+
+HOUR = 3600 * 10**9
+
+
+def fired(events: list[dict]) -> set[str]:
+    """Alert ids of the events, but the night rule's: these tests run at any hour of the real clock."""
+    return {ev["alert"]["alert_id"] for ev in events} - {ev["alert"]["alert_id"] for ev in events
+                                                         if ev["alert"]["rule_id"] == "night_questioning"}
+
+
+def monitor(services: Services) -> RiskMonitor:
+    assert services.risk is not None
+    return services.risk
+
+
+def kinds(services: Services, sid: str, kind: str) -> list[dict]:
+    return [e.body for e in services.ledger.entries(sid) if e.kind == kind]
+
+
+def test_a_tick_writes_one_alert_per_episode_and_acks_are_entries(
+    services: Services, app: FastAPI, staff: Staff
+) -> None:
+    risk = monitor(services)
+    sid = start_session(services, "s-risk-1")
+    assert fired(risk.tick()) == set()
+    risk.offset_ns = 12 * HOUR  # the engine's clock only: no waiting 12 hours
+    assert "duration_limit.12h" in fired(risk.tick())
+    assert risk.tick() == []  # deduplicated: the same episode never alerts twice
+    [dur] = [a for a in kinds(services, sid, "alert") if a["alert_id"] == "duration_limit.12h"]
+    assert dur["severity"] == "告警" and dur["legal_source"] == "刑事诉讼法第119条" and dur["rules_sha256"]
+    # a fresh monitor (a restarted server) reads the written alerts back: still no duplicate
+    fresh = RiskMonitor(services.ledger, services.audit, risk.ruleset, offset_ns=12 * HOUR)
+    assert fresh.tick() == []
+
+    client = TestClient(app)
+    url = f"/api/sessions/{sid}/alerts/duration_limit.12h/ack"
+    assert client.post(url, headers=staff.auth("reviewer")).status_code == 403
+    r = client.post(url, json={"note": "已报告带班领导"}, headers=staff.auth("supervisor"))
+    assert r.status_code == 201, r.text
+    [ack] = kinds(services, sid, "alert_ack")
+    assert ack["alert_id"] == "duration_limit.12h" and ack["by"] == "supervisor" and ack["role"] == "supervisor"
+    assert client.post(url, headers=staff.auth("interviewer")).status_code == 409
+    assert client.post(f"/api/sessions/{sid}/alerts/nope.x/ack", headers=staff.auth("admin")).status_code == 404
+
+    listed = client.get(f"/api/sessions/{sid}/alerts", headers=staff.auth("reviewer")).json()
+    assert listed["unacknowledged"] == len(listed["alerts"]) - 1
+    report = client.get(f"/api/sessions/{sid}/report", headers=staff.auth("reviewer")).json()
+    assert report["summary"]["alerts"] == len(listed["alerts"])
+    assert report["summary"]["alerts_unacknowledged"] == len(listed["alerts"]) - 1
+    [row] = [a for a in report["alerts"] if a["alert_id"] == "duration_limit.12h"]
+    assert row["acknowledged_by"] == "supervisor"
+
+
+def test_an_interviewer_leaving_alerts_and_facts_silence_rules(services: Services, app: FastAPI,
+                                                               staff: Staff) -> None:
+    risk = monitor(services)
+    sid = start_session(services, "s-risk-2", suspect_age=16)
+    client = TestClient(app)
+    assert fired(risk.tick()) == {"minor_without_adult.minor"}
+    r = client.post(f"/api/sessions/{sid}/interviewers", json={"event": "left", "name": "王警官"},
+                    headers=staff.auth("interviewer"))
+    assert r.status_code == 201, r.text
+    [presence] = fired(risk.tick())
+    assert presence.startswith("interviewers_present.seq")
+    assert client.post(f"/api/sessions/{sid}/interviewers", json={"event": "left", "name": "王警官"},
+                       headers=staff.auth("interviewer")).status_code == 404
+    # the serious-case extension needs an approver, then moves the limit to 24 h
+    url = f"/api/sessions/{sid}/risk-facts"
+    assert client.post(url, json={"name": "serious_case", "value": True},
+                       headers=staff.auth("interviewer")).status_code == 422
+    assert client.post(url, json={"name": "suspect_age", "value": "x"},
+                       headers=staff.auth("interviewer")).status_code == 422
+    assert client.post(url, json={"name": "colour", "value": "red"},
+                       headers=staff.auth("interviewer")).status_code == 422
+    r = client.post(url, json={"name": "serious_case", "value": True, "approver": "张局长"},
+                    headers=staff.auth("interviewer"))
+    assert r.status_code == 201, r.text
+    risk.offset_ns = 12 * HOUR
+    assert not any(a.startswith("duration_limit") for a in fired(risk.tick()))
+    risk.offset_ns = 24 * HOUR
+    assert "duration_limit.24h" in fired(risk.tick())
+
+
+def test_a_stopped_session_gets_no_alert_after_its_final_digest(services: Services) -> None:
+    risk = monitor(services)
+    sid = start_session(services, "s-risk-3")
+    risk.tick()
+    services.ledger.append(sid, "session_stop", {"stopped_by": "t"})
+    digest = services.ledger.checkpoint(sid, final=True).body_hash
+    risk.offset_ns = 30 * HOUR
+    assert risk.tick() == []
+    assert services.ledger.checkpoints(sid)[-1].body_hash == digest
+    with pytest.raises(ManifestError):
+        services.ledger.append(sid, "alert", {"alert_id": "x"}, while_recording=True)
+
+
+def test_the_timer_runs_with_the_app_and_pushes_live(services: Services, app: FastAPI, staff: Staff) -> None:
+    risk = monitor(services)
+    assert not risk.running
+    with TestClient(app) as client:
+        assert risk.running
+        info = client.get("/api/risk/rules", headers=staff.auth("reviewer")).json()
+        assert info["running"] and len(info["rules"]) == 9
+        sid = start_session(services, "s-risk-4")
+        deadline = time.monotonic() + 10
+        while risk.ticks < 2:
+            assert time.monotonic() < deadline, "the timer does not tick"
+            time.sleep(0.05)
+        assert sid in risk.active_sessions()
+        t0 = time.monotonic()
+        risk.offset_ns = 12 * HOUR
+        while not any(a["alert_id"] == "duration_limit.12h" for a in kinds(services, sid, "alert")):
+            assert time.monotonic() - t0 < 5, "no alert from the running timer"
+            time.sleep(0.05)
+    assert not risk.running
