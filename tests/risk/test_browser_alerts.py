@@ -2,8 +2,8 @@
 within 2 s of the triggering event, and an acknowledgement on one page shows on the other.
 
 A real uvicorn server (the recorder fixture's) with the rule timer ticking every second; the
-events: an interviewer leaves the room, a recorder gap, and the 12-hour limit reached through the
-timer's clock offset (the entries keep their real time)."""
+events: an interviewer leaves the room (recorded on the console's form), a recorder gap, and the
+12-hour limit reached through the timer's clock offset (the entries keep their real time)."""
 
 from __future__ import annotations
 
@@ -87,9 +87,13 @@ def test_alerts_reach_console_and_supervisor_live(risk_server: Server, chromium:
             got = shown(b, rule, timeout=10)
             latencies.setdefault(rule, []).append(got["received"] - t0)
 
-    with server.api() as api:
-        trigger("interviewers_present", lambda: api.post(
-            f"/api/sessions/{sid}/interviewers", json={"event": "left", "name": "王五"}).raise_for_status())
+    def interviewer_leaves() -> None:  # on the console's form, as the interviewer would
+        console.js("document.getElementById('presence-name').value = '王五';"
+                   "document.getElementById('presence-event').value = 'left';"
+                   "document.getElementById('presence-submit').click()")
+
+    trigger("interviewers_present", interviewer_leaves)
+    assert [e.body["name"] for e in services.ledger.entries(sid) if e.kind == "participant"] == ["王五"]
 
     def gap() -> None:
         now = time.time_ns()

@@ -128,3 +128,21 @@ def test_the_timer_runs_with_the_app_and_pushes_live(services: Services, app: Fa
             assert time.monotonic() - t0 < 5, "no alert from the running timer"
             time.sleep(0.05)
     assert not risk.running
+
+
+def test_session_start_keeps_the_risk_facts_given_and_refuses_bad_ones() -> None:
+    from tonglu.recorder.errors import BadRequest
+    from tonglu.recorder.store import validate_request
+
+    base = {"room": "r", "case_number": "c", "suspect": "s", "interviewers": ["a", "b"]}
+    plain = validate_request(base)
+    assert not {"suspect_age", "serious_case", "appropriate_adult", "detained_at_iso"} & set(plain)
+    body = validate_request({**base, "suspect_age": 16, "appropriate_adult": "社区 王某", "serious_case": True,
+                             "night_reason": "经批准", "detained_at": "2026-12-03T10:00:00+08:00",
+                             "authorised_viewers": ["sup"]})
+    assert body["suspect_age"] == 16 and body["serious_case"] is True and body["authorised_viewers"] == ["sup"]
+    assert body["detained_at_iso"] == "2026-12-03T10:00:00+08:00"
+    for bad in ({"suspect_age": "16"}, {"suspect_age": 200}, {"serious_case": "yes"}, {"detained_at": "yesterday"},
+                {"authorised_viewers": "sup"}):
+        with pytest.raises(BadRequest):
+            validate_request({**base, **bad})

@@ -118,7 +118,9 @@ class RiskMonitor:
         events = []
         for alert in pending(self.ruleset, facts, now):
             try:
-                entry = self.ledger.append(sid, "alert", alert.body(self.ruleset, now), while_recording=True)
+                body = {**alert.body(self.ruleset, now),
+                        "case_number": facts.facts.get("case_number"), "room": facts.facts.get("room")}
+                entry = self.ledger.append(sid, "alert", body, while_recording=True)
             except ManifestError:  # stopped meanwhile: the final digest is signed; the report lists the rest
                 facts.stop_ns = facts.stop_ns or now
                 break
