@@ -64,6 +64,8 @@ def test_a_tick_writes_one_alert_per_episode_and_acks_are_entries(
     assert report["summary"]["alerts_unacknowledged"] == len(listed["alerts"]) - 1
     [row] = [a for a in report["alerts"] if a["alert_id"] == "duration_limit.12h"]
     assert row["acknowledged_by"] == "supervisor"
+    html = client.get(f"/api/sessions/{sid}/report?format=html", headers=staff.auth("reviewer")).text
+    assert "风险告警 Risk alerts" in html and "讯问持续时间达到法定上限" in html and "刑事诉讼法第119条" in html
 
 
 def test_an_interviewer_leaving_alerts_and_facts_silence_rules(services: Services, app: FastAPI,
