@@ -148,3 +148,30 @@ def test_session_start_keeps_the_risk_facts_given_and_refuses_bad_ones() -> None
                 {"authorised_viewers": "sup"}):
         with pytest.raises(BadRequest):
             validate_request({**base, **bad})
+
+
+def test_live_views_are_read_from_the_audit_trail(services: Services, app: FastAPI, staff: Staff) -> None:
+    risk = monitor(services)
+    sid = start_session(services, "s-risk-5")
+    risk.tick()
+
+    def watch(user: str, role: str, viewer: str, outcome: str = "ok", session: str = sid) -> None:
+        services.audit.append(user=user, role=role, address="127.0.0.1", action="watch_start",
+                              obj=f"/whep/{session}/main", outcome=outcome,
+                              detail={"session": session, "source": "main", "viewer": viewer})
+
+    watch("li", "interviewer", "v-own-preview")
+    watch("sup", "supervisor", "v-refused", outcome="failed")
+    start_session(services, "s-risk-5b")
+    watch("sup", "supervisor", "v-other", session="s-risk-5b")
+    views = [(ev["alert"]["session"], ev["alert"]["alert_id"]) for ev in risk.tick()
+             if ev["alert"]["rule_id"] == "live_view_unauthorised"]
+    assert views == [("s-risk-5b", "live_view_unauthorised.viewv-other")]  # the other session's, not ours
+    watch("sup", "supervisor", "v-sup")
+    assert [a for a in fired(risk.tick()) if a.startswith("live_view")] == ["live_view_unauthorised.viewv-sup"]
+    client = TestClient(app)
+    r = client.post(f"/api/sessions/{sid}/risk-facts", headers=staff.auth("supervisor"),
+                    json={"name": "authorised_viewer", "value": "sup2", "approver": "王局长", "text": "督察"})
+    assert r.status_code == 201, r.text
+    watch("sup2", "supervisor", "v-sup2")
+    assert not any(a.startswith("live_view") for a in fired(risk.tick()))

@@ -168,6 +168,17 @@ def test_an_unexplained_gap_fires_an_explained_one_does_not() -> None:
     assert fired(s, "unexplained_gap", T0 + HOUR) == []
 
 
+def test_a_site_may_spare_the_console_gaps_shorter_than_min_gap_ms() -> None:
+    from tonglu.integrity.risk.ruleset import parse_rules
+
+    rules = parse_rules("version: 1\nrules:\n  - id: unexplained_gap\n    legal_source: x\n    severity: 提示\n"
+                        "    title: t\n    params: {min_gap_ms: 5000}\n")
+    s = Session()
+    gap(s, T0 + MIN)  # 5 s: reported
+    s.add("gap", GapRecord("main", "audio", "rtp_loss", T0 + MIN, T0 + MIN + 4_999_000_000).to_body(), T0 + 2 * MIN)
+    assert [a.detail["track"] for a in evaluate(rules, s.facts(), T0 + HOUR)] == ["video"]
+
+
 # -- live views ------------------------------------------------------------------------------------
 def test_a_live_view_by_an_unauthorised_supervisor_fires_an_authorised_one_does_not() -> None:
     s = Session()

@@ -235,11 +235,14 @@ def _silence_hit(source: str, since: int, grace: int, until: int | None) -> Hit:
 
 
 def unexplained_gap(p: dict[str, Any], f: SessionFacts, now_ns: int) -> list[Hit]:
-    """A recorder gap without an explanation `explain_within_seconds` after it was recorded."""
+    """A recorder gap of at least `min_gap_ms` without an explanation `explain_within_seconds`
+    after it was recorded (0: at once; every gap needs one, the threshold only spares the console
+    a flood of tiny ones on a lossy link: the review report lists them all)."""
     wait = int(p["explain_within_seconds"] * NS)
+    shortest = int(p["min_gap_ms"] * 1_000_000)
     hits = []
     for g in f.gaps:
-        if g.finding_id in f.explained or now_ns - g.time_ns < wait:
+        if g.finding_id in f.explained or now_ns - g.time_ns < wait or g.end_ns - g.start_ns < shortest:
             continue
         hits.append(Hit(f"gap{g.seq}", g.time_ns + wait,
                         f"录像中断未说明：{g.source}/{g.track} {g.reason}，{local_text(g.start_ns)} 起 "
@@ -292,7 +295,8 @@ RULE_TYPES: dict[str, tuple[Evaluator, dict[str, Param]]] = {
     "detention_to_first_questioning": (detention_to_first_questioning, {"max_hours": Param(float, 24, 0.001)}),
     "interviewers_present": (interviewers_present, {"min_count": Param(int, 2, 1)}),
     "source_not_publishing": (source_not_publishing, {"grace_seconds": Param(float, 30, 2)}),
-    "unexplained_gap": (unexplained_gap, {"explain_within_seconds": Param(float, 0, 0)}),
+    "unexplained_gap": (unexplained_gap, {
+        "explain_within_seconds": Param(float, 0, 0), "min_gap_ms": Param(float, 0, 0)}),
     "live_view_unauthorised": (live_view_unauthorised, {
         "authorised_roles": Param(list, ["interviewer", "participant"])}),
     "minor_without_adult": (minor_without_adult, {"adult_age": Param(int, 18, 1), "grace_minutes": Param(float, 0, 0)}),
