@@ -117,7 +117,7 @@ def test_the_timer_runs_with_the_app_and_pushes_live(services: Services, app: Fa
     with TestClient(app) as client:
         assert risk.running
         info = client.get("/api/risk/rules", headers=staff.auth("reviewer")).json()
-        assert info["running"] and len(info["rules"]) == 9
+        assert info["running"] and len(info["rules"]) == 10
         sid = start_session(services, "s-risk-4")
         deadline = time.monotonic() + 10
         while risk.ticks < 2:

@@ -25,6 +25,13 @@ def test_duration_fires_at_12_hours_not_at_11_59_59() -> None:
     assert a.at_ns == T0 + 12 * HOUR and a.rule.severity == "告警" and a.rule.legal_source == "刑事诉讼法第119条"
 
 
+def test_the_shipped_notice_an_hour_before_the_limit_is_the_same_rule_type() -> None:
+    s = Session()
+    assert fired(s, "duration_notice", T0 + 11 * HOUR - NS) == []
+    [a] = fired(s, "duration_notice", T0 + 11 * HOUR)
+    assert a.rule.type == "duration_limit" and a.rule.severity == "提示" and a.alert_id == "duration_notice.11h"
+
+
 def test_duration_with_the_serious_case_flag_fires_at_24_hours() -> None:
     s = Session(serious_case=True)
     assert fired(s, "duration_limit", T0 + 12 * HOUR) == []
