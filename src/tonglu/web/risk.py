@@ -63,7 +63,7 @@ class RiskMonitor:
     ledger: Ledger
     audit: AuditLog | None
     ruleset: RuleSet
-    tick_s: float = 1.0
+    tick_s: float = 0.5  # half the 2 s the console may wait for an alert
     clock: Callable[[], int] = time.time_ns
     offset_ns: int = 0
     _facts: dict[str, SessionFacts] = field(default_factory=dict)
