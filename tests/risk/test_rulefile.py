@@ -91,3 +91,17 @@ def test_the_server_refuses_to_start_with_a_bad_site_file(tmp_path: Path) -> Non
                                                  "TONGLU_RISK_RULES": str(good)}))
     assert services.risk is not None and [r.id for r in services.risk.ruleset.rules] == [
         "duration_limit", "two_interviewers"]
+
+
+def test_tonglu_up_refuses_a_bad_rule_file_naming_file_and_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tonglu.cli import app
+
+    bad = tmp_path / "site-rules.yaml"
+    bad.write_text(GOOD.replace("    title: 在场讯问人员少于二人\n", "    title: 在场讯问人员少于二人\n    owner: x\n"),
+                   encoding="utf-8")
+    r = CliRunner().invoke(app, ["up", "--recorder-workers", "0"],
+                           env={"TONGLU_DATA_DIR": str(tmp_path / "data"), "TONGLU_RISK_RULES": str(bad)})
+    assert r.exit_code == 2, r.output
+    assert f"{bad}:13:" in r.stderr and "unknown field 'owner'" in r.stderr

@@ -18,6 +18,7 @@ def register(app: typer.Typer) -> None:
         from tonglu.config import Settings, SettingsError
         from tonglu.evidence.errors import StorageError
         from tonglu.evidence.logctx import configure_logging
+        from tonglu.integrity.errors import RuleFileError
 
         try:
             settings = Settings.from_env()
@@ -30,5 +31,8 @@ def register(app: typer.Typer) -> None:
         except StorageError as exc:
             typer.echo(f"启动失败 start-up failed: {exc}", err=True)
             raise typer.Exit(1) from exc
+        except RuleFileError as exc:  # names the rule file and line: fix it, then start again
+            typer.echo(f"启动失败 start-up failed: {exc}", err=True)
+            raise typer.Exit(2) from exc
         typer.echo(f"==> 同录 Tonglu: {settings.base_url}  (Ctrl-C 停止 to stop)")
         serve(stack)
