@@ -120,3 +120,9 @@ def test_alerts_reach_console_and_supervisor_live(risk_server: Server, chromium:
     acks = [e.body for e in services.ledger.entries(sid) if e.kind == "alert_ack"]
     assert [(a["alert_id"], a["by"]) for a in acks] == [("duration_limit.12h", "li")]
     supervisor.screenshot("supervise-acknowledged")
+
+    # the rooms console lists every running session's alerts, acknowledged ones marked
+    console.driver.get(f"{server.url}/console")
+    assert shown(console, "duration_limit")["acked"] == "1"
+    assert shown(console, "interviewers_present")["acked"] == "0"
+    console.screenshot("rooms-console-alerts")

@@ -81,8 +81,8 @@ def duration_limit(p: dict[str, Any], f: SessionFacts, now_ns: int) -> list[Hit]
     if elapsed < limit:
         return []
     return [Hit(f"{hours:g}h", f.start_ns + limit,
-                f"讯问已持续 {hours:g} 小时{'（重大复杂案件）' if serious else ''}，达到法定上限 "
-                f"(questioning has lasted {hours:g} h: the legal limit{' for a serious case' if serious else ''})",
+                f"讯问已持续 {hours:g} 小时{'（重大复杂案件）' if serious else ''} "
+                f"(questioning has lasted {hours:g} h{', serious case' if serious else ''})",
                 {"hours": hours, "serious_case": serious, "elapsed_ms": elapsed // 1_000_000})]
 
 
