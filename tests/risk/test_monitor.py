@@ -175,3 +175,16 @@ def test_live_views_are_read_from_the_audit_trail(services: Services, app: FastA
     assert r.status_code == 201, r.text
     watch("sup2", "supervisor", "v-sup2")
     assert not any(a.startswith("live_view") for a in fired(risk.tick()))
+
+
+def test_an_unreadable_session_does_not_stop_the_others_alarms(services: Services,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    risk = monitor(services)
+    broken = services.settings.ledger_dir / "s-broken"
+    broken.mkdir(parents=True)
+    (broken / "entries.log").write_bytes(b"not an entry\n")
+    sid = start_session(services, "s-risk-6")
+    risk.offset_ns = 12 * HOUR
+    assert "duration_limit.12h" in fired([ev for ev in risk.tick() if ev["alert"]["session"] == sid])
+    risk.tick()
+    assert sum("s-broken" in r.getMessage() for r in caplog.records) == 1  # logged once, not every tick

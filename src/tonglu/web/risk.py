@@ -69,6 +69,7 @@ class RiskMonitor:
     _facts: dict[str, SessionFacts] = field(default_factory=dict)
     _audit_seq: dict[str, tuple[int, int]] = field(default_factory=dict)  # sid -> (last seq, its time)
     _stopped: set[str] = field(default_factory=set)
+    _failing: set[str] = field(default_factory=set)
     _subscribers: set[asyncio.Queue[dict[str, Any]]] = field(default_factory=set)
     _task: asyncio.Task[None] | None = None
     ticks: int = 0
@@ -94,8 +95,11 @@ class RiskMonitor:
                 continue
             try:
                 out += self._tick_session(sid)
+                self._failing.discard(sid)
             except Exception:  # one unreadable session never stops the others' alarms
-                log.exception("risk rules: session %s", sid)
+                if sid not in self._failing:  # logged once, retried every tick
+                    self._failing.add(sid)
+                    log.exception("risk rules: session %s", sid)
         self.ticks += 1
         return out
 
