@@ -85,6 +85,7 @@ class Settings:
     whisper_compute_type: str = "int8"
     whisper_language: str | None = "zh"
     log_level: str = "INFO"
+    risk_rules: Path | None = None  # a site's risk rule file (YAML); None: the shipped default
     # Security: proxies whose X-Forwarded-For/-Proto are believed (none by default: a header
     # anyone can send must not choose the address that login throttling and the audit trail see).
     trusted_proxies: tuple[str, ...] = ()
@@ -175,6 +176,7 @@ class Settings:
             http_read_timeout_s=_float(env, "TONGLU_HTTP_READ_TIMEOUT_S", 20.0),
             api_token_ttl_days=_int(env, "TONGLU_API_TOKEN_TTL_DAYS", 90),
             export_ttl_s=_int(env, "TONGLU_EXPORT_TTL_S", 3600),
+            risk_rules=Path(rules).expanduser() if (rules := _opt(env, "TONGLU_RISK_RULES")) else None,
         )
         if (settings.tls_cert is None) != (settings.tls_key is None):
             raise SettingsError("TONGLU_TLS_CERT and TONGLU_TLS_KEY must be set together")

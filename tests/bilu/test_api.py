@@ -38,8 +38,10 @@ def session(services: Services) -> str:
 
 
 def stored(services: Services) -> tuple[int, list[str]]:
-    """(manifest entries, spooled keys) of the session: what a refusal must not change."""
-    return len(services.ledger.entries(SID)), sorted(i.key for i in services.spool.pending())
+    """(record_document entries, spooled record files) of the session: what a refusal must not change
+    (other parts, such as the risk-rule timer, may append entries of their own meanwhile)."""
+    entries = [e for e in services.ledger.entries(SID) if e.kind == "record_document"]
+    return len(entries), sorted(i.key for i in services.spool.pending() if i.key.startswith(f"sessions/{SID}/records/"))
 
 
 def test_docx_import_then_comparison_finds_each_change_at_its_time(

@@ -150,7 +150,7 @@ def test_two_holds_keep_the_objects_held_until_both_are_lifted(hold_env: HoldEnv
 
 def test_who_may_place_and_lift(hold_env: HoldEnv) -> None:
     env = hold_env
-    sid = env.bare_session("S-roles")
+    sid = env.bare_session("S-roles", created_by="int1")  # int1 on the session: refused for its role
     url = f"/api/sessions/{sid}/legal-hold"
     for user in ("int1", "rev1", "aud1"):
         assert env.client.post(url, json=HOLD, headers=env.auth(user)).status_code == 403

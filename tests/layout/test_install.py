@@ -34,6 +34,7 @@ def test_the_wheel_holds_exactly_one_top_level_package(tmp_path: Path) -> None:
         "tonglu/evidence/verify_core.py",
         "tonglu/web/templates/console.html",
         "tonglu/integrity/templates/report.html",
+        "tonglu/integrity/risk/default.yaml",  # the shipped risk rules
         "tonglu/bench/commands.py",
     ):
         assert needed in names, needed

@@ -31,6 +31,8 @@ EXAMPLES = 12
 HEAVY = {"/api/sessions/{sid}/workcopy", "/api/sessions/{sid}/export.zip"}
 SKIP = {
     ("GET", "/api/sessions/{sid}/transcript/live"),  # server-sent events: an endless response by design
+    ("GET", "/api/sessions/{sid}/alerts/live"),  # the same
+    ("GET", "/api/risk/live"),  # the same
 }
 
 

@@ -247,7 +247,7 @@ def test_pages_run_under_their_csp(app: FastAPI, services: Services, staff: Staf
              "document.querySelector('form').submit();")
         b.wait_for("return location.pathname === '/console'", what="logged in")
         for path in ("/console", "/console/s-csp-1", "/live/s-csp-1", "/review", "/review/s-csp-1", "/account",
-                     "/admin/users", "/docs"):
+                     "/admin/users", "/admin/holds", "/supervise", "/docs"):
             b.driver.get(base + path)
             b.wait_for("return document.readyState === 'complete'", what=path)
             time.sleep(0.5)  # let the page's scripts start their first fetches

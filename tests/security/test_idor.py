@@ -82,7 +82,7 @@ def offer() -> str:
 def _request(c: TestClient, method: str, url: str, headers: dict[str, str], body: Any, offer: str) -> Any:
     if url.startswith("/whep/") and method == "POST":
         return c.post(url, content=offer, headers={**headers, "Content-Type": "application/sdp"})
-    if url.endswith("/transcript/live"):  # an endless event stream: only its refusal is called here
+    if url.endswith(("/transcript/live", "/alerts/live")):  # endless event streams: only their refusal is called here
         return None
     if method in ("POST", "PUT", "PATCH"):
         return c.request(method, url, json=body, headers=headers)

@@ -24,6 +24,7 @@ def register(app: typer.Typer) -> None:
         from tonglu.config import Settings, SettingsError
         from tonglu.evidence.errors import StorageError
         from tonglu.evidence.logctx import configure_logging
+        from tonglu.integrity.errors import RuleFileError
 
         # Every file and directory this process and its workers (which inherit the umask) create
         # is the owner's only: the databases hold password hashes, token hashes, transcripts.
@@ -41,6 +42,9 @@ def register(app: typer.Typer) -> None:
         except StorageError as exc:
             typer.echo(f"启动失败 start-up failed: {exc}", err=True)
             raise typer.Exit(1) from exc
+        except RuleFileError as exc:  # names the rule file and line: fix it, then start again
+            typer.echo(f"启动失败 start-up failed: {exc}", err=True)
+            raise typer.Exit(2) from exc
         if settings.public_url is None and settings.http_host not in ("127.0.0.1", "localhost", "::1"):
             typer.echo("==> 提示 note: TONGLU_PUBLIC_URL is not set; links (WHIP, capture, invitations) are built "
                        "from each request's Host header", err=True)

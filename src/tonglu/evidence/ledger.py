@@ -105,13 +105,18 @@ class Ledger:
         return state
 
     # -- public API ----------------------------------------------------------------------------
-    def append(self, session: str, kind: str, body: dict[str, Any], now_ns: int | None = None) -> ManifestEntry:
+    def append(self, session: str, kind: str, body: dict[str, Any], now_ns: int | None = None, *,
+               while_recording: bool = False) -> ManifestEntry:
         """Append one entry. After the session stopped (explanations, transcript versions, ...),
         every append is immediately covered by a new final checkpoint, so a stopped session never
-        has unsigned entries."""
+        has unsigned entries. `while_recording=True` appends only before `session_stop` (checked
+        under the lock; `ManifestError` otherwise), e.g. for live alerts that must not change the
+        final digest the participants signed."""
         now_ns = time.time_ns() if now_ns is None else now_ns
         with self._locked(session) as state:
             was_stopped = state.stopped
+            if while_recording and was_stopped:
+                raise ManifestError(f"session {session} is stopped: {kind} not appended")
             chain = HashChain(session, len(state.entries), state.head)
             entry = chain.append(kind, body, now_ns)
             line = entry.to_bytes()

@@ -97,6 +97,8 @@ ANNOTATION_KINDS = frozenset(
         "legal_hold_lift",  # a request to lift a hold, or its approval by a second person
         "retention",  # the session's case category (and so its retention) set or changed
         "record_document",  # an imported 笔录 (signed written record): its file is an object, re-hashed
+        "alert",  # a risk rule fired (integrity.risk): rule, severity, legal source, condition
+        "alert_ack",  # a person acknowledged an alert: who, role, when
     }
 )
 KINDS = MEDIA_KINDS | ANNOTATION_KINDS

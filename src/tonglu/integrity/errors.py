@@ -65,9 +65,22 @@ class RecordNotFound(RecordDocumentError):
     """The session has no imported 笔录 yet (or no transcript to compare it with)."""
 
     status = 404
+
+
 class InvalidClipRange(IntegrityError):
     """A clip's range cannot be parsed, is empty, or is not covered by the recording."""
 
 
 class ClipNotSigned(IntegrityError):
     """Part of a clip's range is not yet covered by a signed checkpoint (the session is recording)."""
+
+
+class RuleFileError(IntegrityError):
+    """A risk rule file is malformed; names the file and the line (1-based) of the offending node."""
+
+    def __init__(self, path: str, line: int | None, message: str) -> None:
+        self.path = path
+        self.line = line
+        self.message = message
+        where = f"{path}:{line}" if line is not None else path
+        super().__init__(f"风险规则文件错误 (risk rule file error) {where}: {message}")

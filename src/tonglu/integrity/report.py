@@ -80,6 +80,30 @@ def custody_trail(view: SessionView) -> list[dict[str, Any]]:
     return trail
 
 
+def alert_list(view: SessionView) -> list[dict[str, Any]]:
+    """Risk-rule alerts (风险告警) in manifest order, each with its acknowledgement or None."""
+    acks = {a.body.get("alert_id"): a for a in view.alert_acks}
+    out = []
+    for a in view.alerts:
+        ack = acks.get(a.body.get("alert_id"))
+        out.append({"time": iso_utc(a.time_ns), "seq": a.seq, **{k: a.body.get(k) for k in (
+            "alert_id", "rule_id", "severity", "level", "title", "legal_source", "message")},
+            "acknowledged_by": ack.body.get("by") if ack else None,
+            "acknowledged": iso_utc(ack.time_ns) if ack else None})
+    return out
+
+
+def alert_counts(view: SessionView) -> dict[str, Any]:
+    acked = {a.body.get("alert_id") for a in view.alert_acks}
+    by_level: dict[str, int] = {}
+    for a in view.alerts:
+        level = str(a.body.get("severity"))
+        by_level[level] = by_level.get(level, 0) + 1
+    return {"alerts": len(view.alerts),
+            "alerts_unacknowledged": sum(1 for a in view.alerts if a.body.get("alert_id") not in acked),
+            "alerts_by_severity": by_level}
+
+
 def build(
     analysis: Analysis, *, generated_ns: int | None = None, record_comparison: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -133,6 +157,7 @@ def build(
             "unexplained": sum(1 for g in gaps if not g["explained"]),
             "critical_unexplained": sum(1 for g in gaps if g["severity"] == CRITICAL and not g["explained"]),
             "info": sum(1 for f in findings if f["severity"] == INFO),
+            **alert_counts(view),
         },
         "gaps": gaps,
         "findings": findings,
@@ -169,6 +194,7 @@ def build(
         ],
         "transcripts": [t.body for t in view.transcripts],
         "record_comparison": record_comparison,
+        "alerts": alert_list(view),
         "orphan_explanations": [e.to_json() for e in analysis.orphan_explanations],
         "manifest_problems": view.problems,
         "labels": {"kinds": KIND_LABELS},

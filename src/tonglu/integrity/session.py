@@ -91,6 +91,8 @@ class SessionView:
     record_times: Annotation | None = None
     explanations: list[ExplanationRec] = field(default_factory=list)
     transcripts: list[Annotation] = field(default_factory=list)
+    alerts: list[Annotation] = field(default_factory=list)  # risk rule alerts (integrity.risk)
+    alert_acks: list[Annotation] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -172,6 +174,10 @@ def build_view(session: str, entries: Sequence[ManifestEntry]) -> SessionView:
                 view.record_times = Annotation(e.seq, e.kind, e.time_ns, dict(body))
             elif e.kind == "transcript":
                 view.transcripts.append(Annotation(e.seq, e.kind, e.time_ns, dict(body)))
+            elif e.kind == "alert":
+                view.alerts.append(Annotation(e.seq, e.kind, e.time_ns, dict(body)))
+            elif e.kind == "alert_ack":
+                view.alert_acks.append(Annotation(e.seq, e.kind, e.time_ns, dict(body)))
             elif e.kind == "explanation":
                 view.explanations.append(
                     ExplanationRec(

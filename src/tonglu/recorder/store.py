@@ -130,6 +130,47 @@ def _text(req: dict[str, Any], name: str, required: bool = True) -> str:
     return v.strip()
 
 
+def _iso_time(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise BadRequest(f"{name} 必须是 ISO 时间 ({name} must be an ISO 8601 time)")
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise BadRequest(f"{name} 不是 ISO 时间 ({name} is not an ISO 8601 time: {value!r})") from exc
+    if parsed.tzinfo is None:
+        raise BadRequest(f"{name} 必须带时区 ({name} needs a timezone, e.g. +08:00)")
+    return parsed.isoformat()
+
+
+def _risk_facts(req: dict[str, Any]) -> dict[str, Any]:
+    """Optional facts the risk rules read (kept only when given): the suspect's age, the appropriate
+    adult of a minor (合适成年人), the serious-case extension (24 h), a reason for questioning at
+    night, the detention time, and viewers authorised to watch live."""
+    out: dict[str, Any] = {}
+    age = req.get("suspect_age")
+    if age not in (None, ""):
+        if isinstance(age, bool) or not isinstance(age, int) or not 0 <= age <= 150:
+            raise BadRequest("suspect_age 必须是 0–150 的整数 (suspect_age must be an integer 0-150)")
+        out["suspect_age"] = age
+    for name in ("appropriate_adult", "night_reason"):
+        text = _text(req, name, required=False)
+        if text:
+            out[name] = text
+    serious = req.get("serious_case")
+    if serious not in (None, ""):
+        if not isinstance(serious, bool):
+            raise BadRequest("serious_case 必须是 true/false (serious_case must be a boolean)")
+        out["serious_case"] = serious
+    if req.get("detained_at") not in (None, ""):
+        out["detained_at_iso"] = _iso_time(req["detained_at"], "detained_at")
+    viewers = req.get("authorised_viewers")
+    if viewers not in (None, []):
+        if not isinstance(viewers, list) or not all(isinstance(v, str) and v.strip() for v in viewers):
+            raise BadRequest("authorised_viewers 必须是用户名列表 (authorised_viewers must be a list of user names)")
+        out["authorised_viewers"] = [v.strip() for v in viewers]
+    return out
+
+
 def validate_request(req: dict[str, Any]) -> dict[str, Any]:
     body: dict[str, Any] = {
         "room": _text(req, "room"),
@@ -162,6 +203,7 @@ def validate_request(req: dict[str, Any]) -> dict[str, Any]:
         body["custody_out_iso"] = parsed.isoformat()
     else:
         body["custody_out_iso"] = None
+    body.update(_risk_facts(req))
     sources = dict(DEFAULT_SOURCES)
     extra = req.get("sources") or {}
     if not isinstance(extra, dict):

@@ -27,6 +27,7 @@ ROUTER_MODULES = (
     "tonglu.web.routes.audit",
     "tonglu.web.routes.docs",
     "tonglu.web.routes.holds",
+    "tonglu.web.routes.alerts",
 )
 
 

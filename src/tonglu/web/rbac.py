@@ -165,6 +165,15 @@ MATRIX: dict[tuple[str, str], Rule] = {
     ("POST", "/api/sessions/{}/record-document"): roles(*OPERATE, audit="record_import",
                                                          max_body=5 * 1024 * KB + 256 * KB),
     ("GET", "/api/sessions/{}/record-document/comparison"): roles(*READ_SESSION, audit="view"),
+    # -- risk rules and alerts (web/routes/alerts.py) --------------------------------------------
+    ("GET", "/api/risk/rules"): roles(*READ_SESSION),
+    ("GET", "/api/sessions/{}/alerts"): roles(*READ_SESSION, audit="view"),
+    ("GET", "/api/sessions/{}/alerts/live"): roles(*WATCH, audit="stream"),
+    ("GET", "/api/risk/live"): roles(*WATCH, audit="stream"),
+    ("POST", "/api/sessions/{}/alerts/{}/ack"): roles(*WATCH, audit="alert_ack"),
+    ("POST", "/api/sessions/{}/risk-facts"): roles(*WATCH, audit="risk_fact"),
+    ("POST", "/api/sessions/{}/interviewers"): roles(*OPERATE, audit="interviewer_presence"),
+    ("GET", "/supervise"): roles("admin", "supervisor", audit="view"),
     # -- pages ---------------------------------------------------------------------------------
     ("GET", "/console"): roles(*WATCH),
     ("GET", "/console/{}"): roles(*WATCH, audit="view"),

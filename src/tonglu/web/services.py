@@ -22,6 +22,7 @@ from tonglu.recorder.store import SessionStore
 from tonglu.web import tables
 from tonglu.web.accounts import Accounts
 from tonglu.web.audit import AuditLog
+from tonglu.web.risk import RiskMonitor
 
 if TYPE_CHECKING:
     from tonglu.evidence.index import Index
@@ -49,6 +50,7 @@ class Services:
     # ownership facts (created_by, interviewers, room) of each session's `session_start`, which never
     # changes: read once per process by the guard (web/guard.py)
     session_owners: dict[str, dict[str, Any]] = field(default_factory=dict)
+    risk: RiskMonitor | None = None  # risk rules timer (its task starts with the web app)
 
     @classmethod
     def local(cls, settings: Settings) -> Services:
@@ -57,6 +59,7 @@ class Services:
         key = SiteKey.load_or_create(settings.keys_dir)
         ledger = Ledger(settings.ledger_dir, spool, key)
         engine = tables.engine_for(settings.db_url)
+        audit = AuditLog(engine, settings.data_dir / "audit", spool)
         return cls(
             settings=settings,
             spool=spool,
@@ -64,6 +67,7 @@ class Services:
             site_key=key,
             engine=engine,
             accounts=Accounts(engine),
-            audit=AuditLog(engine, settings.data_dir / "audit", spool),
+            audit=audit,
             capture_tokens=SessionStore(ledger, settings.db_url, engine=engine),
+            risk=RiskMonitor.from_settings(settings, ledger, audit),
         )
