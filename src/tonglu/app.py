@@ -112,6 +112,7 @@ def _start_store(app: App, echo: Callable[[str], None]) -> None:
     # lack admin rights: then the buckets must already exist.
     bootstrap(admin or store, settings, app.services.site_key)
     app.services.store = store
+    app.services.audit.store = store  # where the audit check reads its signed WORM batches
 
     def store_ok() -> bool:
         store.ping()

@@ -38,7 +38,7 @@ class _Accounts:
     """Bearer tokens for the role checks (the accounts system itself belongs to the web area)."""
 
     TOKENS: ClassVar[dict[str, Principal]] = {
-        "t-int": Principal("li4", "interviewer"),
+        "t-int": Principal("li4", "interviewer", display_name="李四"),  # listed on the simulated session
         "t-rev": Principal("rev", "reviewer"),
         "t-aud": Principal("aud", "auditor"),
     }

@@ -59,7 +59,7 @@ class Services:
         key = SiteKey.load_or_create(settings.keys_dir)
         ledger = Ledger(settings.ledger_dir, spool, key)
         engine = tables.engine_for(settings.db_url)
-        audit = AuditLog(engine, settings.data_dir / "audit", spool)
+        audit = AuditLog(engine, settings.data_dir / "audit", spool, site_key=key)  # signs the WORM batches
         return cls(
             settings=settings,
             spool=spool,
