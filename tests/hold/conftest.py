@@ -69,6 +69,7 @@ def make_env(seaweed: Any, data_dir: Path, env: dict[str, str] | None = None) ->
     services.accounts = Accounts.from_url(settings.db_url, hasher=FAST_HASHER)
     store = seaweed.object_store(settings, "recorder")
     services.store = store
+    services.risk = None  # these tests count a session's objects: no risk-rule timer adding alert entries
     tokens = {}
     for user, role in PEOPLE.items():
         services.accounts.create_user(user, role, PASSWORD, display_name=f"{user} 测试")

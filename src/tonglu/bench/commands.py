@@ -12,14 +12,11 @@ from typing import Annotated
 
 import typer
 
+from tonglu.commands.common import fail
+
 bench_app = typer.Typer(
     help="Benchmarks: each prints one JSON object with its figures and a same-run baseline.", no_args_is_help=True
 )
-
-
-def _fail(msg: str, code: int = 1) -> None:
-    typer.echo(f"错误 error: {msg}", err=True)
-    raise typer.Exit(code)
 
 
 @bench_app.command("store")
@@ -44,8 +41,7 @@ def bench_store(
             verify_mb=verify_mb,
         )
     except Exception as exc:  # a benchmark names its failure and exits non-zero
-        _fail(f"bench store failed: {type(exc).__name__}: {exc}")
-        return
+        fail(f"bench store failed: {type(exc).__name__}: {exc}")
     sys.stdout.write(json.dumps(result) + "\n")
 
 
@@ -88,8 +84,7 @@ def bench_recorder(
         )
         cfg.check()
     except ValueError as exc:
-        _fail(str(exc), 2)
-        return
+        fail(str(exc), 2)
     typer.echo(json.dumps(run_bench(cfg)))
 
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 import getpass
 import json
 import sys
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from tonglu.commands.common import fail, load_settings
 
 if TYPE_CHECKING:
     from tonglu.config import Settings
@@ -26,18 +28,8 @@ User = Annotated[str, typer.Option("--user", "-u", help="your account (admin or 
 PasswordStdin = Annotated[bool, typer.Option("--password-stdin", help="read the password from one line of stdin")]
 
 
-def _fail(msg: str, code: int = 1) -> NoReturn:
-    typer.echo(f"错误 error: {msg}", err=True)
-    raise typer.Exit(code)
 
 
-def _settings() -> Settings:
-    from tonglu.config import Settings, SettingsError
-
-    try:
-        return Settings.from_env()
-    except SettingsError as exc:
-        _fail(f"configuration: {exc}", 2)
 
 
 def _holds(settings: Settings, with_store: bool = True) -> Holds:
@@ -55,7 +47,7 @@ def _holds(settings: Settings, with_store: bool = True) -> Holds:
         store = ObjectStore.from_settings(settings) if with_store else None
         return Holds(ledger, store, RetentionPolicy.from_settings(settings))
     except StorageError as exc:
-        _fail(f"{type(exc).__name__}: {exc}")
+        fail(f"{type(exc).__name__}: {exc}")
 
 
 def _audit_log(settings: Settings) -> AuditLog:
@@ -76,11 +68,11 @@ def _login(settings: Settings, user: str, password_stdin: bool, audit: AuditLog,
     if account is None:
         audit.record(Principal(user=user, role="-"), None, action, f"session:{sid}", "denied",
                      {"reason": "wrong user name or password"})
-        _fail("用户名或密码错误 (wrong user name or password)")
+        fail("用户名或密码错误 (wrong user name or password)")
     principal = account.principal()
     if principal.role not in HOLD_ROLES:
         audit.record(principal, None, action, f"session:{sid}", "denied", {"reason": f"role {principal.role}"})
-        _fail(f"角色 {principal.role} 无权操作法律保全 (needs one of: {', '.join(HOLD_ROLES)})")
+        fail(f"角色 {principal.role} 无权操作法律保全 (needs one of: {', '.join(HOLD_ROLES)})")
     return principal
 
 
@@ -88,7 +80,7 @@ def _step(action: str, sid: str, user: str, password_stdin: bool, detail: dict[s
     """Authenticate, run `fn(holds, principal)`, audit the outcome, print the result as JSON."""
     from tonglu.evidence.errors import StorageError
 
-    settings = _settings()
+    settings = load_settings()
     audit = _audit_log(settings)
     principal = _login(settings, user, password_stdin, audit, action, sid)
     holds = _holds(settings)
@@ -99,11 +91,11 @@ def _step(action: str, sid: str, user: str, password_stdin: bool, detail: dict[s
 
         outcome = "denied" if _status(exc) in (403, 409, 422) else "failed"
         audit.record(principal, None, action, f"session:{sid}", outcome, {**detail, "reason": str(exc)[:500]})
-        _fail(f"{type(exc).__name__}: {exc}")
+        fail(f"{type(exc).__name__}: {exc}")
     audit.record(principal, None, action, f"session:{sid}", "ok" if ok else "failed", {**detail, **result})
     typer.echo(json.dumps(result, ensure_ascii=False, indent=2))
     if not ok:
-        _fail(f"对象存储未全部完成，请重试 `tonglu hold sync {sid}` (store incomplete; retry sync)")
+        fail(f"对象存储未全部完成，请重试 `tonglu hold sync {sid}` (store incomplete; retry sync)")
 
 
 def register(app: typer.Typer) -> None:
@@ -186,7 +178,7 @@ def register(app: typer.Typer) -> None:
         """The session's holds, lift requests, category and hold history (JSON)."""
         from tonglu.evidence.errors import StorageError
 
-        holds = _holds(_settings(), with_store=objects)
+        holds = _holds(load_settings(), with_store=objects)
         try:
             st = holds.state(session)
             out: dict[str, Any] = {"session": session, **st.to_json()}
@@ -195,7 +187,7 @@ def register(app: typer.Typer) -> None:
             if objects:
                 out["store"] = holds.objects(session).to_json()
         except StorageError as exc:
-            _fail(f"{type(exc).__name__}: {exc}")
+            fail(f"{type(exc).__name__}: {exc}")
         typer.echo(json.dumps(out, ensure_ascii=False, indent=2))
 
     @retention_app.command("set-category")
@@ -225,12 +217,12 @@ def register(app: typer.Typer) -> None:
         from tonglu.evidence.errors import StorageError
 
         if fmt not in ("table", "json"):
-            _fail(f"--format must be table or json, not {fmt!r}", 2)
-        holds = _holds(_settings(), with_store=not no_store)
+            fail(f"--format must be table or json, not {fmt!r}", 2)
+        holds = _holds(load_settings(), with_store=not no_store)
         try:
             rows = holds.report(with_store=not no_store)
         except StorageError as exc:
-            _fail(f"{type(exc).__name__}: {exc}")
+            fail(f"{type(exc).__name__}: {exc}")
         if fmt == "json":
             typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
             return

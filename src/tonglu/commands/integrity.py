@@ -9,16 +9,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import typer
+
+from tonglu.commands.common import fail
 
 gap_app = typer.Typer(help="间断说明 Gap explanations (append-only, signed).", no_args_is_help=True)
 
 
-def _fail(msg: str, code: int = 1) -> NoReturn:
-    typer.echo(f"错误 error: {msg}", err=True)
-    raise typer.Exit(code)
 
 
 def _review() -> Any:
@@ -29,11 +28,11 @@ def _review() -> Any:
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
-        _fail(f"configuration: {exc}", 2)
+        fail(f"configuration: {exc}", 2)
     try:
         return review_from_settings(settings)
     except StorageError as exc:
-        _fail(f"{type(exc).__name__}: {exc}")
+        fail(f"{type(exc).__name__}: {exc}")
 
 
 def _guard(fn: Any) -> Any:
@@ -43,7 +42,7 @@ def _guard(fn: Any) -> Any:
     try:
         return fn()
     except (IntegrityError, StorageError) as exc:
-        _fail(f"{type(exc).__name__}: {exc}")
+        fail(f"{type(exc).__name__}: {exc}")
 
 
 def report(
@@ -55,9 +54,9 @@ def report(
 ) -> None:
     """审查报告 The integrity review report of a session (verified, gaps, coverage, custody)."""
     if fmt not in ("json", "html", "pdf"):
-        _fail(f"--format must be json, html or pdf, not {fmt!r}", 2)
+        fail(f"--format must be json, html or pdf, not {fmt!r}", 2)
     if fmt == "pdf" and output is None:
-        _fail("--format pdf needs --output FILE.pdf", 2)
+        fail("--format pdf needs --output FILE.pdf", 2)
     from tonglu.integrity import documents
 
     review = _review()
@@ -160,7 +159,7 @@ def clip(
     result = _guard(run)
     typer.echo(json.dumps(result.to_json(), ensure_ascii=False))
     if not result.intact:
-        _fail(f"原始片段与清单不符 segment(s) do not match their manifest entries: {', '.join(result.altered)}")
+        fail(f"原始片段与清单不符 segment(s) do not match their manifest entries: {', '.join(result.altered)}")
 
 
 def register(app: typer.Typer) -> None:

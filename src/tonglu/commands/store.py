@@ -11,27 +11,20 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any
 
 import typer
 
-from tonglu.config import Settings, SettingsError
+from tonglu.commands.common import fail, load_settings
+from tonglu.config import Settings
 
 store_app = typer.Typer(
     help="Object store: embedded SeaweedFS, bucket bootstrap, spool upload.", no_args_is_help=True
 )
 
 
-def _fail(msg: str, code: int = 1) -> NoReturn:
-    typer.echo(f"错误 error: {msg}", err=True)
-    raise typer.Exit(code)
 
 
-def _settings() -> Settings:
-    try:
-        return Settings.from_env()
-    except SettingsError as exc:
-        _fail(f"configuration: {exc}", 2)
 
 
 def _run(fn: Callable[[], int | None]) -> None:
@@ -39,12 +32,12 @@ def _run(fn: Callable[[], int | None]) -> None:
     from tonglu.evidence.errors import StorageError
     from tonglu.evidence.logctx import configure_logging
 
-    configure_logging(_settings().log_level)
+    configure_logging(load_settings().log_level)
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # our errors name the cause
     try:
         code = fn()
     except StorageError as exc:
-        _fail(f"{type(exc).__name__}: {exc}")
+        fail(f"{type(exc).__name__}: {exc}")
     if code:
         raise typer.Exit(code)
 
@@ -71,9 +64,9 @@ def up(
         from tonglu.evidence.seaweed import EmbeddedStore
         from tonglu.evidence.signing import SiteKey
 
-        settings = _settings()
+        settings = load_settings()
         if not settings.embedded_store:
-            _fail("TONGLU_S3_ENDPOINT is set: the embedded store is not used with an external endpoint", 2)
+            fail("TONGLU_S3_ENDPOINT is set: the embedded store is not used with an external endpoint", 2)
         store = EmbeddedStore(settings.store_dir)
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -90,7 +83,7 @@ def up(
             typer.echo(f"SeaweedFS S3 at {ep.s3_url} (data {store.data_dir}); Ctrl-C to stop", err=True)
             while not stop.wait(0.5):
                 if not store.running:
-                    _fail(f"SeaweedFS exited unexpectedly (see {settings.store_dir / 'weed.log'})")
+                    fail(f"SeaweedFS exited unexpectedly (see {settings.store_dir / 'weed.log'})")
         finally:
             store.stop()
         return 0
@@ -104,7 +97,7 @@ def bootstrap_cmd() -> None:
     def body() -> int:
         from tonglu.evidence.bootstrap import bootstrap
 
-        settings = _settings()
+        settings = load_settings()
         report = bootstrap(_admin_store(settings), settings, _load_key_strict(settings))
         typer.echo(
             json.dumps(
@@ -139,13 +132,13 @@ def upload(
         from tonglu.evidence.spool import Spool
         from tonglu.evidence.uploader import Uploader
 
-        settings = _settings()
+        settings = load_settings()
         spool = Spool(settings.spool_dir)
         ledger = None
         if settings.ledger_dir.exists() and any(settings.ledger_dir.iterdir()):
             # Re-spooling ledger tails needs the ledger; the ledger needs the site key that signed it.
             if not (settings.keys_dir / PRIVATE_NAME).exists():
-                _fail(
+                fail(
                     f"site signing key {settings.keys_dir / PRIVATE_NAME} is missing, but the ledger "
                     f"{settings.ledger_dir} holds sessions signed with it; spool left untouched"
                 )
@@ -206,7 +199,7 @@ def reindex_cmd(
         from tonglu.evidence.objectstore import ObjectStore
         from tonglu.evidence.reindex import reindex
 
-        settings = _settings()
+        settings = load_settings()
         store = ObjectStore.from_settings(
             settings, role="reviewer" if settings.embedded_store else "recorder"
         )

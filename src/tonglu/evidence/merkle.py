@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
+from tonglu.evidence import verify_core
+
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 
 
@@ -84,20 +86,6 @@ class MerkleTree:
 
 
 def verify_inclusion(leaf: bytes, index: int, size: int, path: Sequence[bytes], root: bytes) -> bool:
-    """RFC 9162 §2.1.3.2: does the audit path lead from leaf hash `leaf` at `index` to `root`?"""
-    if not 0 <= index < size:
-        return False
-    fn, sn, r = index, size - 1, leaf
-    for p in path:
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
-            r = node_hash(p, r)
-            while not fn & 1 and fn != 0:
-                fn >>= 1
-                sn >>= 1
-        else:
-            r = node_hash(r, p)
-        fn >>= 1
-        sn >>= 1
-    return sn == 0 and r == root
+    """RFC 9162 §2.1.3.2: does the audit path lead from leaf hash `leaf` at `index` to `root`?
+    (One implementation, the offline verifier's, which travels alone in export packages and clips.)"""
+    return verify_core.merkle_verify_inclusion(leaf, index, size, list(path), root)
