@@ -387,12 +387,36 @@ class Index:
             self.fts = self.engine.dialect.name == "sqlite"
             metadata.create_all(self.engine)
             self._create_search_text()
+            self._backfill_search()
         except SQLAlchemyError as exc:
             raise IndexDBError(f"index DB {url_or_engine} cannot be opened: {exc}") from exc
         self._lock = threading.Lock()
         # reads a stored object (a transcript version) by key, to index the lines of `transcript`
         # entries as they are applied; None: only `index_transcript` indexes lines
         self.transcript_reader: Callable[[str], bytes] | None = None
+
+    def _backfill_search(self) -> None:
+        """Sessions indexed before session search existed get their metadata rows from the index
+        itself (`start_body`, participant annotations); their transcript lines come with the next
+        version or `tonglu reindex`."""
+        t = search_text
+        has_rows = exists().where(and_(t.c.session_id == sessions.c.id, t.c.field != "line"))
+        with self.engine.begin() as conn:
+            todo = conn.execute(
+                select(sessions.c.id, sessions.c.start_body).where(and_(sessions.c.start_body.is_not(None), ~has_rows))
+            ).all()
+            for sid, body in todo:
+                self._index_start(conn, sid, dict(body or {}))
+                for (b,) in conn.execute(
+                    select(annotation_rows.c.body).where(
+                        and_(annotation_rows.c.session_id == sid, annotation_rows.c.kind == "participant")
+                    )
+                ):
+                    if str((b or {}).get("name") or "").strip():
+                        self._add_search_text(conn, sid, "person", str(b["name"]).strip())
+        if todo:
+            log.warning("session search: metadata of %d sessions indexed; `tonglu reindex` adds their transcripts",
+                        len(todo))
 
     def _create_search_text(self) -> None:
         """SQLite: the FTS5 index over `search_text` (built from the rows if it is new). Others
