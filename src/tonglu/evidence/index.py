@@ -188,6 +188,9 @@ search_text = Table(
     Column("body", Text, nullable=False),
 )
 SqlIndex("search_text_session", search_text.c.session_id, search_text.c.field)
+# metadata rows only (a few per session): a short needle scans this index, not the transcript lines
+SqlIndex("search_text_meta", search_text.c.field, search_text.c.body, search_text.c.session_id,
+         sqlite_where=search_text.c.field != "line", postgresql_where=search_text.c.field != "line")
 SEARCH_FTS_DDL = (
     "CREATE VIRTUAL TABLE search_fts USING fts5(body, content='search_text', content_rowid='id', "
     "tokenize='trigram')",
@@ -826,8 +829,11 @@ class Index:
                 **{name: _fts_phrase(needle)}
             )
             return sessions.c.id.in_(select(t.c.session_id).where(and_(t.c.field == field, t.c.id.in_(fts))))
-        # a 1-2 character needle on SQLite (below the trigram), or PostgreSQL: per session, newest
-        # first, until the limit is reached (the session's rows by index)
+        if field != "line":  # metadata: a scan of the partial index `search_text_meta`
+            meta = and_(t.c.field != "line", t.c.field == field, self._like(needle))
+            return sessions.c.id.in_(select(t.c.session_id).where(meta))
+        # transcript lines, a 1-2 character needle on SQLite (below the trigram) or any on PostgreSQL:
+        # per session, newest first, until the limit is reached (the session's rows by index)
         return exists().where(and_(t.c.session_id == sessions.c.id, t.c.field == field, self._like(needle)))
 
     def _like(self, needle: str) -> Any:
