@@ -131,9 +131,10 @@ def _start_index_and_uploader(app: App) -> None:
     assert store is not None, "the object store starts first"
     index = Index(services.engine)
     services.index = index
+    services.reader = EvidenceReader(services.spool, store)
+    index.transcript_reader = services.reader.read  # transcript lines for session search
     for sid in services.ledger.sessions():
         index.sync_from_ledger(services.ledger, sid)
-    services.reader = EvidenceReader(services.spool, store)
 
     def confirmed(item: Any, now_ns: int) -> None:
         index.mark_uploaded(item.key, now_ns)
@@ -174,6 +175,9 @@ def _start_transcription(app: App, workers: int | None) -> None:
     handle = start_workers(settings, workers=workers, spool=services.spool, ledger=services.ledger)
     app.on_stop("transcription workers", handle.stop)
     services.transcripts = TranscriptService(settings, services.spool, services.ledger, read=reader.read)
+    if services.index is not None:  # new transcript versions become searchable at once
+        handle.dispatcher.versions.on_entry = services.index.apply
+        services.transcripts.versions_store.on_entry = services.index.apply
     app.checks["transcription"] = handle.alive
 
 

@@ -1,4 +1,4 @@
-"""`tonglu bench store|verify|recorder|report|transcribe`: each prints ONE JSON object on stdout
+"""`tonglu bench store|verify|recorder|report|transcribe|search`: each prints ONE JSON object on stdout
 with its figures and a baseline measured in the same run; progress goes to stderr.
 
 Attached to the `tonglu` command line through the `tonglu.cli` entry-point group.
@@ -112,6 +112,20 @@ def bench_transcribe(
 
     result = run_bench(model=model, sessions=sessions, live_seconds=live_seconds, rtf_seconds=rtf_seconds)
     typer.echo(json.dumps(result, ensure_ascii=False, default=float))
+
+
+@bench_app.command("search")
+def bench_search(
+    sessions: Annotated[int, typer.Option(help="sessions in the index DB")] = 10_000,
+    queries: Annotated[int, typer.Option(help="timed searches (a mix of filters, in rotation)")] = 50,
+    sample: Annotated[int, typer.Option(help="real ledger sessions for the ledger-scan baseline")] = 200,
+    lines: Annotated[int, typer.Option(help="transcript lines per session")] = 20,
+) -> None:
+    """Session search from the index DB (p50/p95 ms) vs the old ledger scan (extrapolated from a sample)."""
+    from tonglu.bench.search import run_bench
+
+    typer.echo(json.dumps(run_bench(sessions=sessions, queries_n=queries, sample=sample, lines=lines),
+                          ensure_ascii=False))
 
 
 def register(app: typer.Typer) -> None:

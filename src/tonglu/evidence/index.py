@@ -34,10 +34,12 @@ from sqlalchemy import (
     Text,
     and_,
     delete,
+    exists,
     func,
     insert,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy import Index as SqlIndex
@@ -169,7 +171,60 @@ uploaded_keys = Table(
     Column("time_ns", BigInteger, nullable=False),
 )
 
-INDEX_TABLES = (sessions, sources, entries, segments, gaps, checkpoints, annotation_rows, uploaded_keys)
+# Session search (`Index.search`): one row per searchable text of a session, `field` saying which:
+# "case", "room", "person" (suspect, interviewers, created_by, remote participants) or "line" (a line of
+# the newest transcript version, with its wall-clock start). On SQLite an FTS5 table with the `trigram`
+# tokenizer indexes `body` (external content, kept in step by triggers): substrings of 3+ characters,
+# Chinese included, are answered from it; shorter needles use LIKE over the rows. Elsewhere
+# (PostgreSQL) there is no FTS table: every needle is an ILIKE over the rows.
+search_text = Table(
+    "search_text",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("session_id", String(128), nullable=False),
+    Column("field", String(16), nullable=False),
+    Column("start_ns", BigInteger, nullable=True),
+    Column("speaker", String(128), nullable=True),
+    Column("body", Text, nullable=False),
+)
+SqlIndex("search_text_session", search_text.c.session_id, search_text.c.field)
+# metadata rows only (a few per session): a short needle scans this index, not the transcript lines
+SqlIndex("search_text_meta", search_text.c.field, search_text.c.body, search_text.c.session_id,
+         sqlite_where=search_text.c.field != "line", postgresql_where=search_text.c.field != "line")
+SEARCH_FTS_DDL = (
+    "CREATE VIRTUAL TABLE search_fts USING fts5(body, content='search_text', content_rowid='id', "
+    "tokenize='trigram')",
+    "CREATE TRIGGER IF NOT EXISTS search_text_ai AFTER INSERT ON search_text BEGIN "
+    "INSERT INTO search_fts(rowid, body) VALUES (new.id, new.body); END",
+    "CREATE TRIGGER IF NOT EXISTS search_text_ad AFTER DELETE ON search_text BEGIN "
+    "INSERT INTO search_fts(search_fts, rowid, body) VALUES ('delete', old.id, old.body); END",
+    "CREATE TRIGGER IF NOT EXISTS search_text_au AFTER UPDATE ON search_text BEGIN "
+    "INSERT INTO search_fts(search_fts, rowid, body) VALUES ('delete', old.id, old.body); "
+    "INSERT INTO search_fts(rowid, body) VALUES (new.id, new.body); END",
+)
+SEARCH_FIELDS = ("case", "room", "person", "line")
+TRIGRAM = 3  # the shortest needle the trigram index answers; shorter ones scan with LIKE
+
+# the transcript version whose lines are in `search_text` (a newer one replaces them)
+search_transcripts = Table(
+    "search_transcripts",
+    metadata,
+    Column("session_id", String(128), primary_key=True),
+    Column("version", Integer, nullable=False),
+)
+
+# who may see a session besides the site-wide roles (web/rbac.py `may_access_session`): its creator
+# and the interviewers listed on its `session_start`, by user name or display name
+search_owners = Table(
+    "search_owners",
+    metadata,
+    Column("session_id", String(128), primary_key=True),
+    Column("name", String(256), primary_key=True),
+)
+SqlIndex("search_owners_name", search_owners.c.name)
+
+INDEX_TABLES = (sessions, sources, entries, segments, gaps, checkpoints, annotation_rows, uploaded_keys,
+                search_text, search_transcripts, search_owners)
 # -- value objects returned by queries ----------------------------------------------------------
 @dataclass(frozen=True)
 class SessionInfo:
@@ -266,6 +321,61 @@ class SessionFilter:
     offset: int = 0
 
 
+@dataclass(frozen=True)
+class SessionSearch:
+    """What `Index.search` looks for; every given filter must hold (AND). Text filters are
+    case-insensitive substrings; `owners` (None: no restriction) keeps sessions created by or listing
+    one of these names."""
+
+    case: str = ""
+    room: str = ""
+    person: str = ""  # suspect, interviewer, creator or remote participant
+    text: str = ""  # words of the newest transcript version
+    started_from_ns: int | None = None
+    started_to_ns: int | None = None
+    owners: tuple[str, ...] | None = None
+    limit: int = 200
+    hits_per_session: int = 5
+
+
+@dataclass(frozen=True)
+class TranscriptHit:
+    start_ns: int | None
+    speaker: str | None
+    text: str
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    session: SessionInfo
+    participants: list[str]
+    gaps: int
+    hits: list[TranscriptHit]
+
+
+def _fts_phrase(needle: str) -> str:
+    return '"' + needle.replace('"', '""') + '"'
+
+
+def _like_pattern(needle: str) -> str:
+    return "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def transcript_lines(doc: dict[str, Any]) -> list[tuple[int | None, str | None, str]]:
+    """(start_ns, speaker, text) of a transcript document's non-empty lines."""
+    out = []
+    for ln in doc.get("lines") or []:
+        if not isinstance(ln, dict):
+            continue
+        text = str(ln.get("text") or "").strip()
+        if not text:
+            continue
+        start = ln.get("start_ns")
+        speaker = ln.get("speaker")
+        out.append((int(start) if isinstance(start, int) else None, str(speaker) if speaker else None, text))
+    return out
+
+
 def _row(cls: type, row: Any, **rename: str) -> Any:
     data = dict(row._mapping)
     for new, old in rename.items():
@@ -277,10 +387,51 @@ class Index:
     def __init__(self, url_or_engine: str | Engine) -> None:
         try:
             self.engine = open_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
+            self.fts = self.engine.dialect.name == "sqlite"
             metadata.create_all(self.engine)
+            self._create_search_text()
+            self._backfill_search()
         except SQLAlchemyError as exc:
             raise IndexDBError(f"index DB {url_or_engine} cannot be opened: {exc}") from exc
         self._lock = threading.Lock()
+        # reads a stored object (a transcript version) by key, to index the lines of `transcript`
+        # entries as they are applied; None: only `index_transcript` indexes lines
+        self.transcript_reader: Callable[[str], bytes] | None = None
+
+    def _backfill_search(self) -> None:
+        """Sessions indexed before session search existed get their metadata rows from the index
+        itself (`start_body`, participant annotations); their transcript lines come with the next
+        version or `tonglu reindex`."""
+        t = search_text
+        has_rows = exists().where(and_(t.c.session_id == sessions.c.id, t.c.field != "line"))
+        with self.engine.begin() as conn:
+            todo = conn.execute(
+                select(sessions.c.id, sessions.c.start_body).where(and_(sessions.c.start_body.is_not(None), ~has_rows))
+            ).all()
+            for sid, body in todo:
+                self._index_start(conn, sid, dict(body or {}))
+                for (b,) in conn.execute(
+                    select(annotation_rows.c.body).where(
+                        and_(annotation_rows.c.session_id == sid, annotation_rows.c.kind == "participant")
+                    )
+                ):
+                    if str((b or {}).get("name") or "").strip():
+                        self._add_search_text(conn, sid, "person", str(b["name"]).strip())
+        if todo:
+            log.warning("session search: metadata of %d sessions indexed; `tonglu reindex` adds their transcripts",
+                        len(todo))
+
+    def _create_search_text(self) -> None:
+        """SQLite: the FTS5 index over `search_text` (built from the rows if it is new). Others
+        (PostgreSQL): nothing, `search_text` is searched with ILIKE."""
+        if not self.fts:
+            return
+        with self.engine.begin() as conn:
+            have = conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = 'search_fts'").first()
+            if have is None:
+                for ddl in SEARCH_FTS_DDL:
+                    conn.exec_driver_sql(ddl)
+                conn.exec_driver_sql("INSERT INTO search_fts(search_fts) VALUES ('rebuild')")
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
@@ -290,8 +441,12 @@ class Index:
     def reset(self) -> None:
         """Drop and recreate the index tables (not the web_* tables)."""
         with self._lock:
+            if self.fts:
+                with self.engine.begin() as conn:
+                    conn.exec_driver_sql("DROP TABLE IF EXISTS search_fts")
             metadata.drop_all(self.engine, tables=list(INDEX_TABLES))
             metadata.create_all(self.engine)
+            self._create_search_text()
 
     def close(self) -> None:
         self.engine.dispose()
@@ -440,6 +595,7 @@ class Index:
             for name, src in (b.get("sources") or {}).items():
                 src = src if isinstance(src, dict) else {}
                 self._upsert_source(conn, sid, str(name), src.get("kind"), src.get("label"))
+            self._index_start(conn, sid, b)
         elif e.kind == "segment":
             rec = SegmentRecord.from_body(b)
             up = conn.execute(select(uploaded_keys.c.key).where(uploaded_keys.c.key == rec.key)).first()
@@ -494,6 +650,87 @@ class Index:
                 conn.execute(update(sessions).where(sessions.c.id == sid).values({col: b.get("time_iso")}))
             elif e.kind == "participant" and b.get("source"):
                 self._upsert_source(conn, sid, str(b["source"]), "remote", b.get("name"))
+            if e.kind == "participant" and str(b.get("name") or "").strip():
+                self._add_search_text(conn, sid, "person", str(b["name"]).strip())
+            elif e.kind == "transcript" and self.transcript_reader is not None:
+                self._index_transcript_entry(conn, sid, b)
+
+    # -- session search: keeping it in step ----------------------------------------------------
+    def _add_search_text(self, conn: Connection, sid: str, field: str, value: str) -> None:
+        t = search_text
+        where = and_(t.c.session_id == sid, t.c.field == field, t.c.body == value)
+        if conn.execute(select(t.c.id).where(where).limit(1)).first() is None:
+            conn.execute(insert(t).values(session_id=sid, field=field, body=value))
+
+    def _index_start(self, conn: Connection, sid: str, b: dict[str, Any]) -> None:
+        t = search_text
+        conn.execute(delete(t).where(and_(t.c.session_id == sid, t.c.field.in_(("case", "room", "person")))))
+        conn.execute(delete(search_owners).where(search_owners.c.session_id == sid))
+        listed = b.get("interviewers")
+        named: list[Any] = [*(listed if isinstance(listed, list) else []), b.get("created_by")]
+        staff = sorted({n.strip() for n in named if isinstance(n, str) and n.strip()})
+        suspect = [b["suspect"].strip()] if isinstance(b.get("suspect"), str) and b["suspect"].strip() else []
+        rows = [{"session_id": sid, "field": field, "body": str(value)}
+                for field, value in (("case", b.get("case_number")), ("room", b.get("room"))) if value]
+        rows += [{"session_id": sid, "field": "person", "body": name} for name in sorted({*suspect, *staff})]
+        if rows:
+            conn.execute(insert(t), rows)
+        if staff:
+            conn.execute(insert(search_owners), [{"session_id": sid, "name": name} for name in staff])
+
+    def _index_transcript_entry(self, conn: Connection, sid: str, b: dict[str, Any]) -> None:
+        import hashlib
+        import json
+
+        reader = self.transcript_reader
+        key, digest = b.get("key"), b.get("sha256")
+        if reader is None or not isinstance(key, str) or not isinstance(b.get("version"), int):
+            return
+        try:
+            data = reader(key)
+            if hashlib.sha256(data).hexdigest() != digest:
+                raise ValueError("content does not match the entry's SHA-256")
+            doc = json.loads(data)
+        except Exception as exc:  # a cache: the lines come with the next version, or `tonglu reindex`
+            log.bind(session=sid).warning("transcript %s not indexed for search: %s", key, exc)
+            return
+        self._index_lines(conn, sid, int(b["version"]), doc)
+
+    def _index_lines(self, conn: Connection, sid: str, version: int, doc: dict[str, Any]) -> bool:
+        row = conn.execute(
+            select(search_transcripts.c.version).where(search_transcripts.c.session_id == sid)
+        ).first()
+        if row is not None and int(row.version) >= version:
+            return False
+        t = search_text
+        conn.execute(delete(t).where(and_(t.c.session_id == sid, t.c.field == "line")))
+        lines = transcript_lines(doc)
+        if lines:
+            conn.execute(insert(t), [
+                {"session_id": sid, "field": "line", "start_ns": start, "speaker": speaker, "body": text}
+                for start, speaker, text in lines
+            ])
+        if row is None:
+            conn.execute(insert(search_transcripts).values(session_id=sid, version=version))
+        else:
+            conn.execute(
+                update(search_transcripts).where(search_transcripts.c.session_id == sid).values(version=version)
+            )
+        return True
+
+    def index_transcripts(self, batch: list[tuple[str, int, dict[str, Any]]]) -> int:
+        """`index_transcript` for many (session, version, document) in one transaction (bulk loads);
+        returns how many replaced the indexed lines."""
+
+        def fn(conn: Connection) -> int:
+            return sum(1 for sid, version, doc in batch if self._index_lines(conn, sid, version, doc))
+
+        return self._retrying(f"{len(batch)} transcripts", fn) if batch else 0
+
+    def index_transcript(self, sid: str, version: int, doc: dict[str, Any]) -> bool:
+        """Make `doc` (transcript `version` of `sid`) the lines searched for `sid`, unless a newer
+        version is indexed already. Returns whether the lines were replaced."""
+        return self._retrying(f"transcript {version} of {sid}", lambda conn: self._index_lines(conn, sid, version, doc))
 
     @staticmethod
     def _upsert_source(conn: Connection, sid: str, name: str, kind: str | None, label: str | None) -> None:
@@ -582,6 +819,80 @@ class Index:
         with self.engine.connect() as conn:
             return [self._session(r) for r in conn.execute(q)]
 
+    # -- session search ------------------------------------------------------------------------
+    def _matching(self, field: str, needle: str) -> Any:
+        """A condition on `sessions`: a `field` text of the session contains `needle` (case-insensitive)."""
+        t = search_text
+        if self.fts and len(needle) >= TRIGRAM:
+            name = f"phrase_{field}"  # one bound phrase per field of the query
+            fts = text(f"SELECT rowid FROM search_fts WHERE search_fts MATCH :{name}").bindparams(
+                **{name: _fts_phrase(needle)}
+            )
+            return sessions.c.id.in_(select(t.c.session_id).where(and_(t.c.field == field, t.c.id.in_(fts))))
+        if field != "line":  # metadata: a scan of the partial index `search_text_meta`
+            meta = and_(t.c.field != "line", t.c.field == field, self._like(needle))
+            return sessions.c.id.in_(select(t.c.session_id).where(meta))
+        # transcript lines, a 1-2 character needle on SQLite (below the trigram) or any on PostgreSQL:
+        # per session, newest first, until the limit is reached (the session's rows by index)
+        return exists().where(and_(t.c.session_id == sessions.c.id, t.c.field == field, self._like(needle)))
+
+    def _like(self, needle: str) -> Any:
+        if self.fts:  # SQLite's LIKE ignores ASCII case already
+            return search_text.c.body.like(_like_pattern(needle), escape="\\")
+        return search_text.c.body.ilike(_like_pattern(needle), escape="\\")
+
+    def search(self, f: SessionSearch) -> list[SearchResult]:
+        """Sessions matching every filter of `f`, newest first, with up to `hits_per_session`
+        transcript lines containing `f.text` (in time order). Answered from the index alone."""
+        q = select(sessions).where(sessions.c.started_ns.is_not(None))
+        for field, needle in (("case", f.case), ("room", f.room), ("person", f.person), ("line", f.text)):
+            needle = needle.strip()
+            if needle:
+                q = q.where(self._matching(field, needle))
+        if f.started_from_ns is not None:
+            q = q.where(sessions.c.started_ns >= f.started_from_ns)
+        if f.started_to_ns is not None:
+            q = q.where(sessions.c.started_ns < f.started_to_ns)
+        if f.owners is not None:
+            names = sorted({n.strip() for n in f.owners if n and n.strip()})
+            q = q.where(sessions.c.id.in_(select(search_owners.c.session_id).where(search_owners.c.name.in_(names))))
+        q = q.order_by(sessions.c.started_ns.desc(), sessions.c.id).limit(f.limit)
+        with self.engine.connect() as conn:
+            found = [self._session(r) for r in conn.execute(q)]
+            ids = [s.id for s in found]
+            if not ids:
+                return []
+            counted = select(gaps.c.session_id, func.count()).where(gaps.c.session_id.in_(ids))
+            gap_counts: dict[str, int] = {
+                str(sid): int(n) for sid, n in conn.execute(counted.group_by(gaps.c.session_id))
+            }
+            people: dict[str, set[str]] = {}
+            for sid, body in conn.execute(
+                select(annotation_rows.c.session_id, annotation_rows.c.body).where(
+                    and_(annotation_rows.c.session_id.in_(ids), annotation_rows.c.kind == "participant")
+                )
+            ):
+                name = str((body or {}).get("name") or "").strip()
+                if name:
+                    people.setdefault(sid, set()).add(name)
+            hits: dict[str, list[TranscriptHit]] = {}
+            text = f.text.strip()
+            if text:
+                t = search_text
+                lines = (
+                    select(t.c.session_id, t.c.start_ns, t.c.speaker, t.c.body)
+                    .where(and_(t.c.session_id.in_(ids), t.c.field == "line", self._like(text)))
+                    .order_by(t.c.session_id, t.c.start_ns, t.c.id)
+                )
+                for sid, start_ns, speaker, body in conn.execute(lines):
+                    got = hits.setdefault(sid, [])
+                    if len(got) < f.hits_per_session:
+                        got.append(TranscriptHit(int(start_ns) if start_ns is not None else None, speaker, body))
+        return [
+            SearchResult(s, sorted(people.get(s.id, ())), int(gap_counts.get(s.id, 0)), hits.get(s.id, []))
+            for s in found
+        ]
+
     @staticmethod
     def _session(r: Any) -> SessionInfo:
         d = dict(r._mapping)
@@ -645,7 +956,8 @@ class Index:
 
     def forget_session(self, sid: str) -> None:
         with self._tx() as conn:
-            for t in (sources, entries, segments, gaps, checkpoints, annotation_rows):
+            for t in (sources, entries, segments, gaps, checkpoints, annotation_rows, search_transcripts,
+                      search_owners, search_text):
                 conn.execute(delete(t).where(t.c.session_id == sid))
             conn.execute(delete(sessions).where(sessions.c.id == sid))
 

@@ -11,13 +11,17 @@ key or a delete marker on top is ignored and reported in `ReindexReport.findings
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections import defaultdict
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from tonglu.evidence.checkpoint import Checkpoint
-from tonglu.evidence.errors import ManifestError
+from tonglu.evidence.errors import ManifestError, StorageError
 from tonglu.evidence.index import Index
 from tonglu.evidence.logctx import context_logger
 from tonglu.evidence.manifest import ManifestEntry
@@ -34,6 +38,7 @@ class ReindexReport:
     sessions: int = 0
     entries: int = 0
     checkpoints: int = 0
+    transcripts: int = 0  # sessions whose newest transcript version was indexed for search
     skipped: list[str] = field(default_factory=list)
     findings: list[str] = field(default_factory=list)  # shadow versions and delete markers, by key
 
@@ -64,6 +69,7 @@ def reindex(store: ObjectStore, index: Index, *, reset: bool = True, workers: in
         for sid in sorted(set(manifests) | set(cps)):
             slog = log.bind(session=sid)
             applied = 0
+            newest: ManifestEntry | None = None  # the newest transcript version, for session search
             items = sorted(manifests.get(sid, []))
             for (seq, key), data in zip(items, pool.map(get, items), strict=True):
                 try:
@@ -85,6 +91,12 @@ def reindex(store: ObjectStore, index: Index, *, reset: bool = True, workers: in
                 if fresh:
                     report.entries += 1
                     applied += 1
+                if entry.kind == "transcript" and isinstance(entry.body.get("version"), int) and (
+                    newest is None or entry.body["version"] > newest.body["version"]
+                ):
+                    newest = entry
+            if newest is not None:
+                report.transcripts += _index_transcript(newest, found, get, index, report)
             citems = sorted(cps.get(sid, []))
             for (n, key), data in zip(citems, pool.map(get, citems), strict=True):
                 try:
@@ -104,3 +116,23 @@ def reindex(store: ObjectStore, index: Index, *, reset: bool = True, workers: in
             if applied:
                 report.sessions += 1
     return report
+
+
+def _index_transcript(entry: ManifestEntry, found: Mapping[str, Any], get: Callable[[tuple[int, str]], bytes],
+                      index: Index, report: ReindexReport) -> int:
+    """Index the lines of the transcript version `entry` names (read at its first version, checked
+    against the entry's SHA-256) for session search; 1 if it was indexed."""
+    key = entry.body.get("key")
+    if not isinstance(key, str) or key not in found or found[key].original is None:
+        report.skipped.append(f"{key}: transcript version named by {entry.session}#{entry.seq} is not in the store")
+        return 0
+    try:
+        data = get((0, key))
+        if hashlib.sha256(data).hexdigest() != entry.body.get("sha256"):
+            raise ValueError("content does not match the manifest SHA-256")
+        doc = json.loads(data)
+    except (ValueError, StorageError) as exc:
+        report.skipped.append(f"{key}: transcript not indexed for search: {exc}")
+        log.bind(session=entry.session).warning("reindex: transcript %s not indexed: %s", key, exc)
+        return 0
+    return int(index.index_transcript(entry.session, int(entry.body["version"]), doc))

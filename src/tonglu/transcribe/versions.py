@@ -19,8 +19,12 @@ from typing import Any
 from tonglu.evidence import keys
 from tonglu.evidence.fsutil import write_durable
 from tonglu.evidence.ledger import Ledger
+from tonglu.evidence.logctx import context_logger
+from tonglu.evidence.manifest import ManifestEntry
 from tonglu.evidence.spool import EVIDENCE, Spool
 from tonglu.transcribe.errors import VersionNotFound
+
+log = context_logger(__name__)
 
 
 def encode(doc: dict[str, Any]) -> bytes:
@@ -33,6 +37,9 @@ class VersionStore:
         self.spool = spool
         self.ledger = ledger
         self.read = read
+        # told of every `transcript` entry appended here, e.g. `Index.apply` (the search index
+        # reads the version back by key); a failure there is logged, the version stands
+        self.on_entry: Callable[[ManifestEntry], object] | None = None
         root.mkdir(parents=True, exist_ok=True)
 
     def _dir(self, sid: str) -> Path:
@@ -97,7 +104,7 @@ class VersionStore:
             if not any(item.key == key for item in self.spool.pending()):
                 self.spool.put_bytes(key, data, content_type="application/json", bucket=EVIDENCE)
             model = doc.get("model") or {}
-            self.ledger.append(
+            entry = self.ledger.append(
                 sid,
                 "transcript",
                 {
@@ -110,4 +117,9 @@ class VersionStore:
                     "by": by,
                 },
             )
+            if self.on_entry is not None:
+                try:
+                    self.on_entry(entry)
+                except Exception:  # the index is a cache: the next start or `tonglu reindex` catches up
+                    log.exception("transcript version %d of %s not passed on to the index", version, sid)
             return doc

@@ -17,11 +17,14 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from tonglu.evidence.index import SessionSearch, TranscriptHit
 from tonglu.evidence.keys import safe_id
 from tonglu.evidence.manifest import ManifestEntry
+from tonglu.transcribe.lines import iso
 from tonglu.web.auth import Principal, require_roles
 from tonglu.web.deps import get_services
-from tonglu.web.rbac import OPERATE, READ_SESSION, may_access_session, require_session_access
+from tonglu.web.rbac import OPERATE, READ_SESSION, SITE_WIDE, may_access_session, require_session_access
+from tonglu.web.services import Services
 
 router = APIRouter(tags=["evidence"])
 Operator = Annotated[Principal, Depends(require_roles(*OPERATE))]
@@ -270,9 +273,13 @@ def _cut_off(request: Request, sid: str, source: str, by: str) -> dict[str, Any]
 
 
 # -- search ------------------------------------------------------------------------------------
-def _session_summaries(request: Request) -> list[dict[str, Any]]:
-    """Every session's facts from its `session_start` / `session_stop` entries (the ledger)."""
-    ledger = get_services(request).ledger
+SEARCH_LIMIT = 200  # sessions per answer, newest first (`limited` says when more matched)
+
+
+def _session_summaries(services: Services) -> list[dict[str, Any]]:
+    """Every session's facts from its `session_start` / `session_stop` entries (the ledger): only
+    for an app without an index DB (tests of other areas); `tonglu serve` always has one."""
+    ledger = services.ledger
     out = []
     for sid in ledger.sessions():
         try:
@@ -291,13 +298,13 @@ def _session_summaries(request: Request) -> list[dict[str, Any]]:
             "participants": sorted(set(filter(None, people))),
             "started_ns": start.time_ns, "stopped_ns": stop.time_ns if stop else None,
             "state": "stopped" if stop else "recording",
-            "gaps": sum(1 for e in entries if e.kind == "gap"),
+            "gaps": sum(1 for e in entries if e.kind == "gap"), "start_body": b,
         })
     return out
 
 
-def _transcript_hits(request: Request, sid: str, text: str) -> list[dict[str, Any]]:
-    svc = get_services(request).transcripts
+def _transcript_hits(services: Services, sid: str, text: str) -> list[dict[str, Any]]:
+    svc = services.transcripts
     if svc is None:
         return []
     try:
@@ -305,36 +312,78 @@ def _transcript_hits(request: Request, sid: str, text: str) -> list[dict[str, An
     except Exception:  # no transcript (yet) for this session
         return []
     needle = text.casefold()
-    return [{"start": ln.get("start"), "speaker": ln.get("speaker"), "text": ln.get("text")}
+    return [{"start": ln.get("start"), "start_ns": ln.get("start_ns"), "speaker": ln.get("speaker"),
+             "text": ln.get("text")}
             for ln in doc.get("lines", []) if needle in str(ln.get("text", "")).casefold()][:5]
 
 
-def search_sessions(request: Request, *, case: str = "", room: str = "", person: str = "", date: str = "",
-                    text: str = "") -> list[dict[str, Any]]:
+def _day_bounds(date: str) -> tuple[int, int]:
+    """[start, end) in ns of the Beijing-time calendar day `date` (YYYY-MM-DD)."""
     from tonglu.web.templating import SHANGHAI
 
+    day = datetime.strptime(date, "%Y-%m-%d").replace(tzinfo=SHANGHAI)
+    start = int(day.timestamp()) * 10**9
+    return start, start + 86400 * 10**9
+
+
+def scan_sessions(services: Services, *, case: str = "", room: str = "", person: str = "", date: str = "",
+                  text: str = "") -> list[dict[str, Any]]:
+    """The ledger scan, for an app without an index DB: reads every session's ledger and transcript
+    (what search did before the index; `tonglu bench search` measures it as its baseline)."""
+    lo, hi = _day_bounds(date) if date else (0, 0)
     results = []
-    for s in _session_summaries(request):
+    for s in _session_summaries(services):
         if case and case.casefold() not in str(s["case_number"]).casefold():
             continue
         if room and room.casefold() not in str(s["room"]).casefold():
             continue
         if person:
-            names = [str(s["suspect"]), *map(str, s["interviewers"]), *s["participants"]]
+            names = [str(s["suspect"]), *map(str, s["interviewers"]), str(s["created_by"]), *s["participants"]]
             if not any(person.casefold() in n.casefold() for n in names):
                 continue
-        if date:
-            day = datetime.fromtimestamp(s["started_ns"] / 1e9, tz=SHANGHAI).strftime("%Y-%m-%d")
-            if day != date:
-                continue
+        if date and not lo <= s["started_ns"] < hi:
+            continue
         if text:
-            hits = _transcript_hits(request, s["id"], text)
+            hits = _transcript_hits(services, s["id"], text)
             if not hits:
                 continue
             s["transcript_hits"] = hits
         results.append(s)
     results.sort(key=lambda s: s["started_ns"], reverse=True)
     return results
+
+
+def _hit_json(h: TranscriptHit) -> dict[str, Any]:
+    start = iso(h.start_ns) if h.start_ns is not None else None
+    return {"start": start, "start_ns": h.start_ns, "speaker": h.speaker, "text": h.text}
+
+
+def search_sessions(request: Request, *, case: str = "", room: str = "", person: str = "", date: str = "",
+                    text: str = "", owners: tuple[str, ...] | None = None,
+                    limit: int = SEARCH_LIMIT) -> list[dict[str, Any]]:
+    """Sessions matching every given filter, newest first, from the index DB (evidence/index.py
+    `Index.search`: full-text index of metadata and transcript lines); `owners` keeps only sessions
+    created by or listing one of these names."""
+    services = get_services(request)
+    index = services.index
+    if index is None:
+        return scan_sessions(services, case=case, room=room, person=person, date=date, text=text)[:limit]
+    lo, hi = _day_bounds(date) if date else (None, None)
+    found = index.search(SessionSearch(case=case, room=room, person=person, text=text, started_from_ns=lo,
+                                       started_to_ns=hi, owners=owners, limit=limit))
+    out = []
+    for r in found:
+        s = r.session
+        row: dict[str, Any] = {
+            "id": s.id, "room": s.room, "case_number": s.case_number, "suspect": s.suspect,
+            "interviewers": s.interviewers, "created_by": s.created_by, "participants": r.participants,
+            "started_ns": s.started_ns, "stopped_ns": s.stopped_ns, "state": s.state, "gaps": r.gaps,
+            "start_body": s.start_body,
+        }
+        if text.strip():
+            row["transcript_hits"] = [_hit_json(h) for h in r.hits]
+        out.append(row)
+    return out
 
 
 Query200 = Annotated[str, Query(max_length=200)]
@@ -351,6 +400,14 @@ def search(request: Request, p: Annotated[Principal, Depends(require_roles(*READ
             datetime.strptime(date, "%Y-%m-%d")
         except ValueError as exc:
             raise HTTPException(status_code=422, detail=f"日期格式应为 YYYY-MM-DD (date {date!r})") from exc
-    found = search_sessions(request, case=case, room=room, person=person, date=date, text=text)
-    # an interviewer finds only its own sessions (the others answer 404 anyway)
-    return {"results": [s for s in found if may_access_session(p, str(s["id"]), s)]}
+    # an interviewer finds only its own sessions (the others answer 404 anyway): asked of the index,
+    # so that the limit counts only sessions it may see; checked again below by the rule itself
+    owners = None if p.role in SITE_WIDE or p.session_scope is not None else (
+        tuple(n for n in (p.user, p.display_name) if n))
+    found = search_sessions(request, case=case, room=room, person=person, date=date, text=text, owners=owners)
+    results = []
+    for s in found:
+        start_body = s.pop("start_body", None)
+        if may_access_session(p, str(s["id"]), start_body):
+            results.append(s)
+    return {"results": results, "limited": len(found) >= SEARCH_LIMIT}
