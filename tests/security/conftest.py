@@ -12,14 +12,16 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
+import pytest
 import uvicorn
 from fastapi import FastAPI
 
 from tests.browser.conftest import chromium  # noqa: F401  (fixture)
 from tests.live.conftest import live_server  # noqa: F401  (fixture)
-from tests.web.conftest import app, client, services, staff, web_settings  # noqa: F401  (fixtures)
+from tests.web.conftest import app, client, make_services, staff, web_settings  # noqa: F401  (fixtures)
 from tonglu.config import Settings
 from tonglu.web.server import uvicorn_config
+from tonglu.web.services import Services
 
 
 @contextmanager
@@ -39,3 +41,9 @@ def serve(app: FastAPI, settings: Settings, **changes: Any) -> Iterator[str]:  #
     finally:
         server.should_exit = True
         thread.join(15)
+
+
+@pytest.fixture
+def services(web_settings: Settings) -> Services:  # noqa: F811
+    """With the risk-rule timer: every route answers as in `tonglu up`, the alert routes included."""
+    return make_services(web_settings, risk_rules=True)
