@@ -30,7 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from tonglu.integrity.risk.facts import RISK_FACT_TOPIC
 from tonglu.web.auth import Principal, require_roles
 from tonglu.web.deps import get_services
-from tonglu.web.rbac import OPERATE, READ_SESSION, WATCH
+from tonglu.web.guard import session_start_body
+from tonglu.web.rbac import OPERATE, READ_SESSION, WATCH, may_access_session
 from tonglu.web.risk import RiskMonitor, ack_view, session_alerts
 from tonglu.web.routes.evidence import _session
 from tonglu.web.templating import render
@@ -89,15 +90,17 @@ def _sse(event: str, data: Any) -> bytes:
 
 
 def _stream(
-    request: Request, risk: RiskMonitor, sessions: Callable[[], list[str]], only: str | None
+    request: Request, risk: RiskMonitor, sessions: Callable[[], list[str]], visible: Callable[[str], bool]
 ) -> StreamingResponse:
+    """`sessions`: those the snapshot covers; `visible`: whether an event's session may reach this caller."""
     ledger = get_services(request).ledger
     queue = risk.subscribe()  # before the snapshot: nothing falls between the two
 
     def snapshot() -> list[dict[str, Any]]:
         out = []
         for sid in sessions():
-            out += session_alerts(ledger, sid)
+            if visible(sid):
+                out += session_alerts(ledger, sid)
         return out
 
     async def events() -> AsyncIterator[bytes]:
@@ -114,7 +117,7 @@ def _stream(
                     yield _sse("snapshot", {"alerts": await anyio.to_thread.run_sync(snapshot)})
                     continue
                 item = ev.get("alert") or ev.get("ack") or {}
-                if only is not None and item.get("session") != only:
+                if not await anyio.to_thread.run_sync(visible, str(item.get("session"))):
                     continue
                 yield _sse(ev["type"], item)
         finally:
@@ -128,14 +131,20 @@ def _stream(
 async def session_live(request: Request, sid: str, p: Watcher) -> StreamingResponse:
     """Server-sent events for one session: `snapshot` (all its alerts), then `alert` and `ack`."""
     await anyio.to_thread.run_sync(_session, request, sid, p)
-    return _stream(request, _monitor(request), lambda: [sid], sid)
+    return _stream(request, _monitor(request), lambda: [sid], lambda s: s == sid)
 
 
 @router.get("/api/risk/live")
-async def all_live(request: Request, _p: Watcher) -> StreamingResponse:
-    """Server-sent events over every running session (the supervisor page, the console)."""
+async def all_live(request: Request, p: Watcher) -> StreamingResponse:
+    """Server-sent events over every running session the caller may reach (the supervisor page sees
+    all; an interviewer's console only the sessions it created or is listed on)."""
     risk = _monitor(request)
-    return _stream(request, risk, risk.active_sessions, None)
+    services = get_services(request)
+
+    def visible(sid: str) -> bool:
+        return may_access_session(p, sid, session_start_body(services, sid))
+
+    return _stream(request, risk, risk.active_sessions, visible)
 
 
 class AckIn(BaseModel):
