@@ -93,3 +93,30 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]
 def store_settings(seaweed: SeaweedServer, tmp_path: Path) -> Settings:
     """Settings (recorder identity) on the shared SeaweedFS, with this test's own buckets."""
     return seaweed.settings(tmp_path / "data")
+
+
+# -- PostgreSQL fixtures -------------------------------------------------------------------------
+# `postgres` (session scope) runs one real PostgreSQL server (Debian binaries) on a free loopback
+# port; `pg_url` gives each test its own fresh database on it.
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from tonglu.evidence.pgserver import LocalPostgres
+
+    pg = LocalPostgres(tmp_path_factory.mktemp("postgres") / "pg")
+    pg.start()
+    try:
+        yield pg
+    finally:
+        pg.stop()
+
+
+@pytest.fixture
+def pg_url(postgres: Any, request: pytest.FixtureRequest) -> str:
+    """A SQLAlchemy URL of a new, empty database for this test."""
+    import re
+    import uuid
+
+    name = re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:8]
+    return str(postgres.url(name))
