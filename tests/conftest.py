@@ -1,7 +1,14 @@
-"""Shared fixtures. Area fixtures live in tests/<area>/conftest.py."""
+"""Shared fixtures. Area fixtures live in tests/<area>/conftest.py.
+
+Database engine: tests run on SQLite unless `--db=pg` (or TONGLU_TEST_DB=pg) is given; then every
+`Settings.from_env` of a test (and every subprocess, through TONGLU_DATABASE_URL) points at a fresh
+PostgreSQL database of the `postgres` fixture's server. URLs a test names itself (`sqlite:///...`)
+stay as they are. tests/pg runs a set of tests on both engines in every run.
+"""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,6 +18,30 @@ from typing import Any
 import pytest
 
 from tonglu.config import Settings
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--db", choices=("sqlite", "pg"), default=os.environ.get("TONGLU_TEST_DB", "sqlite"),
+        help="the index database engine of settings made by the tests (default: sqlite; TONGLU_TEST_DB)",
+    )
+
+
+@pytest.fixture(autouse=True)
+def _database_engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--db=pg`: the test's settings use a PostgreSQL database of its own (see the module docstring)."""
+    if request.config.getoption("--db") != "pg" or "pg_url" in request.fixturenames:
+        return
+    url = request.getfixturevalue("pg_url")
+    plain = Settings.from_env.__func__  # type: ignore[attr-defined]
+
+    def from_env(cls: type[Settings], env: Any = None) -> Settings:
+        values = dict(os.environ if env is None else env)
+        values.setdefault("TONGLU_DATABASE_URL", url)
+        return plain(cls, values)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(Settings, "from_env", classmethod(from_env))
+    monkeypatch.setenv("TONGLU_DATABASE_URL", url)
 
 
 @pytest.fixture
@@ -113,10 +144,14 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 @pytest.fixture
-def pg_url(postgres: Any, request: pytest.FixtureRequest) -> str:
-    """A SQLAlchemy URL of a new, empty database for this test."""
+def pg_url(postgres: Any, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A SQLAlchemy URL of a new, empty database for this test (dropped after it)."""
     import re
-    import uuid
+
+    from tonglu.evidence.db import close_engine
 
     name = re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:8]
-    return str(postgres.url(name))
+    url = str(postgres.url(name))
+    yield url
+    close_engine(url)
+    postgres.drop_database(name)

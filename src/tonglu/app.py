@@ -1,7 +1,8 @@
 """The application object: every long-lived part `tonglu up` builds once at startup, in order, and
 stops in reverse. Routes reach these parts through `web.deps` (FastAPI dependencies on `Services`).
 
-    store (embedded SeaweedFS, unless TONGLU_S3_ENDPOINT) → bucket bootstrap → index DB →
+    database check + migrations → store (embedded SeaweedFS, unless TONGLU_S3_ENDPOINT) →
+    bucket bootstrap → index DB →
     uploader thread → accounts + audit → transcription workers → recorder workers → web
 
 Each part registers a health check; `/healthz` answers 200 once all of them pass.
@@ -57,9 +58,13 @@ class App:
 
 def start_app(settings: Settings, *, recorder_workers: int | None = None,
                 transcribe_workers: int | None = None, echo: Callable[[str], None] = print) -> App:
-    """Start everything but the HTTP listener. On failure, what was started is stopped again."""
+    """Start everything but the HTTP listener. On failure, what was started is stopped again.
+    A database that cannot be used raises `DatabaseUnavailable` (one line) before anything starts."""
+    from tonglu.evidence.migrate import prepare_database
+
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     restrict_data_dir(settings)
+    prepare_database(settings.db_url)  # check the URL and the server, then migrate to the newest schema
     services = Services.local(settings)
     app = App(settings, services)
     try:

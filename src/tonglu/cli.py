@@ -12,7 +12,7 @@ from importlib.metadata import entry_points
 
 import typer
 
-from tonglu.commands import holds, integrity, recorder, store, system, transcribe, verify, web
+from tonglu.commands import db, holds, integrity, recorder, store, system, transcribe, verify, web
 
 app = typer.Typer(
     name="tonglu",
@@ -22,7 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _module in (system, store, verify, recorder, integrity, transcribe, web, holds):
+for _module in (system, store, db, verify, recorder, integrity, transcribe, web, holds):
     _module.register(app)
 
 for _ep in entry_points(group="tonglu.cli"):

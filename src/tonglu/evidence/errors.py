@@ -77,3 +77,8 @@ class RetentionShortening(HoldError):
 
 class UnknownCategory(HoldError):
     """A case category the retention policy does not know."""
+
+
+class DatabaseUnavailable(IndexDBError):
+    """`TONGLU_DATABASE_URL` names a database that cannot be used: unsupported scheme, server not
+    reachable, database missing, credentials refused. Its message is one line (中文 + English)."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import (
+    DDL,
     JSON,
     BigInteger,
     Boolean,
@@ -34,6 +35,7 @@ from sqlalchemy import (
     Text,
     and_,
     delete,
+    event,
     exists,
     func,
     insert,
@@ -50,6 +52,7 @@ from tonglu.evidence.db import open_engine
 from tonglu.evidence.errors import IndexDBError, StorageError
 from tonglu.evidence.logctx import context_logger
 from tonglu.evidence.manifest import GapRecord, ManifestEntry, SegmentRecord
+from tonglu.evidence.migrate import ensure_schema
 
 if TYPE_CHECKING:
     from tonglu.evidence.ledger import Ledger
@@ -175,12 +178,14 @@ uploaded_keys = Table(
 # "case", "room", "person" (suspect, interviewers, created_by, remote participants) or "line" (a line of
 # the newest transcript version, with its wall-clock start). On SQLite an FTS5 table with the `trigram`
 # tokenizer indexes `body` (external content, kept in step by triggers): substrings of 3+ characters,
-# Chinese included, are answered from it; shorter needles use LIKE over the rows. Elsewhere
-# (PostgreSQL) there is no FTS table: every needle is an ILIKE over the rows.
+# Chinese included, are answered from it; shorter needles use LIKE over the rows. On PostgreSQL two
+# trigram GIN indexes (`pg_trgm`, one over the metadata rows, one over the transcript lines) answer
+# ILIKE needles of 3+ characters the same way; shorter needles scan as on SQLite.
 search_text = Table(
     "search_text",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    # BIGINT on PostgreSQL; INTEGER on SQLite, where only that is the autoincrementing rowid
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
     Column("session_id", String(128), nullable=False),
     Column("field", String(16), nullable=False),
     Column("start_ns", BigInteger, nullable=True),
@@ -191,6 +196,15 @@ SqlIndex("search_text_session", search_text.c.session_id, search_text.c.field)
 # metadata rows only (a few per session): a short needle scans this index, not the transcript lines
 SqlIndex("search_text_meta", search_text.c.field, search_text.c.body, search_text.c.session_id,
          sqlite_where=search_text.c.field != "line", postgresql_where=search_text.c.field != "line")
+# PostgreSQL only (`ddl_if`): trigram GIN indexes; the extension is created before the tables
+SqlIndex("search_text_trgm_meta", search_text.c.body, postgresql_using="gin",
+         postgresql_ops={"body": "gin_trgm_ops"}, postgresql_where=search_text.c.field != "line"
+         ).ddl_if(dialect="postgresql")
+SqlIndex("search_text_trgm_line", search_text.c.body, postgresql_using="gin",
+         postgresql_ops={"body": "gin_trgm_ops"}, postgresql_where=search_text.c.field == "line"
+         ).ddl_if(dialect="postgresql")
+PG_TRGM_DDL = "CREATE EXTENSION IF NOT EXISTS pg_trgm"
+event.listen(metadata, "before_create", DDL(PG_TRGM_DDL).execute_if(dialect="postgresql"))
 SEARCH_FTS_DDL = (
     "CREATE VIRTUAL TABLE search_fts USING fts5(body, content='search_text', content_rowid='id', "
     "tokenize='trigram')",
@@ -203,7 +217,7 @@ SEARCH_FTS_DDL = (
     "INSERT INTO search_fts(rowid, body) VALUES (new.id, new.body); END",
 )
 SEARCH_FIELDS = ("case", "room", "person", "line")
-TRIGRAM = 3  # the shortest needle the trigram index answers; shorter ones scan with LIKE
+TRIGRAM = 3  # the shortest needle the trigram indexes answer; shorter ones scan with (I)LIKE
 
 # the transcript version whose lines are in `search_text` (a newer one replaces them)
 search_transcripts = Table(
@@ -310,6 +324,18 @@ class AnnotationInfo:
 
 
 @dataclass(frozen=True)
+class IndexedEntry:
+    """A manifest entry as the index holds it (`Index.entries_since`): its body rebuilt from the
+    rows it was applied to (segment and gap fields, `session_start` facts, annotation bodies)."""
+
+    session: str
+    seq: int
+    kind: str
+    time_ns: int
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class SessionFilter:
     room: str | None = None
     case_number: str | None = None
@@ -388,7 +414,7 @@ class Index:
         try:
             self.engine = open_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
             self.fts = self.engine.dialect.name == "sqlite"
-            metadata.create_all(self.engine)
+            ensure_schema(self.engine)  # evidence/migrations: these tables, the web_* ones and more
             self._create_search_text()
             self._backfill_search()
         except SQLAlchemyError as exc:
@@ -823,17 +849,22 @@ class Index:
     def _matching(self, field: str, needle: str) -> Any:
         """A condition on `sessions`: a `field` text of the session contains `needle` (case-insensitive)."""
         t = search_text
-        if self.fts and len(needle) >= TRIGRAM:
-            name = f"phrase_{field}"  # one bound phrase per field of the query
-            fts = text(f"SELECT rowid FROM search_fts WHERE search_fts MATCH :{name}").bindparams(
-                **{name: _fts_phrase(needle)}
-            )
-            return sessions.c.id.in_(select(t.c.session_id).where(and_(t.c.field == field, t.c.id.in_(fts))))
+        if len(needle) >= TRIGRAM:
+            if self.fts:
+                name = f"phrase_{field}"  # one bound phrase per field of the query
+                fts = text(f"SELECT rowid FROM search_fts WHERE search_fts MATCH :{name}").bindparams(
+                    **{name: _fts_phrase(needle)}
+                )
+                rows = and_(t.c.field == field, t.c.id.in_(fts))
+            else:  # PostgreSQL: ILIKE over a partial trigram GIN index (metadata or lines)
+                part = t.c.field == "line" if field == "line" else t.c.field != "line"
+                rows = and_(part, t.c.field == field, self._like(needle))
+            return sessions.c.id.in_(select(t.c.session_id).where(rows))
         if field != "line":  # metadata: a scan of the partial index `search_text_meta`
             meta = and_(t.c.field != "line", t.c.field == field, self._like(needle))
             return sessions.c.id.in_(select(t.c.session_id).where(meta))
-        # transcript lines, a 1-2 character needle on SQLite (below the trigram) or any on PostgreSQL:
-        # per session, newest first, until the limit is reached (the session's rows by index)
+        # transcript lines, a 1-2 character needle (below the trigram): per session, newest first,
+        # until the limit is reached (the session's rows by index)
         return exists().where(and_(t.c.session_id == sessions.c.id, t.c.field == field, self._like(needle)))
 
     def _like(self, needle: str) -> Any:
@@ -945,6 +976,55 @@ class Index:
             q = q.where(annotation_rows.c.kind == kind)
         with self.engine.connect() as conn:
             return [_row(AnnotationInfo, r) for r in conn.execute(q.order_by(annotation_rows.c.seq))]
+
+    def entry_counts(self) -> dict[str, int]:
+        """Per session, one past the highest seq applied (`sessions.entries`)."""
+        with self.engine.connect() as conn:
+            return {str(sid): int(n) for sid, n in conn.execute(select(sessions.c.id, sessions.c.entries))}
+
+    def entries_since(self, sid: str, seq: int, limit: int = 1000) -> list[IndexedEntry]:
+        """Entries of `sid` from `seq` on, in seq order (there may be holes: entries not applied yet,
+        a batch still in flight from another writer). Segment bodies carry what `SegmentRecord`
+        needs (source, track, media, index, key, sha256, wall times...); other kinds carry the
+        body they were applied with."""
+        e, sg = entries, segments
+        q = (
+            select(e.c.seq, e.c.kind, e.c.time_ns, sg.c.source, sg.c.track, sg.c.media, sg.c.codec, sg.c.container,
+                   sg.c.idx, sg.c.key, sg.c.wall_first_ns, sg.c.wall_last_ns, sg.c.bytes, sg.c.sha256,
+                   sg.c.recovered, gaps.c.body.label("gap_body"), annotation_rows.c.body.label("note_body"))
+            .select_from(
+                e.outerjoin(sg, and_(sg.c.session_id == e.c.session_id, sg.c.seq == e.c.seq))
+                .outerjoin(gaps, and_(gaps.c.session_id == e.c.session_id, gaps.c.seq == e.c.seq))
+                .outerjoin(annotation_rows, and_(annotation_rows.c.session_id == e.c.session_id,
+                                                 annotation_rows.c.seq == e.c.seq))
+            )
+            .where(and_(e.c.session_id == sid, e.c.seq >= seq))
+            .order_by(e.c.seq)
+            .limit(limit)
+        )
+        out: list[IndexedEntry] = []
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+            start_body: dict[str, Any] | None = None
+            if any(r.kind == "session_start" for r in rows):
+                start_body = dict(conn.execute(select(sessions.c.start_body).where(sessions.c.id == sid)).scalar()
+                                  or {})
+        for r in rows:
+            if r.kind == "segment" and r.key is not None:
+                body: dict[str, Any] = {
+                    "source": r.source, "track": r.track, "media": r.media, "codec": r.codec,
+                    "container": r.container, "index": int(r.idx), "key": r.key, "wall_first_ns": int(r.wall_first_ns),
+                    "wall_last_ns": int(r.wall_last_ns), "bytes": int(r.bytes), "sha256": r.sha256,
+                    "recovered": bool(r.recovered),
+                }
+            elif r.kind == "gap":
+                body = dict(r.gap_body or {})
+            elif r.kind == "session_start":
+                body = dict(start_body or {})
+            else:
+                body = dict(r.note_body or {})
+            out.append(IndexedEntry(sid, int(r.seq), str(r.kind), int(r.time_ns), body))
+        return out
 
     def applied_seqs(self, sid: str) -> int:
         with self.engine.connect() as conn:

@@ -60,6 +60,7 @@ def _free_port() -> int:
 class LocalPostgres:
     base_dir: Path
     port: int = 0
+    password: str | None = None  # None: trust loopback; else the superuser logs in with it (SCRAM)
 
     @property
     def data_dir(self) -> Path:
@@ -101,9 +102,16 @@ class LocalPostgres:
         if not (self.data_dir / "PG_VERSION").exists():
             self.data_dir.mkdir(mode=0o700, exist_ok=True)
             self._chown(self.data_dir)
+            auth = ["--auth=trust"]
+            if self.password is not None:
+                pwfile = self.base_dir / "pwfile"
+                pwfile.write_text(self.password + "\n")
+                os.chmod(pwfile, 0o600)
+                self._chown(pwfile)
+                auth = ["--auth=scram-sha-256", f"--pwfile={pwfile}"]
             init = subprocess.run(
                 self._as_owner([str(bindir / "initdb"), "-D", str(self.data_dir), "-U", SUPERUSER,
-                                "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"]),
+                                *auth, "-E", "UTF8", "--locale=C.UTF-8"]),
                 capture_output=True, text=True, cwd="/",
             )
             if init.returncode != 0:
@@ -130,7 +138,16 @@ class LocalPostgres:
     def url(self, database: str = "tonglu", driver: str = "psycopg") -> str:
         """A SQLAlchemy URL for `database`, created on first use."""
         self.create_database(database)
-        return f"postgresql+{driver}://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
+        login = SUPERUSER if self.password is None else f"{SUPERUSER}:{self.password}"
+        return f"postgresql+{driver}://{login}@127.0.0.1:{self.port}/{database}"
+
+    def drop_database(self, database: str) -> None:
+        """Drop `database`, ending any connection still open to it (tests: one database each)."""
+        import psycopg
+
+        with psycopg.connect(host="127.0.0.1", port=self.port, user=SUPERUSER, password=self.password,
+                             dbname="postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
     def create_database(self, database: str) -> None:
         import psycopg
@@ -138,8 +155,8 @@ class LocalPostgres:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             try:
-                conn = psycopg.connect(host="127.0.0.1", port=self.port, user=SUPERUSER, dbname="postgres",
-                                       autocommit=True)
+                conn = psycopg.connect(host="127.0.0.1", port=self.port, user=SUPERUSER, password=self.password,
+                                       dbname="postgres", autocommit=True)
                 break
             except psycopg.OperationalError:
                 if time.monotonic() > deadline:

@@ -15,13 +15,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, select
+from sqlalchemy import BigInteger, Column, MetaData, String, Table, select
 from sqlalchemy.engine import Engine
 
 from tonglu.evidence import keys
 from tonglu.evidence.db import open_engine
 from tonglu.evidence.ledger import Ledger
 from tonglu.evidence.manifest import ManifestEntry
+from tonglu.evidence.migrate import ensure_schema
 from tonglu.evidence.retention import valid_category_name
 from tonglu.recorder import participants
 from tonglu.recorder.errors import (
@@ -45,7 +46,7 @@ tokens_table = Table(
     Column("session_id", String(128), primary_key=True),
     Column("source", String(128), primary_key=True),
     Column("token_sha256", String(64), nullable=False),
-    Column("created_ns", Integer, nullable=False),
+    Column("created_ns", BigInteger, nullable=False),  # nanoseconds: BIGINT on PostgreSQL
 )
 
 
@@ -225,7 +226,7 @@ class SessionStore:
     def __init__(self, ledger: Ledger, db_url: str, engine: Engine | None = None) -> None:
         self.ledger = ledger
         self.engine = engine or open_engine(db_url)
-        _metadata.create_all(self.engine, checkfirst=True)
+        ensure_schema(self.engine)  # evidence/migrations creates the token tables
 
     # -- blocking API: call from a thread --------------------------------------------------
     def create(self, req: dict[str, Any], created_by: str) -> tuple[str, dict[str, str]]:

@@ -2,7 +2,8 @@
 
 They live beside the index tables in the same database (`settings.db_url`) but in their own
 `MetaData`, all prefixed `web_`, so `tonglu reindex` never touches them: accounts and the audit
-trail are not derived from the object store.
+trail are not derived from the object store. The migrations (evidence/migrations) create them; a
+change here needs a new revision there (tests/pg/test_migrations.py compares the two).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlalchemy import (
 )
 
 from tonglu.evidence.db import open_engine
+from tonglu.evidence.migrate import ensure_schema
 
 metadata = MetaData()
 
@@ -94,7 +96,8 @@ Index("web_audit_time", audit_records.c.time_ns)
 Index("web_audit_object", audit_records.c.object)
 
 def engine_for(url: str) -> Engine:
-    """The process's engine for `url` (evidence.db.open_engine) with the web tables created (idempotent)."""
+    """The process's engine for `url` (evidence.db.open_engine) with the schema at the newest
+    migration (evidence/migrations creates these tables; one query when it is there already)."""
     engine = open_engine(url)
-    metadata.create_all(engine, checkfirst=True)
+    ensure_schema(engine)
     return engine

@@ -1,0 +1,1 @@
+"""Alembic migrations of the index database (evidence/migrate.py runs them; versions/ holds the revisions)."""
