@@ -1,19 +1,28 @@
-"""The dispatcher: tails the session ledgers, feeds the queue, publishes versions.
+"""The dispatcher: follows the sessions' manifest entries, feeds the queue, publishes versions.
 
-It reads `ledger/<sid>/entries.log` files directly (read-only, from a stored offset, whole lines only),
-so it never blocks a recorder appending. For each session it records ``session_start``,
-``participant`` and audio ``segment`` entries; on ``session_stop`` the queue creates the final jobs.
-When a stopped session's live draft has drained and all its final jobs are done, it publishes the
-live draft as one version and the final pass as the next (`VersionStore.publish`).
+Where the entries come from (`EntrySource`):
+- `LedgerFiles` (one host, the SQLite default): `ledger/<sid>/entries.log` read directly (read-only,
+  from a stored byte offset, whole lines only), so it never blocks a recorder appending.
+- `IndexEntries` (several hosts, PostgreSQL): the manifest entries in the index database, which
+  every recorder host writes (recorder/indexfeed.py). The stored offset is the next seq; only the
+  contiguous run from it is taken, so an entry still in flight from another writer is waited for,
+  never skipped. A worker host needs no ledger files: segment entries carry the object key and
+  SHA-256, and workers fetch the audio from the object store and check the hash (audio.assemble).
+
+For each session it records ``session_start``, ``participant`` and audio ``segment`` entries; on
+``session_stop`` the queue creates the final jobs. When a stopped session's live draft has drained
+and all its final jobs are done, it publishes the live draft as one version and the final pass as
+the next (`VersionStore.publish`, which appends to the session's ledger: the dispatcher runs where
+that ledger is). On PostgreSQL only the queue's leader dispatches (`JobQueue.is_leader`).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tonglu.evidence.logctx import context_logger
 from tonglu.evidence.manifest import ManifestEntry
@@ -51,34 +60,116 @@ def segment_ref(body: dict[str, Any]) -> SegmentRef:
     )
 
 
-class Dispatcher:
-    def __init__(self, ledger_dir: Path, queue: JobQueue, versions: VersionStore, model: dict[str, str]) -> None:
+class Fact(Protocol):
+    """What the dispatcher reads of an entry (a `ManifestEntry` or an index `IndexedEntry`)."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def time_ns(self) -> int: ...
+    @property
+    def body(self) -> dict[str, Any]: ...
+
+
+class EntrySource(Protocol):
+    def changed(self, queue: JobQueue) -> list[str]:
+        """Sessions that may have entries past their queue offset."""
+
+    def read(self, sid: str, offset: int) -> tuple[Sequence[Fact], int]:
+        """Entries from `offset` on and the offset after them."""
+
+    def seen(self, sid: str) -> None:
+        """`sid` was read up to what `changed` saw."""
+
+
+class LedgerFiles:
+    """The entries of the ledger files on this host (offset: bytes into `entries.log`)."""
+
+    def __init__(self, ledger_dir: Path) -> None:
         self.ledger_dir = ledger_dir
+        self._mtimes: dict[str, int] = {}
+        self._pending: dict[str, int] = {}
+
+    def changed(self, queue: JobQueue) -> list[str]:
+        out: list[str] = []
+        if not self.ledger_dir.exists():
+            return out
+        for d in sorted(self.ledger_dir.iterdir()):
+            try:
+                st = (d / "entries.log").stat()
+            except FileNotFoundError:
+                continue
+            if self._mtimes.get(d.name) != (st.st_mtime_ns ^ st.st_size):
+                self._pending[d.name] = st.st_mtime_ns ^ st.st_size
+                out.append(d.name)
+        return out
+
+    def read(self, sid: str, offset: int) -> tuple[Sequence[Fact], int]:
+        return read_new_entries(self.ledger_dir, sid, offset)
+
+    def seen(self, sid: str) -> None:
+        if sid in self._pending:
+            self._mtimes[sid] = self._pending.pop(sid)
+
+
+class IndexEntries:
+    """The entries in the index database (offset: the next seq), for workers on any host."""
+
+    HOLE_WARN_S = 60.0
+
+    def __init__(self, index: Any, batch: int = 1000) -> None:
+        self.index = index  # evidence.index.Index
+        self.batch = batch
+        self._holes: dict[tuple[str, int], float] = {}
+
+    def changed(self, queue: JobQueue) -> list[str]:
+        offsets = queue.offsets()
+        return sorted(sid for sid, n in self.index.entry_counts().items() if n > offsets.get(sid, 0))
+
+    def read(self, sid: str, offset: int) -> tuple[Sequence[Fact], int]:
+        got: list[Fact] = []
+        for e in self.index.entries_since(sid, offset, self.batch):
+            if e.seq != offset + len(got):
+                break
+            got.append(e)
+        new_offset = offset + len(got)
+        if len(got) < self.batch and new_offset < self.index.entry_counts().get(sid, 0):
+            first = self._holes.setdefault((sid, new_offset), time.monotonic())
+            if time.monotonic() - first > self.HOLE_WARN_S:
+                log.bind(session=sid).warning(
+                    "entry %d is not in the index yet; transcription of the session waits for it "
+                    "(`tonglu reindex` repairs an index that lost it)", new_offset)
+                self._holes[(sid, new_offset)] = time.monotonic()
+        return got, new_offset
+
+    def seen(self, sid: str) -> None:
+        pass
+
+
+class Dispatcher:
+    def __init__(
+        self, source: Path | EntrySource, queue: JobQueue, versions: VersionStore, model: dict[str, str]
+    ) -> None:
+        self.source: EntrySource = LedgerFiles(source) if isinstance(source, Path) else source
         self.queue = queue
         self.versions = versions
         self.model = model
-        self._mtimes: dict[str, int] = {}
 
     def scan(self) -> int:
-        """Read whatever the ledgers gained since the last scan; return how many entries were new."""
-        n = 0
-        if not self.ledger_dir.exists():
+        """Read whatever the sessions gained since the last scan; return how many entries were new."""
+        if not self.queue.is_leader():
             return 0
-        for d in sorted(self.ledger_dir.iterdir()):
-            log_path = d / "entries.log"
-            try:
-                st = log_path.stat()
-            except FileNotFoundError:
-                continue
-            if self._mtimes.get(d.name) == (st.st_mtime_ns ^ st.st_size):
-                continue
-            n += self._scan_session(d.name)
-            self._mtimes[d.name] = st.st_mtime_ns ^ st.st_size
+        n = 0
+        for sid in self.source.changed(self.queue):
+            n += self._scan_session(sid)
+            self.source.seen(sid)
         return n
 
     def _scan_session(self, sid: str) -> int:
         offset = self.queue.offset(sid)
-        entries, new_offset = read_new_entries(self.ledger_dir, sid, offset)
+        entries, new_offset = self.source.read(sid, offset)
         if new_offset == offset:
             return 0
         start_body = None
@@ -109,7 +200,9 @@ class Dispatcher:
 
     def publish_ready(self, now_ns: int | None = None) -> list[dict[str, Any]]:
         """Publish the live and final versions of stopped sessions whose work is complete."""
-        published = []
+        published: list[dict[str, Any]] = []
+        if not self.queue.is_leader():
+            return published
         for sid in self.queue.sessions_to_publish():
             if not self.queue.live_drained(sid):
                 continue

@@ -332,7 +332,7 @@ class JobQueue:
     def close(self) -> None:
         if self._pg:
             if self._leader is not None:
-                self._leader.close()  # ends the session: the advisory lock goes with it
+                self._leader.invalidate()  # closes the session: the advisory lock goes with it
                 self._leader = None
             return
         self._db.close()

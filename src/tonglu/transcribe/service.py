@@ -23,9 +23,8 @@ from tonglu.transcribe import documents
 from tonglu.transcribe.dispatcher import live_document, segment_ref
 from tonglu.transcribe.errors import CorrectionError, VersionNotFound
 from tonglu.transcribe.lines import Line, iso
-from tonglu.transcribe.queue import JobQueue, line_from_row
+from tonglu.transcribe.queue import line_from_row, open_queue
 from tonglu.transcribe.versions import VersionStore
-from tonglu.transcribe.worker import queue_path
 
 
 class TranscriptService:
@@ -42,7 +41,7 @@ class TranscriptService:
         self.spool = spool
         self.read = read
         self.versions_store = VersionStore(settings.data_dir / "transcribe" / "versions", spool, ledger, read)
-        self.queue = JobQueue(queue_path(settings.data_dir))
+        self.queue = open_queue(settings.data_dir, settings.db_url)
         self._model = model
 
     @property

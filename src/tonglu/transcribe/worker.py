@@ -27,7 +27,7 @@ from tonglu.transcribe.levels import line_level_db
 from tonglu.transcribe.lines import to_wall
 from tonglu.transcribe.live import plan_cut
 from tonglu.transcribe.models import resolve_model
-from tonglu.transcribe.queue import FinalJob, Job, JobQueue, LiveJob
+from tonglu.transcribe.queue import FinalJob, Job, JobQueue, LiveJob, open_queue
 
 
 def queue_path(data_dir: Path) -> Path:
@@ -102,9 +102,11 @@ def run(
     stop: threading.Event,
     poll_s: float = 0.1,
     live_batch: int = 4,
+    db_url: str | None = None,
 ) -> None:
     log = context_logger("tonglu.transcribe.worker")
-    queue = JobQueue(queue_path(data_dir), lease_s=lease_s)
+    # PostgreSQL (TONGLU_DATABASE_URL): the queue every host's workers share; else this host's file
+    queue = open_queue(data_dir, db_url or "", lease_s=lease_s)
     while not stop.is_set():
         jobs: list[Job] = list(queue.claim_live_batch(worker_id, live_batch))
         if not jobs:
@@ -169,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     log = context_logger("tonglu.transcribe.worker")
     log.info("worker %s ready (model %s)", args.worker_id, engine.model.name)  # stderr
-    run(args.data_dir, args.worker_id, engine, evidence_reader(settings), lease_s=args.lease_s, stop=stop)
+    run(args.data_dir, args.worker_id, engine, evidence_reader(settings), lease_s=args.lease_s, stop=stop,
+        db_url=settings.db_url)
     return 0
 
 

@@ -20,16 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tonglu.config import Settings
+from tonglu.evidence.index import Index
 from tonglu.evidence.ledger import Ledger
 from tonglu.evidence.logctx import context_logger
 from tonglu.evidence.process import die_with_parent
 from tonglu.evidence.signing import SiteKey
 from tonglu.evidence.spool import Spool
-from tonglu.transcribe.dispatcher import Dispatcher, DispatcherThread
+from tonglu.transcribe.dispatcher import Dispatcher, DispatcherThread, IndexEntries
 from tonglu.transcribe.models import resolve_model
-from tonglu.transcribe.queue import JobQueue
+from tonglu.transcribe.queue import JobQueue, open_queue
 from tonglu.transcribe.versions import VersionStore
-from tonglu.transcribe.worker import queue_path
 
 log = context_logger(__name__)
 
@@ -112,9 +112,11 @@ def start_workers(
     identity = model_identity(settings, model_name)  # also prepares the base model if needed
     spool = spool or Spool(settings.spool_dir)
     ledger = ledger or Ledger(settings.ledger_dir, spool, SiteKey.load_or_create(settings.keys_dir))
-    queue = JobQueue(queue_path(settings.data_dir), lease_s=lease_s)
+    queue = open_queue(settings.data_dir, settings.db_url, lease_s=lease_s)
     versions = VersionStore(settings.data_dir / "transcribe" / "versions", spool, ledger)
-    dispatcher = Dispatcher(settings.ledger_dir, queue, versions, identity)
+    # one host: the ledger files; PostgreSQL (workers on any host): the manifest entries in the index
+    source: Path | IndexEntries = IndexEntries(Index(settings.db_url)) if queue.on_postgres else settings.ledger_dir
+    dispatcher = Dispatcher(source, queue, versions, identity)
     thread = DispatcherThread(dispatcher, poll_s=dispatch_poll_s)
     handle = WorkersHandle(settings, queue, dispatcher, thread, restart_dead=restart_dead)
     for i in range(n):
