@@ -70,7 +70,8 @@ def test_m3u8_program_date_time_and_discontinuities(tmp_path: Path) -> None:
     lines = text.splitlines()
     assert lines[0] == "#EXTM3U" and lines[-1] == "#EXT-X-ENDLIST"
     pdt = [ln for ln in lines if ln.startswith("#EXT-X-PROGRAM-DATE-TIME:")]
-    assert pdt == ["#EXT-X-PROGRAM-DATE-TIME:2024-05-01T06:00:00.000Z", "#EXT-X-PROGRAM-DATE-TIME:2024-05-01T06:00:04.000Z"]
+    assert pdt == ["#EXT-X-PROGRAM-DATE-TIME:2024-05-01T06:00:00.000Z",
+                   "#EXT-X-PROGRAM-DATE-TIME:2024-05-01T06:00:04.000Z"]
     i = lines.index("#EXT-X-DISCONTINUITY")
     assert lines[i - 1].startswith("## gap 2024-05-01T06:00:02.000Z")
     assert [ln for ln in lines if ln.startswith("#EXTINF")] == ["#EXTINF:2.000,", "#EXTINF:2.000,"]

@@ -37,7 +37,7 @@ def ts_to_fmp4(data: bytes) -> bytes:
     """One MPEG-TS segment (H.264, maybe AAC/Opus-less) as fragmented MP4, stream copy."""
     out = io.BytesIO()
     try:
-        with av.open(io.BytesIO(data), format="mpegts") as src, av.open(
+        with av.open(io.BytesIO(data), mode="r", format="mpegts") as src, av.open(
             out, mode="w", format="mp4",
             options={"movflags": "frag_keyframe+empty_moov+default_base_moof"},
         ) as dst:
@@ -49,7 +49,8 @@ def ts_to_fmp4(data: bytes) -> bytes:
             for packet in src.demux(*[s for s in src.streams if s.index in streams]):
                 if packet.dts is None and packet.pts is None:
                     continue
-                base = first.setdefault(packet.stream.index, packet.dts if packet.dts is not None else packet.pts)
+                stamp = packet.dts if packet.dts is not None else packet.pts
+                base = first.setdefault(packet.stream.index, int(stamp or 0))
                 if packet.pts is not None:
                     packet.pts -= base
                 if packet.dts is not None:

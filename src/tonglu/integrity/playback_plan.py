@@ -111,6 +111,7 @@ class PlaybackPlan:
     markers: list[PlayMarker]
     breaks: list[PlayBreak]
     problems: list[str]
+    participants: list[dict[str, Any]] = field(default_factory=list)  # remote joined/left: at_ns, event, source, name
     _by_seq: dict[int, tuple[PlayTrack, PlaySegment]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -171,6 +172,10 @@ class PlaybackPlan:
                  "start": iso_utc(b.start_ns), "end": iso_utc(b.end_ns) if b.end_ns is not None else None,
                  "reason_code": b.reason_code, "text": b.text}
                 for b in self.breaks
+            ],
+            "participants": [
+                {"at_ms": self._ms(p["at_ns"]), "event": p["event"], "source": p["source"], "name": p["name"]}
+                for p in self.participants
             ],
             "problems": self.problems,
         }
@@ -275,8 +280,14 @@ def plan_from_view(view: SessionView, *, now_ns: int | None = None) -> PlaybackP
         for m in view.markers
     ]
     breaks = [PlayBreak(b.start_ns, b.end_ns, b.reason_code, b.text) for b in view.breaks]
+    participants = [
+        {"at_ns": p.body["time_ns"] if isinstance(p.body.get("time_ns"), int) else p.time_ns,
+         "event": str(p.body.get("event") or ""), "source": str(p.body.get("source") or ""),
+         "name": str(p.body.get("name") or "")}
+        for p in view.participants
+    ]
     return PlaybackPlan(view.session, t0, t1, view.recording, view.entries_count, tracks, markers, breaks,
-                        list(view.problems))
+                        list(view.problems), participants)
 
 
 def plan_playback(session: str, entries: Sequence[ManifestEntry], *, now_ns: int | None = None) -> PlaybackPlan:
