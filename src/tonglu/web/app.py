@@ -22,6 +22,7 @@ ROUTER_MODULES = (
     "tonglu.web.routes.evidence",
     "tonglu.web.routes.review",
     "tonglu.web.routes.playback",
+    "tonglu.web.routes.jobs",
     "tonglu.web.routes.transcript",
     "tonglu.web.routes.records",
     "tonglu.web.routes.pages",
