@@ -3,7 +3,7 @@ stops in reverse. Routes reach these parts through `web.deps` (FastAPI dependenc
 
     database check + migrations → store (embedded SeaweedFS, unless TONGLU_S3_ENDPOINT) →
     bucket bootstrap → index DB →
-    uploader thread → accounts + audit → transcription workers → recorder workers → web
+    uploader thread → accounts + audit → transcription workers → job runners → recorder workers → web
 
 Each part registers a health check; `/healthz` answers 200 once all of them pass.
 """
@@ -72,6 +72,7 @@ def start_app(settings: Settings, *, recorder_workers: int | None = None,
         _start_index_and_uploader(app)
         _start_accounts(app, echo)
         _start_transcription(app, transcribe_workers)
+        _start_jobs(app)
         _start_recorder(app, recorder_workers)
         restrict_data_dir(settings)  # the databases the parts above created
     except BaseException:
@@ -184,6 +185,22 @@ def _start_transcription(app: App, workers: int | None) -> None:
         handle.dispatcher.versions.on_entry = services.index.apply
         services.transcripts.versions_store.on_entry = services.index.apply
     app.checks["transcription"] = handle.alive
+
+
+def _start_jobs(app: App) -> None:
+    """Runner threads of the background job queue (working copies, exports, clips): the table lives
+    in the index DB, so runners in other processes on the same database take jobs too."""
+    import os
+
+    from tonglu.evidence.jobs import JobQueue
+    from tonglu.web.jobs import JobService
+
+    n = max(1, int(os.environ.get("TONGLU_JOB_WORKERS", "1") or 1))
+    jobs = JobService(app.services, JobQueue(app.services.engine), threads=n)
+    app.services.jobs = jobs
+    jobs.start()
+    app.on_stop("job runners", jobs.stop)
+    app.checks["jobs"] = jobs.alive
 
 
 def _start_recorder(app: App, workers: int | None) -> None:

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -113,10 +114,18 @@ def test_workcopy_api(app_session) -> None:
     client, b = app_session
     assert client.get(f"/api/sessions/{b.sid}/workcopy.mp4", headers=AUTH).status_code == 404
     made = client.post(f"/api/sessions/{b.sid}/workcopy?height=180", headers=AUTH)
-    assert made.status_code == 201, made.text
+    assert made.status_code == 202, made.text  # a background job: answered at once
+    job = made.json()
+    deadline = time.monotonic() + 120
+    while job["state"] not in ("done", "failed") and time.monotonic() < deadline:
+        time.sleep(0.3)
+        job = client.get(job["url"], headers=AUTH).json()
+    assert job["state"] == "done", job
     mp4 = client.get(f"/api/sessions/{b.sid}/workcopy.mp4", headers=AUTH)
     assert mp4.status_code == 200 and mp4.headers["content-type"] == "video/mp4"
-    assert len(mp4.content) == made.json()["bytes"]
+    assert len(mp4.content) == job["result"]["bytes"]
+    again = client.post(f"/api/sessions/{b.sid}/workcopy?height=180", headers=AUTH)
+    assert again.status_code == 200 and again.json()["id"] == job["id"]  # the same manifest: not rebuilt
     side = client.get(f"/api/sessions/{b.sid}/workcopy.json", headers=AUTH).json()
     assert len(side["made_from"]) == 12
 

@@ -28,7 +28,8 @@ SID = "s-fuzz-1"
 EXAMPLES = 12
 # building a working copy (ffmpeg) or an export package of the real session takes seconds per
 # request: these get fuzzed path/query values only, never the real session id
-HEAVY = {"/api/sessions/{sid}/workcopy", "/api/sessions/{sid}/export.zip"}
+HEAVY = {"/api/sessions/{sid}/workcopy", "/api/sessions/{sid}/export.zip", "/api/sessions/{sid}/jobs/export",
+         "/api/sessions/{sid}/jobs/clip"}
 SKIP = {
     ("GET", "/api/sessions/{sid}/transcript/live"),  # server-sent events: an endless response by design
     ("GET", "/api/sessions/{sid}/alerts/live"),  # the same

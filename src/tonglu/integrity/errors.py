@@ -84,3 +84,12 @@ class RuleFileError(IntegrityError):
         self.message = message
         where = f"{path}:{line}" if line is not None else path
         super().__init__(f"风险规则文件错误 (risk rule file error) {where}: {message}")
+
+
+class PlaybackRefused(IntegrityError):
+    """A segment that does not match its manifest entry (or cannot be read): never played.
+    `reason`: size_mismatch | sha256_mismatch | missing | unreadable."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason

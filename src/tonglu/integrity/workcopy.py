@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -275,11 +276,15 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _materialise(review: Review, segs: list[Any], dest: Path) -> tuple[dict[str, Path], set[str]]:
+def _materialise(
+    review: Review, segs: list[Any], dest: Path, progress: Callable[[float], None] | None = None
+) -> tuple[dict[str, Path], set[str]]:
     """Copy each master segment locally, re-hashing it; mismatched or unreadable ones are excluded."""
     paths: dict[str, Path] = {}
     bad: set[str] = set()
-    for seg in segs:
+    for i, seg in enumerate(segs):
+        if progress is not None and i % 50 == 0:
+            progress(i / max(1, len(segs)))
         rec = seg.rec
         target = dest / f"{len(paths) + len(bad):06d}.{rec.key.rsplit('.', 1)[-1]}"
         h = hashlib.sha256()
@@ -299,9 +304,37 @@ def _materialise(review: Review, segs: list[Any], dest: Path) -> tuple[dict[str,
     return paths, bad
 
 
+def _run_ffmpeg(args: list[str], duration_s: float, progress: Callable[[float], None] | None) -> tuple[int, bytes]:
+    """Run ffmpeg; with `progress`, report the fraction of the timeline encoded (from `-progress`)."""
+    if progress is None:
+        proc = subprocess.run(args, capture_output=True)
+        return proc.returncode, proc.stderr
+    args = [args[0], "-progress", "pipe:1", "-nostats", *args[1:]]
+    with tempfile.TemporaryFile() as err, subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err) as p:
+        assert p.stdout is not None
+        for raw in p.stdout:
+            line = raw.decode(errors="replace").strip()
+            if line.startswith("out_time_us=") and duration_s > 0:
+                try:
+                    progress(min(1.0, int(line.split("=", 1)[1]) / 1e6 / duration_s))
+                except ValueError:
+                    pass
+        rc = p.wait()
+        err.seek(0)
+        return rc, err.read()
+
+
 def build_for_session(
-    review: Review, session: str, *, height: int = 720, out_dir: Path | None = None, spool: bool = True
+    review: Review,
+    session: str,
+    *,
+    height: int = 720,
+    out_dir: Path | None = None,
+    spool: bool = True,
+    progress: Callable[[float], None] | None = None,
 ) -> WorkcopyResult:
+    """`progress(frac)`, when given, is called as the work goes (0..1: copying and re-hashing the
+    masters is the first 10 %, the ffmpeg encode the rest); it may raise to abort the build."""
     loaded = review.load(session)
     log = context_logger(__name__, session=session)
     out_dir = out_dir or review.settings.data_dir / "workcopies" / keys.safe_id(session, "session id")
@@ -312,7 +345,9 @@ def build_for_session(
         tmp = Path(tmp_s)
         (tmp / "seg").mkdir()
         first = plan(loaded.view)
-        paths, bad = _materialise(review, first.segments(), tmp / "seg")
+        paths, bad = _materialise(
+            review, first.segments(), tmp / "seg", None if progress is None else (lambda f: progress(f * 0.1))
+        )
         p = plan(loaded.view, excluded_keys=bad) if bad else first
         out_tmp = tmp / "workcopy.mp4"
         graph = build_graph(p, paths, tmp, out_tmp, geo, font)
@@ -323,11 +358,13 @@ def build_for_session(
             len(p.cards),
             p.duration_ns / NS,
         )
-        proc = subprocess.run(args, capture_output=True)
-        if proc.returncode != 0 or not out_tmp.exists():
+        rc, stderr = _run_ffmpeg(
+            args, p.duration_ns / NS, None if progress is None else (lambda f: progress(0.1 + f * 0.89))
+        )
+        if rc != 0 or not out_tmp.exists():
             raise ToolError(
-                f"ffmpeg 生成工作副本失败 (ffmpeg failed, exit {proc.returncode}): "
-                f"{proc.stderr.decode(errors='replace')[-800:]}"
+                f"ffmpeg 生成工作副本失败 (ffmpeg failed, exit {rc}): "
+                f"{stderr.decode(errors='replace')[-800:]}"
             )
         digest = _sha256_file(out_tmp)
         size = out_tmp.stat().st_size

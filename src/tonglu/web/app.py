@@ -21,6 +21,8 @@ ROUTER_MODULES = (
     "tonglu.web.routes.capture",
     "tonglu.web.routes.evidence",
     "tonglu.web.routes.review",
+    "tonglu.web.routes.playback",
+    "tonglu.web.routes.jobs",
     "tonglu.web.routes.transcript",
     "tonglu.web.routes.records",
     "tonglu.web.routes.pages",

@@ -51,6 +51,7 @@ class Services:
     # changes: read once per process by the guard (web/guard.py)
     session_owners: dict[str, dict[str, Any]] = field(default_factory=dict)
     risk: RiskMonitor | None = None  # risk rules timer (its task starts with the web app)
+    jobs: Any = None  # web.jobs.JobService: background jobs (working copies, exports, clips)
 
     @classmethod
     def local(cls, settings: Settings) -> Services:

@@ -4,7 +4,7 @@ working copy of a session.
     GET  /api/sessions/{sid}/report[?format=html]                  report (JSON, or HTML for people)
     GET  /api/sessions/{sid}/gaps                                   findings (all, with explanations)
     POST /api/sessions/{sid}/gaps/{finding_id}/explanations         append a signed explanation
-    POST /api/sessions/{sid}/workcopy                               build the working copy now
+    POST /api/sessions/{sid}/workcopy                               working copy job (202, routes/jobs.py)
     GET  /api/sessions/{sid}/workcopy.mp4 | workcopy.json           latest working copy / its sidecar
     GET  /api/sessions/{sid}/export.zip                             court export package (409 while recording)
     POST /api/sessions/{sid}/clip                                   clip of a time range with its own proof (zip)
@@ -185,21 +185,26 @@ def post_explanation(
     }
 
 
-@router.post("/api/sessions/{sid}/workcopy", status_code=201)
+@router.post("/api/sessions/{sid}/workcopy", status_code=202)
 def post_workcopy(
     sid: str,
     request: Request,
     principal: Annotated[Principal, Depends(require_roles(*READ))],
     height: int = Query(720, ge=90, le=2160),
 ) -> Any:
-    """Build the working copy now (PiP MP4 with burned-in Beijing time; gaps shown as cards)."""
+    """Ask for the working copy (PiP MP4 with burned-in Beijing time; gaps shown as cards): a
+    background job (`GET /api/jobs/{id}` for progress and ETA). 202 with the job; 200 with the
+    finished job when the working copy of this very manifest exists already (never rebuilt)."""
     _scope(principal, sid)
-    from tonglu.integrity import workcopy
+    from tonglu.web.jobs import job_service
+    from tonglu.web.routes.jobs import job_answer
 
     try:
-        return workcopy.build_for_session(_review(request), sid, height=height).to_json()
+        _review(request).load(sid)
     except IntegrityError as exc:
         raise _errors(exc) from exc
+    job, created = job_service(get_services(request)).workcopy(sid, height=height, by=principal.user)
+    return job_answer(job, created)
 
 
 def _latest_workcopy(request: Request, sid: str) -> tuple[Path, Path]:

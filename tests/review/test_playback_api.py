@@ -1,0 +1,103 @@
+"""The playback API over a session in the real SeaweedFS: playlists, segments served byte for byte
+after a re-hash, and a tampered first version refused with 409 (audited), never served."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from tests.integrity.builder import T0, Scenario, default_segments
+from tests.review.helpers import stored_session
+from tests.web.conftest import ADMIN_TOKEN, make_services
+from tonglu.config import Settings
+from tonglu.evidence.manifest import GapRecord
+from tonglu.evidence.objectstore import ObjectStore
+from tonglu.web.app import create_app
+
+S = 1_000_000_000
+
+
+def _scenario() -> Scenario:
+    segs = [s for s in default_segments() if (s.source, s.track, s.index) != ("panorama", "video", 1)]
+    for s in segs:
+        if (s.source, s.track) == ("panorama", "video") and s.index == 2:
+            s.index = 1
+    return Scenario(segments=segs, gaps=[GapRecord("panorama", "video", "peer_disconnect", T0 + 2 * S, T0 + 4 * S)])
+
+
+def _client(settings: Settings, tmp: Path, tamper: set[str] | None = None) -> tuple[TestClient, object, str]:
+    settings = dataclasses.replace(settings, admin_token=ADMIN_TOKEN)
+    admin = ObjectStore.from_settings(settings, role="admin")
+    b = stored_session(tmp, settings, admin, _scenario(), tamper)
+    services = make_services(settings, risk_rules=False)
+    services.store = ObjectStore.from_settings(settings, role="reviewer")
+    client = TestClient(create_app(services))
+    return client, services, b.sid
+
+
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def test_playlist_and_segments_served_after_rehash(store_settings: Settings, tmp_path: Path) -> None:
+    client, _services, sid = _client(store_settings, tmp_path)
+    t = time.perf_counter()
+    r = client.get(f"/api/sessions/{sid}/playback", headers=AUTH)
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert (time.perf_counter() - t) < 2
+    assert doc["sources"] == ["main", "panorama"] and doc["duration_ms"] == 6000
+    pv = next(t for t in doc["tracks"] if t["source"] == "panorama" and t["track"] == "video")
+    assert [g["reason"] for g in pv["gaps"]] == ["peer_disconnect"]
+    for track in doc["tracks"]:
+        for seg in track["segments"]:
+            got = client.get(seg["url"], headers=AUTH)
+            assert got.status_code == 200, got.text
+            assert got.headers["content-type"] == "video/webm"
+            assert hashlib.sha256(got.content).hexdigest() == seg["sha256"]
+    m3u8 = client.get(pv["m3u8"], headers=AUTH)
+    assert m3u8.status_code == 200 and m3u8.text.startswith("#EXTM3U")
+    assert "#EXT-X-PROGRAM-DATE-TIME:2024-05-01T06:00:04.000Z" in m3u8.text
+    # wrong extension, not a segment entry, junk names: precise 404s
+    seg0 = pv["segments"][0]["seq"]
+    assert client.get(f"/api/sessions/{sid}/playback/segments/{seg0}.mp4", headers=AUTH).status_code == 404
+    assert client.get(f"/api/sessions/{sid}/playback/segments/0.webm", headers=AUTH).status_code == 404
+    assert client.get(f"/api/sessions/{sid}/playback/segments/..%2Fx.webm", headers=AUTH).status_code == 404
+    assert client.get(f"/api/sessions/{sid}/playback/hls/main/nope.m3u8", headers=AUTH).status_code == 404
+    assert client.get("/api/sessions/no-such/playback", headers=AUTH).status_code == 404
+    assert client.get(f"/api/sessions/{sid}/playback").status_code == 401
+
+
+def test_tampered_first_version_is_refused_and_audited(store_settings: Settings, tmp_path: Path) -> None:
+    from tonglu.evidence import keys
+
+    bad = keys.segment_key("case-001", "main", "video", 1, "webm")
+    client, services, sid = _client(store_settings, tmp_path, tamper={bad})
+    doc = client.get(f"/api/sessions/{sid}/playback", headers=AUTH).json()
+    mv = next(t for t in doc["tracks"] if t["source"] == "main" and t["track"] == "video")
+    ok, tampered, ok2 = mv["segments"]
+    assert client.get(ok["url"], headers=AUTH).status_code == 200
+    r = client.get(tampered["url"], headers=AUTH)
+    assert r.status_code == 409, r.text
+    body = r.json()
+    assert body["reason"] == "sha256_mismatch" and body["key"] == bad and body["seq"] == tampered["seq"]
+    assert "完整性校验失败" in body["detail"]
+    assert r.headers["content-type"].startswith("application/json")
+    assert client.get(ok2["url"], headers=AUTH).status_code == 200
+    rows = services.audit.query(action="playback_refused")  # type: ignore[attr-defined]
+    assert rows and rows[-1]["outcome"] == "rejected" and f"segment:{tampered['seq']}" in rows[-1]["object"]
+
+
+def test_interviewer_reaches_only_own_session(store_settings: Settings, tmp_path: Path) -> None:
+    client, services, sid = _client(store_settings, tmp_path)
+    services.accounts.create_user("other", "interviewer", "pw-other-0123456789")  # type: ignore[attr-defined]
+    _rec, token = services.accounts.issue_api_token("other", "t")  # type: ignore[attr-defined]
+    r = client.get(f"/api/sessions/{sid}/playback", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 404
+    doc = client.get(f"/api/sessions/{sid}/playback", headers=AUTH).json()
+    url = doc["tracks"][0]["segments"][0]["url"]
+    assert client.get(url, headers={"Authorization": f"Bearer {token}"}).status_code == 404
+
