@@ -17,6 +17,7 @@ from sqlalchemy import MetaData, create_engine, insert, inspect, select
 
 from tonglu.evidence import index as index_mod
 from tonglu.evidence.index import Index, SessionSearch
+from tonglu.evidence.jobs import JOBS_METADATA
 from tonglu.evidence.migrate import current_revision, ensure_schema, head_revision, prepare_database
 from tonglu.recorder import store as recorder_store
 from tonglu.transcribe import queue as queue_mod
@@ -35,7 +36,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def live_metadata(dialect: str) -> MetaData:
     merged = MetaData()
-    sources = [index_mod.metadata, web_tables.metadata, recorder_store._metadata]
+    sources = [index_mod.metadata, web_tables.metadata, recorder_store._metadata, JOBS_METADATA]
     if dialect == "postgresql":
         sources.append(queue_mod.PG_METADATA)
     for md in sources:
