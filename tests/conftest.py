@@ -30,7 +30,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture(autouse=True)
 def _database_engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """`--db=pg`: the test's settings use a PostgreSQL database of its own (see the module docstring)."""
-    if request.config.getoption("--db") != "pg" or "pg_url" in request.fixturenames:
+    if (request.config.getoption("--db") != "pg" or "pg_url" in request.fixturenames
+            or request.node.get_closest_marker("sqlite_only")):
         return
     url = request.getfixturevalue("pg_url")
     plain = Settings.from_env.__func__  # type: ignore[attr-defined]

@@ -9,6 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from sqlalchemy import update
 from typer.testing import CliRunner
 
@@ -40,6 +41,7 @@ def test_console_entry_point(tmp_path: Path) -> None:
     assert r.returncode == 0 and json.loads(r.stdout)["ok"] is True
 
 
+@pytest.mark.sqlite_only  # edits the SQLite index.db of the data dir directly
 def test_user_and_audit_commands(tmp_path: Path) -> None:
     data = tmp_path / "data"
     r = run(

@@ -3,7 +3,8 @@
 - `JsonDepthLimit`: a JSON body nested deeper than `MAX_JSON_DEPTH` is refused with 400 and a
   reason before any route parses it (deep nesting made the parsers recurse until Python gave up:
   500). It sits inside the guard, so the body it reads is already size-limited.
-- `SecurityHeaders`: `X-Content-Type-Options: nosniff` everywhere, and a strict
+- `SecurityHeaders`: a NUL character in the path or query is refused with 400 (PostgreSQL cannot
+  store one: a lookup by such an id failed with 500), `X-Content-Type-Options: nosniff` everywhere, and a strict
   Content-Security-Policy on every HTML response that does not bring its own (pages set one with a
   per-response nonce in `web/templating.py`; the HTML report and anything else get `HTML_CSP`:
   no script at all).
@@ -19,6 +20,7 @@ import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_JSON_DEPTH = 64
+NUL_REASON = "请求含有 NUL 字符 (a NUL character in the request path or query)"
 # For HTML with no script of its own (the integrity report, error pages): nothing but inline
 # styles and data: images, nothing from anywhere, never framed.
 HTML_CSP = (
@@ -116,4 +118,12 @@ class SecurityHeaders:
                 message = {**message, "headers": headers}
             await send(message)
 
+        if "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b"").lower():
+            # no id, name or filter holds a NUL; PostgreSQL refuses one in a string (an error, 500)
+            body = json.dumps({"detail": NUL_REASON}, ensure_ascii=False).encode()
+            await send_with_headers({"type": "http.response.start", "status": 400,
+                                     "headers": [(b"content-type", b"application/json"),
+                                                 (b"content-length", str(len(body)).encode())]})
+            await send_with_headers({"type": "http.response.body", "body": body})
+            return
         await self.app(scope, receive, send_with_headers)
