@@ -8,7 +8,6 @@ import os
 import subprocess
 from pathlib import Path
 
-
 from tests.clip.helpers import TONGLU
 from tests.integrity.builder import Scenario, build
 from tests.integrity.test_api_cli import TOKEN, settings_for
