@@ -247,7 +247,8 @@ def _journeys(server: Any, services: Any, chromium: BrowserFactory) -> None:
     rv.wait_for("return document.getElementById('badge').textContent.includes('校验')&&"
                 "!document.getElementById('badge').textContent.includes('verifying')", timeout=60, what="badge")
     rv.wait_for("return document.querySelectorAll('#transcript .line').length > 1", timeout=30, what="lines")
-    rv.wait_for("const p = window.tongluPlayer; return p && p.lanes.length && p.lanes.some(l => l.media.readyState >= 1)",
+    rv.wait_for("const p = window.tongluPlayer; "
+                "return p && p.lanes.length && p.lanes.some(l => l.media.readyState >= 1)",
                 timeout=30, what="video loaded")
     assert rv.js("return document.querySelectorAll('#timeline .tl-gap').length") >= 1
     assert rv.js("return document.querySelectorAll('#timeline .tl-marker').length") == 1
