@@ -42,6 +42,12 @@ def _client(settings: Settings, tmp: Path, tamper: set[str] | None = None) -> tu
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
+def segs(track: dict) -> list[dict]:  # type: ignore[type-arg]
+    """The playlist's compact [seq, start_ms, end_ms] rows as dicts with their URL."""
+    return [{"seq": q, "start_ms": a, "end_ms": b, "url": track["url_pattern"].replace("{seq}", str(q))}
+            for q, a, b in track["segments"]]
+
+
 def test_playlist_and_segments_served_after_rehash(store_settings: Settings, tmp_path: Path) -> None:
     client, _services, sid = _client(store_settings, tmp_path)
     t = time.perf_counter()
@@ -52,17 +58,18 @@ def test_playlist_and_segments_served_after_rehash(store_settings: Settings, tmp
     assert doc["sources"] == ["main", "panorama"] and doc["duration_ms"] == 6000
     pv = next(t for t in doc["tracks"] if t["source"] == "panorama" and t["track"] == "video")
     assert [g["reason"] for g in pv["gaps"]] == ["peer_disconnect"]
+    sha = {e.seq: e.body["sha256"] for e in _services.ledger.entries(sid) if e.kind == "segment"}  # type: ignore[attr-defined]
     for track in doc["tracks"]:
-        for seg in track["segments"]:
+        for seg in segs(track):
             got = client.get(seg["url"], headers=AUTH)
             assert got.status_code == 200, got.text
             assert got.headers["content-type"] == "video/webm"
-            assert hashlib.sha256(got.content).hexdigest() == seg["sha256"]
+            assert hashlib.sha256(got.content).hexdigest() == sha[seg["seq"]]
     m3u8 = client.get(pv["m3u8"], headers=AUTH)
     assert m3u8.status_code == 200 and m3u8.text.startswith("#EXTM3U")
     assert "#EXT-X-PROGRAM-DATE-TIME:2024-05-01T06:00:04.000Z" in m3u8.text
     # wrong extension, not a segment entry, junk names: precise 404s
-    seg0 = pv["segments"][0]["seq"]
+    seg0 = pv["segments"][0][0]
     assert client.get(f"/api/sessions/{sid}/playback/segments/{seg0}.mp4", headers=AUTH).status_code == 404
     assert client.get(f"/api/sessions/{sid}/playback/segments/0.webm", headers=AUTH).status_code == 404
     assert client.get(f"/api/sessions/{sid}/playback/segments/..%2Fx.webm", headers=AUTH).status_code == 404
@@ -78,7 +85,7 @@ def test_tampered_first_version_is_refused_and_audited(store_settings: Settings,
     client, services, sid = _client(store_settings, tmp_path, tamper={bad})
     doc = client.get(f"/api/sessions/{sid}/playback", headers=AUTH).json()
     mv = next(t for t in doc["tracks"] if t["source"] == "main" and t["track"] == "video")
-    ok, tampered, ok2 = mv["segments"]
+    ok, tampered, ok2 = segs(mv)
     assert client.get(ok["url"], headers=AUTH).status_code == 200
     r = client.get(tampered["url"], headers=AUTH)
     assert r.status_code == 409, r.text
@@ -98,6 +105,6 @@ def test_interviewer_reaches_only_own_session(store_settings: Settings, tmp_path
     r = client.get(f"/api/sessions/{sid}/playback", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 404
     doc = client.get(f"/api/sessions/{sid}/playback", headers=AUTH).json()
-    url = doc["tracks"][0]["segments"][0]["url"]
+    url = segs(doc["tracks"][0])[0]["url"]
     assert client.get(url, headers={"Authorization": f"Bearer {token}"}).status_code == 404
 

@@ -44,8 +44,9 @@ def test_plan_tracks_gaps_markers_breaks(tmp_path: Path) -> None:
     [br] = doc["breaks"]
     assert (br["start_ms"], br["end_ms"], br["reason_code"]) == (5000, 5500, "rest")
     t = next(t for t in doc["tracks"] if t["source"] == "panorama" and t["track"] == "video")
-    assert [(s["start_ms"], s["end_ms"]) for s in t["segments"]] == [(0, 2000), (4000, 6000)]
-    assert t["segments"][0]["url"].endswith(f"/segments/{pv.segments[0].seq}.webm")
+    assert [(a, b) for _seq, a, b in t["segments"]] == [(0, 2000), (4000, 6000)]
+    assert t["segments"][0][0] == pv.segments[0].seq
+    assert t["url_pattern"] == "/api/sessions/case-001/playback/segments/{seq}.webm"
     assert t["gaps"][0]["start_ms"] == 2000 and t["gaps"][0]["end_ms"] == 4000
 
 

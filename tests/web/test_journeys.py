@@ -220,7 +220,13 @@ def _journeys(server: Any, services: Any, chromium: BrowserFactory) -> None:
     # -- reviewer: find, replay, seek, gap, export -----------------------------------------------
     with server.api() as c:
         r = c.post(f"/api/sessions/{sid}/workcopy", params={"height": 180}, timeout=300)
-        assert r.status_code == 201, r.text
+        assert r.status_code == 202, r.text  # a background job
+        job = r.json()
+        deadline = time.monotonic() + 300
+        while job["state"] not in ("done", "failed") and time.monotonic() < deadline:
+            time.sleep(0.5)
+            job = c.get(job["url"]).json()
+        assert job["state"] == "done", job
     lines = services.transcripts.current(sid)["lines"]
     words = sorted({w for ln in lines for w in re.findall(r"[A-Za-z]{5,}", ln["text"])}, key=len, reverse=True)
     assert words, lines
@@ -241,7 +247,9 @@ def _journeys(server: Any, services: Any, chromium: BrowserFactory) -> None:
     rv.wait_for("return document.getElementById('badge').textContent.includes('校验')&&"
                 "!document.getElementById('badge').textContent.includes('verifying')", timeout=60, what="badge")
     rv.wait_for("return document.querySelectorAll('#transcript .line').length > 1", timeout=30, what="lines")
-    rv.wait_for("return document.getElementById('player').readyState >= 1", timeout=30, what="video loaded")
+    rv.wait_for("const p = window.tongluPlayer; "
+                "return p && p.lanes.length && p.lanes.some(l => l.media.readyState >= 1)",
+                timeout=30, what="video loaded")
     assert rv.js("return document.querySelectorAll('#timeline .tl-gap').length") >= 1
     assert rv.js("return document.querySelectorAll('#timeline .tl-marker').length") == 1
     assert rv.js("return document.querySelectorAll('#timeline .tl-break').length") == 1
@@ -249,10 +257,10 @@ def _journeys(server: Any, services: Any, chromium: BrowserFactory) -> None:
     assert rv.js("return [...document.querySelectorAll('#gaps td')].some(td => td.textContent.includes('main/'))")
     target = rv.js("""const ls = document.querySelectorAll('#transcript .line'); const l = ls[ls.length - 1];
                       l.click(); return Date.parse(l.dataset.start);""")
-    t0 = rv.js("return t0")
+    t0 = rv.js("return window.tongluPlayer.t0")
     expected = (target - t0) / 1000
-    rv.wait_for(f"return Math.abs(document.getElementById('player').currentTime - {expected}) < 1.0",
-                timeout=15, what="video seeks to the clicked line")
+    rv.wait_for(f"return Math.abs(window.tongluPlayer.pos / 1000 - {expected}) < 1.0",
+                timeout=15, what="player seeks to the clicked line")
     rv.screenshot("11-replay")
     with server.api() as c:  # the report the page shows, kept beside the screenshots
         report = c.get(f"/api/sessions/{sid}/report").json()

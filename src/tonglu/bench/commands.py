@@ -128,6 +128,21 @@ def bench_search(
                           ensure_ascii=False))
 
 
+@bench_app.command("review")
+def bench_review(
+    hours: Annotated[float, typer.Option(help="length of the synthesised two-camera session")] = 24.0,
+    quick: Annotated[bool, typer.Option("--quick", help="1 h session, 30 s workcopy, 1,000 search sessions")] = False,
+) -> None:
+    """Playback from the masters (playlist, segment serve vs raw GET), 10-min clip, working copy job, search."""
+    from tonglu.bench.review import run_bench
+
+    if quick:
+        result = run_bench(hours=1.0, samples=50, workcopy_s=30, search_sessions=1000, clip_s=60)
+    else:
+        result = run_bench(hours=hours)
+    typer.echo(json.dumps(result, ensure_ascii=False))
+
+
 def register(app: typer.Typer) -> None:
     """Entry point of the `tonglu.cli` group: adds `tonglu bench ...`."""
     app.add_typer(bench_app, name="bench")

@@ -128,8 +128,9 @@ class PlaybackPlan:
     def sources(self) -> list[str]:
         return list(dict.fromkeys(t.source for t in self.tracks))
 
-    def _ms(self, ns: int) -> float:
-        return round((ns - self.t0_ns) / MS, 3)
+    def _ms(self, ns: int) -> float | int:
+        ms = (ns - self.t0_ns) // MS
+        return ms if (ns - self.t0_ns) % MS == 0 else round((ns - self.t0_ns) / MS, 3)
 
     def to_json(self, base_url: str) -> dict[str, Any]:
         """The JSON playlist of every track. `base_url`: ``/api/sessions/<sid>/playback``."""
@@ -144,11 +145,10 @@ class PlaybackPlan:
                 "container": t.container,
                 "mime": t.mime,
                 "m3u8": f"{base_url}/hls/{t.source}/{t.track}.m3u8",
-                "segments": [
-                    {"seq": s.seq, "index": s.index, "start_ms": self._ms(s.start_ns), "end_ms": self._ms(s.end_ns),
-                     "bytes": s.bytes, "sha256": s.sha256, "url": f"{base_url}/segments/{s.seq}.{ext}"}
-                    for s in t.segments
-                ],
+                # compact (a 24 h session has 43,200 segments per track): [seq, start_ms, end_ms];
+                # the URL is url_pattern with {seq} filled in
+                "url_pattern": f"{base_url}/segments/{{seq}}.{ext}",
+                "segments": [[s.seq, self._ms(s.start_ns), self._ms(s.end_ns)] for s in t.segments],
                 "gaps": [
                     {"start_ms": self._ms(g.start_ns), "end_ms": self._ms(g.end_ns), "start": iso_utc(g.start_ns),
                      "end": iso_utc(g.end_ns), "reason": g.reason, "detail": g.detail}

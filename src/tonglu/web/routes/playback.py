@@ -55,6 +55,24 @@ class _Plans:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._plans: dict[tuple[str, str], tuple[int, PlaybackPlan]] = {}
+        self._json: dict[tuple[str, str], tuple[int, bytes]] = {}
+
+    def playlist(self, services: Any, sid: str) -> bytes:
+        """The JSON playlist, serialised once per manifest length (4.5 MB for a 24 h session)."""
+        import json
+
+        plan = self.get(services, sid)
+        cache_key = (str(services.ledger.root), sid)
+        with self._lock:
+            hit = self._json.get(cache_key)
+        if hit is not None and hit[0] == plan.entries:
+            return hit[1]
+        body = json.dumps(plan.to_json(_base(sid)), ensure_ascii=False, separators=(",", ":")).encode()
+        with self._lock:
+            if len(self._json) >= _CACHE_MAX:
+                self._json.clear()
+            self._json[cache_key] = (plan.entries, body)
+        return body
 
     def get(self, services: Any, sid: str) -> PlaybackPlan:
         from tonglu.evidence import keys
@@ -104,7 +122,11 @@ def get_playlist(sid: str, request: Request, principal: Annotated[Principal, Dep
     """回放清单 Playlist of every source/track from the manifest: segments (wall times in ms from the
     session start, URLs), gaps, markers and breaks. For the review page's player."""
     _scope(principal, sid)
-    return JSONResponse(_plan(request, sid).to_json(_base(sid)), headers={"cache-control": "no-store"})
+    try:
+        body = PLANS.playlist(get_services(request), sid)
+    except UnknownSession as exc:
+        raise HTTPException(404, detail=str(exc)) from exc
+    return Response(body, media_type="application/json", headers={"cache-control": "no-store"})
 
 
 @router.get("/api/sessions/{sid}/playback/hls/{source}/{name}", response_model=None)

@@ -41,7 +41,8 @@
       this.player = player;
       this.track = track;
       this.media = media;
-      this.segs = track.segments;
+      // [seq, start_ms, end_ms] rows of the playlist, as objects
+      this.segs = track.segments.map(([seq, a, b]) => ({ seq, start_ms: a, end_ms: b, url: track.url_pattern.replace("{seq}", seq) }));
       this.appended = new Set();
       this.failed = new Map();  // seq -> error text
       this.queue = Promise.resolve();
