@@ -28,6 +28,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from tonglu.evidence import canonical
+from tonglu.evidence.errors import CanonicalError
 from tonglu.evidence.hostcert import HostCertError, HostCertificate, check_registration
 from tonglu.recorder.hosts import HostRouter
 from tonglu.recorder.placement import HostDead, HostInfo, HostReturned, UnknownHost
@@ -99,7 +100,7 @@ async def register(request: Request) -> JSONResponse:
     try:
         cert_bytes = base64.b64decode(body["cert"], validate=True)
         cert = check_registration(cert_bytes, claims, body["proof"], services.site_key.public_pem, time.time_ns())
-    except (HostCertError, binascii.Error, ValueError) as exc:
+    except (HostCertError, CanonicalError, binascii.Error, ValueError) as exc:
         reason = exc.args[0] if exc.args else str(exc)
         await services.audit.arecord(None, request, "recorder_register", f"recorder:{host}", "failed",
                                      {"reason": str(reason), "url": url})
@@ -152,9 +153,10 @@ def _proof_ok(public: bytes, claims: dict[str, Any], proof: str) -> bool:
 
     try:
         signature = base64.b64decode(proof, validate=True)
-    except (binascii.Error, ValueError):
+        message = canonical.encode(claims)
+    except (binascii.Error, ValueError, CanonicalError):
         return False
-    return ed25519_verify(public, signature, canonical.encode(claims))
+    return ed25519_verify(public, signature, message)
 
 
 @router.get("/api/recorders")
