@@ -288,3 +288,226 @@ def wait_healthy(url: str, timeout_s: float = 60.0) -> bool:
 
 
 logging.getLogger("uvicorn.error").propagate = True
+
+
+# -- roles on several hosts (`tonglu up --role`, docs/deploy/) -------------------------------------
+ROLES = ("all", "web", "recorder", "worker")
+
+
+class RoleError(Exception):
+    """A role started without what it needs (message names the setting)."""
+
+
+def start_web(settings: Settings, *, transcribe_workers: int | None = 0,
+              echo: Callable[[str], None] = print) -> App:
+    """`--role web`: pages, API, accounts, audit, index and uploader; sessions record on the
+    recorder hosts that register (`recorder.hosts.HostRouter`); transcription on `--role worker`."""
+    if not settings.registration_secret:
+        raise RoleError("--role web 需要 TONGLU_REGISTRATION_SECRET (recorder hosts register with it)")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    restrict_data_dir(settings)
+    services = Services.local(settings)
+    app = App(settings, services)
+    try:
+        _start_store(app, echo)
+        _start_index_and_uploader(app)
+        _start_accounts(app, echo)
+        _start_transcription(app, transcribe_workers)
+        from tonglu.recorder.hosts import HostRouter
+        from tonglu.recorder.placement import Placement
+
+        timeout_ns = int(3 * settings.heartbeat_s * 1e9)
+        router = HostRouter(Placement(heartbeat_timeout_ns=timeout_ns), heartbeat_s=settings.heartbeat_s)
+        services.recorder = router
+        app.checks["recorder"] = lambda: True  # hosts come and go; /api/recorders shows them
+        restrict_data_dir(settings)
+    except BaseException:
+        app.stop()
+        raise
+    return app
+
+
+@dataclass
+class RecorderHost:
+    """`--role recorder`: this host's recorder workers, spool, ledger and uploader behind the
+    internal API the web tier calls, registered with the web tier."""
+
+    settings: Settings
+    app: App
+    state: Any  # recorder.worker_app.WorkerState
+    registrar: Any  # recorder.registration.Registrar
+    router: Any
+    api: Any  # the Starlette app of the internal API
+
+
+def start_recorder_host(
+    settings: Settings,
+    *,
+    web_url: str,
+    advertise_url: str,
+    capacity: int,
+    workers: int | None = None,
+    verify_tls: bool | str = True,
+) -> RecorderHost:
+    import secrets
+    import types
+
+    from tonglu.evidence.hostcert import HOST_PUBLIC_NAME, load_host_key, load_identity
+    from tonglu.evidence.ledger import Ledger
+    from tonglu.evidence.objectstore import ObjectStore
+    from tonglu.evidence.spool import Spool
+    from tonglu.recorder.registration import Registrar, RegistrationConfig
+    from tonglu.recorder.router import build_router
+    from tonglu.recorder.store import SessionStore
+    from tonglu.recorder.worker_app import WorkerState, create_worker_app
+    from tonglu.recorder.workers import start_workers
+
+    if not settings.registration_secret:
+        raise RoleError("--role recorder 需要 TONGLU_REGISTRATION_SECRET (the web tier's registration secret)")
+    if settings.embedded_store:
+        raise RoleError("--role recorder 需要共享对象存储 TONGLU_S3_ENDPOINT (a recorder host uploads to the "
+                        "site's store, not to a store of its own)")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    restrict_data_dir(settings)
+    identity = load_identity(settings.keys_dir)
+    if identity is None:
+        key = load_host_key(settings.keys_dir)
+        raise RoleError(
+            f"本机密钥 {key.key_id} 尚未经站点密钥认证 (this host's key is not certified): on the web host run "
+            f"`tonglu host certify --host NAME --public-key {settings.keys_dir / HOST_PUBLIC_NAME}` and copy the "
+            f"certificate to {settings.keys_dir / 'host-cert.json'}"
+        )
+    spool = Spool(settings.spool_dir)
+    ledger = Ledger(settings.ledger_dir, spool, identity.key)
+    services = types.SimpleNamespace(settings=settings, spool=spool, ledger=ledger, store=None, index=None)
+    app = App(settings, services)  # type: ignore[arg-type]  # the parts a recorder host has
+    try:
+        store = ObjectStore.from_settings(settings, role="recorder")
+        services.store = store
+        _start_uploader(app, spool, ledger, store)
+        n = settings.recorder_workers if workers is None else workers
+        handle = start_workers(settings, max(1, n))
+        app.on_stop("recorder workers", handle.stop)
+        router = build_router(settings, services, worker_urls=handle.urls, secret=handle.secret)
+        state = WorkerState(router, secrets.token_urlsafe(32))
+        store_sessions = SessionStore(ledger, settings.db_url)
+
+        def sessions() -> tuple[list[str], list[str]]:
+            every = store_sessions.list()
+            return [s["id"] for s in every], [s["id"] for s in every if s["state"] == "recording"]
+
+        registrar = Registrar(
+            RegistrationConfig(web_url, advertise_url, capacity, settings.registration_secret, state.secret,
+                               settings.heartbeat_s, verify_tls),
+            identity,
+            sessions,
+        )
+    except BaseException:
+        app.stop()
+        raise
+    return RecorderHost(settings, app, state, registrar, router, create_worker_app(state))
+
+
+def _start_uploader(app: App, spool: Any, ledger: Any, store: Any) -> None:
+    from tonglu.evidence.uploader import Uploader
+
+    index = None
+    try:
+        from tonglu.evidence.index import Index
+
+        index = Index(app.settings.db_url)
+    except Exception as exc:  # the index is a cache: upload without it, reindex later
+        log.warning("index DB unavailable on this recorder host (%s); uploading goes on", exc)
+
+    def confirmed(item: Any, now_ns: int) -> None:
+        if index is not None:
+            index.mark_uploaded(item.key, now_ns)
+
+    uploader = Uploader(spool, store, app.settings, ledger=ledger, on_confirmed=confirmed)
+    uploader.recover()  # what a killed process left in the spool goes up first
+    stop = threading.Event()
+    thread = threading.Thread(target=uploader.run, args=(stop,), name="uploader", daemon=True)
+    thread.start()
+
+    def stop_uploader() -> None:
+        stop.set()
+        thread.join(30)
+        uploader.close()
+
+    app.on_stop("uploader", stop_uploader)
+    app.checks["uploader"] = thread.is_alive
+
+
+def serve_recorder_host(host: RecorderHost, echo: Callable[[str], None] = print) -> int:
+    """Serve the internal API on TONGLU_HTTP_HOST:PORT, register, heartbeat; until SIGINT/SIGTERM.
+    Returns 0, or 1 when the web tier refused the registration."""
+    import asyncio
+
+    from tonglu.web.server import uvicorn_config
+
+    settings = host.settings
+    stop = threading.Event()
+    reg_thread = threading.Thread(target=host.registrar.run, args=(stop,), name="registrar", daemon=True)
+    config = uvicorn_config(host.api, settings)
+    server = _Server(config)
+
+    async def run() -> None:
+        await host.router.start()
+        host.state.ready = True
+        reg_thread.start()
+        watcher = asyncio.ensure_future(_stop_when_refused(host, server))
+        try:
+            await server.serve()
+        finally:
+            watcher.cancel()
+            await host.router.close()
+
+    try:
+        asyncio.run(run())
+    finally:
+        stop.set()
+        if reg_thread.is_alive():
+            reg_thread.join(5)
+        host.registrar.close()
+        host.app.stop()
+    if host.registrar.refused:
+        echo(f"注册被拒绝 registration refused: {host.registrar.refused}")
+        return 1
+    return 0
+
+
+async def _stop_when_refused(host: RecorderHost, server: Any) -> None:
+    import asyncio
+
+    while not host.registrar.refused:  # noqa: ASYNC110 - set by the registrar thread, not a coroutine
+        await asyncio.sleep(0.2)
+    server.should_exit = True
+
+
+def serve_until_signal(app: App) -> None:
+    """`--role worker`: the transcription workers run until SIGINT/SIGTERM."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        app.stop()
+
+
+def start_worker_role(settings: Settings, *, transcribe_workers: int | None = None,
+                      echo: Callable[[str], None] = print) -> App:
+    """`--role worker`: transcription workers (and their dispatcher) and nothing else."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    restrict_data_dir(settings)
+    services = Services.local(settings)
+    app = App(settings, services)
+    try:
+        _start_store(app, echo)
+        _start_index_and_uploader(app)
+        _start_transcription(app, transcribe_workers)
+    except BaseException:
+        app.stop()
+        raise
+    return app

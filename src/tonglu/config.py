@@ -96,6 +96,16 @@ class Settings:
     tls_cert: Path | None = None  # PEM certificate chain for HTTPS
     tls_key: Path | None = None  # its private key
     tls_self_signed: bool = False  # generate (once) and serve a self-signed development certificate
+    # -- several hosts (docs/deploy/): recorder hosts register with the web tier using this secret
+    registration_secret: str | None = None
+    heartbeat_s: float = 2.0  # a recorder host's heartbeat; dead after 3 missed
+    # -- reachable from real rooms: ICE host candidates on this address and UDP port range; TURN
+    ice_host: str | None = None
+    ice_port_min: int | None = None
+    ice_port_max: int | None = None
+    turn_url: str | None = None  # turn:turn.example:3478 (coturn use-auth-secret)
+    turn_secret: str | None = None
+    turn_ttl_s: int = 3600
 
     @property
     def tls(self) -> bool:
@@ -177,7 +187,25 @@ class Settings:
             api_token_ttl_days=_int(env, "TONGLU_API_TOKEN_TTL_DAYS", 90),
             export_ttl_s=_int(env, "TONGLU_EXPORT_TTL_S", 3600),
             risk_rules=Path(rules).expanduser() if (rules := _opt(env, "TONGLU_RISK_RULES")) else None,
+            registration_secret=_opt(env, "TONGLU_REGISTRATION_SECRET"),
+            heartbeat_s=_float(env, "TONGLU_HEARTBEAT_S", 2.0),
+            ice_host=_opt(env, "TONGLU_ICE_HOST"),
+            ice_port_min=_int(env, "TONGLU_ICE_PORT_MIN", 0) or None,
+            ice_port_max=_int(env, "TONGLU_ICE_PORT_MAX", 0) or None,
+            turn_url=_opt(env, "TONGLU_TURN_URL"),
+            turn_secret=_opt(env, "TONGLU_TURN_SECRET"),
+            turn_ttl_s=_int(env, "TONGLU_TURN_TTL_S", 3600),
         )
+        if (settings.ice_port_min is None) != (settings.ice_port_max is None):
+            raise SettingsError("TONGLU_ICE_PORT_MIN and TONGLU_ICE_PORT_MAX must be set together")
+        if settings.ice_port_min is not None and not (
+            1024 <= settings.ice_port_min <= (settings.ice_port_max or 0) < 65536
+        ):
+            raise SettingsError("TONGLU_ICE_PORT_MIN..MAX must be a range within 1024..65535")
+        if (settings.turn_url is None) != (settings.turn_secret is None):
+            raise SettingsError("TONGLU_TURN_URL and TONGLU_TURN_SECRET must be set together")
+        if settings.registration_secret is not None and len(settings.registration_secret) < 16:
+            raise SettingsError("TONGLU_REGISTRATION_SECRET must be at least 16 characters")
         if (settings.tls_cert is None) != (settings.tls_key is None):
             raise SettingsError("TONGLU_TLS_CERT and TONGLU_TLS_KEY must be set together")
         if settings.tls_cert is not None and settings.tls_self_signed:

@@ -119,6 +119,17 @@ def test_every_private_attribute_named_exists_on_the_pinned_versions() -> None:
             assert name in known, f"{owner}.{name} is gone from the pinned version"
     for owner, names in internals.PRIVATE_NAMES.items():
         assert set(names) <= set(PRIVATE_ATTRIBUTES.get(owner, ())), owner
+    # recorder.aiortc.iceports: Connection._protocols, RTCIceTransport._connection, and the shape of
+    # the method it replaces per connection (host candidates bound with port 0, no range option)
+    import inspect
+
+    from tonglu.recorder.aiortc import iceports
+
+    for owner, names in iceports.PRIVATE_NAMES.items():
+        assert set(names) <= set(PRIVATE_ATTRIBUTES.get(owner, ())), owner
+    gcc = aioice.ice.Connection.get_component_candidates
+    assert list(inspect.signature(gcc).parameters) == ["self", "component", "addresses", "timeout"]
+    assert "local_addr=(address, 0)" in inspect.getsource(gcc)
 
 
 def _private_attributes_outside(root: Path, skip: Path) -> list[str]:

@@ -56,18 +56,21 @@ def _admin_store(settings: Settings) -> Any:
 
 def up(
     no_bootstrap: bool = typer.Option(False, "--no-bootstrap", help="do not create/check the buckets"),
+    cluster: bool = typer.Option(
+        False, "--cluster", help="separate master, 2 volume servers (replication 001), filer and S3 processes"
+    ),
 ) -> None:
     """Run the embedded SeaweedFS in the foreground until Ctrl-C / SIGTERM (buckets bootstrapped)."""
 
     def body() -> int:
         from tonglu.evidence.bootstrap import bootstrap
-        from tonglu.evidence.seaweed import EmbeddedStore
+        from tonglu.evidence.seaweed import EmbeddedStore, SeaweedCluster
         from tonglu.evidence.signing import SiteKey
 
         settings = load_settings()
         if not settings.embedded_store:
             fail("TONGLU_S3_ENDPOINT is set: the embedded store is not used with an external endpoint", 2)
-        store = EmbeddedStore(settings.store_dir)
+        store: Any = SeaweedCluster(settings.store_dir) if cluster else EmbeddedStore(settings.store_dir)
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
@@ -80,9 +83,16 @@ def up(
                 typer.echo(
                     f"buckets: created {report.created or '-'}, existing {report.existing or '-'}", err=True
                 )
-            typer.echo(f"SeaweedFS S3 at {ep.s3_url} (data {store.data_dir}); Ctrl-C to stop", err=True)
+            typer.echo(f"SeaweedFS S3 at {ep.s3_url} (data {settings.store_dir / 'data'}); Ctrl-C to stop", err=True)
             while not stop.wait(0.5):
-                if not store.running:
+                if cluster:
+                    dead = [n for n, p in store.procs.items() if p.poll() is not None]
+                    if dead:  # systemd-style supervision is the operator's (docs/deploy/); here: report
+                        typer.echo(f"SeaweedFS {', '.join(dead)} exited (see {settings.store_dir}/weed-*.log)",
+                                   err=True)
+                        for n in dead:
+                            store.restart(n)
+                elif not store.running:
                     fail(f"SeaweedFS exited unexpectedly (see {settings.store_dir / 'weed.log'})")
         finally:
             store.stop()

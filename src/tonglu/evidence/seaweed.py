@@ -458,6 +458,163 @@ class EmbeddedStore:
         self.stop()
 
 
+CLUSTER_PORT_NAMES = ("master", "filer", "s3")
+
+
+class SeaweedCluster:
+    """SeaweedFS as separate processes (`tonglu store up --cluster`): one master, `volumes` volume
+    servers (replication `001`: every object on two servers of the rack), a filer and the S3
+    gateway, with the same security as `weed mini` above (identities in `s3.json`, JWT keys and
+    gRPC mTLS in `security.toml`, `-disableHttp` on the master and filer). The layout of
+    `store_dir` is the same (`endpoint.json` names the S3 port), so `ObjectStore.from_settings`
+    and everything above it are unchanged, as they are against any S3 with Object Lock
+    (MinIO/AIStor, Ceph RGW: set TONGLU_S3_ENDPOINT and keys). On several machines run the same
+    commands (`commands()`) on each host, with `-ip` set to the host's address (docs/deploy/).
+
+    Measured here (tests/storage_io/test_cluster.py): evidence written through the cluster's S3
+    verifies, and still verifies and is still readable with one volume server SIGKILLed."""
+
+    def __init__(
+        self,
+        store_dir: Path,
+        *,
+        volumes: int = 2,
+        replication: str = "001",
+        weed: Path | None = None,
+        die_with_parent: bool = True,
+        volume_size_limit_mb: int = 64,
+    ) -> None:
+        if volumes < 2 and replication != "000":
+            raise ConfigError(f"replication {replication} needs at least two volume servers")
+        self.store_dir = store_dir
+        self.volumes = volumes
+        self.replication = replication
+        self.weed = weed
+        self.die_with_parent = die_with_parent
+        self.volume_size_limit_mb = volume_size_limit_mb
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.endpoint: Endpoint | None = None
+        self._logs: dict[str, Any] = {}
+
+    def ensure_config(self) -> dict[str, Identity]:
+        return EmbeddedStore(self.store_dir).ensure_config()
+
+    def _ports(self) -> dict[str, int]:
+        names = [*CLUSTER_PORT_NAMES, *(f"volume{i + 1}" for i in range(self.volumes))]
+        ports: dict[str, int] = {}
+        while len(ports) < len(names):
+            picked = pick_ports(set(ports.values()) | {p + GRPC_OFFSET for p in ports.values()})
+            for name, port in zip([n for n in names if n not in ports], picked.values(), strict=False):
+                ports[name] = port
+        return ports
+
+    def commands(self, ep: Endpoint) -> dict[str, list[str]]:
+        """Each process's command line (run in `store_dir`, where security.toml and tls/ are)."""
+        weed = str(self.weed or find_weed())
+        p, host = ep.ports, ep.host
+        master = f"{host}:{p['master']}.{p['master'] + GRPC_OFFSET}"
+        data = self.store_dir / "data"
+        cmds: dict[str, list[str]] = {
+            "master": [
+                weed, "master", f"-ip={host}", f"-ip.bind={host}", f"-port={p['master']}",
+                f"-mdir={data / 'master'}", f"-defaultReplication={self.replication}",
+                f"-volumeSizeLimitMB={self.volume_size_limit_mb}", "-telemetry=false", "-disableHttp",
+            ],
+        }  # fmt: skip
+        for i in range(self.volumes):
+            name = f"volume{i + 1}"
+            cmds[name] = [
+                weed, "volume", f"-ip={host}", f"-ip.bind={host}", f"-port={p[name]}",
+                f"-dir={data / name}", f"-master={master}", "-max=0", "-rack=rack1", "-dataCenter=dc1",
+            ]  # fmt: skip
+        cmds["filer"] = [
+            weed, "filer", f"-ip={host}", f"-ip.bind={host}", f"-port={p['filer']}", f"-master={master}",
+            f"-defaultStoreDir={data / 'filer'}", "-ui.deleteDir=false", "-disableHttp",
+            f"-defaultReplicaPlacement={self.replication}",
+        ]  # fmt: skip
+        cmds["s3"] = [
+            weed, "s3", f"-ip.bind={host}", f"-port={p['s3']}",
+            f"-filer={host}:{p['filer']}.{p['filer'] + GRPC_OFFSET}",
+            f"-config={self.store_dir / 's3.json'}", "-allowDeleteBucketNotEmpty=false", "-port.iceberg=0",
+        ]  # fmt: skip
+        return cmds
+
+    def start(self, timeout_s: float = 60.0) -> Endpoint:
+        self.ensure_config()
+        ep = Endpoint(HOST, self._ports())
+        _write_secret(self.store_dir / "endpoint.json", json.dumps(ep.to_json(), indent=2).encode())
+        for name in ("master", *(f"volume{i + 1}" for i in range(self.volumes)), "filer", "s3"):
+            (self.store_dir / "data" / name).mkdir(parents=True, exist_ok=True)
+        cmds = self.commands(ep)
+        try:
+            for name, argv in cmds.items():
+                self._spawn(name, argv)
+                if name == "master":
+                    time.sleep(0.5)  # the volume servers and filer retry, but start after it
+            deadline = time.monotonic() + timeout_s
+            while not s3_answers(ep.s3_url):
+                for name, proc in self.procs.items():
+                    if proc.poll() is not None:
+                        raise StoreError(f"SeaweedFS {name} exited during start-up; see {self._log_path(name)}")
+                if time.monotonic() > deadline:
+                    raise StoreUnavailable(f"SeaweedFS cluster S3 did not answer on {ep.s3_url} in {timeout_s:.0f} s")
+                time.sleep(0.1)
+        except BaseException:
+            self.stop()
+            raise
+        self.endpoint = ep
+        pids = " ".join(f"{n}={p.pid}" for n, p in self.procs.items())
+        log.info("SeaweedFS cluster ready at %s (%s)", ep.s3_url, pids)
+        return ep
+
+    def _log_path(self, name: str) -> Path:
+        return self.store_dir / f"weed-{name}.log"
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        fh = open(self._log_path(name), "ab")
+        self._logs[name] = fh
+        self.procs[name] = subprocess.Popen(
+            argv, cwd=self.store_dir, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
+            start_new_session=True, umask=0o077,
+            preexec_fn=die_with_parent() if self.die_with_parent else None,
+        )  # fmt: skip
+
+    def restart(self, name: str) -> None:
+        """Start one process again (after `kill`), with its former command line and ports."""
+        assert self.endpoint is not None
+        self._spawn(name, self.commands(self.endpoint)[name])
+
+    def kill(self, name: str) -> int:
+        """SIGKILL one process (a lost server); returns its pid."""
+        proc = self.procs[name]
+        proc.kill()
+        proc.wait(10)
+        return proc.pid
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        for name in reversed(list(self.procs)):  # s3, filer, volumes, master
+            proc = self.procs[name]
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        self.procs.clear()
+        for fh in self._logs.values():
+            fh.close()
+        self._logs.clear()
+
+    def __enter__(self) -> SeaweedCluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 TLS_DIR = "tls"
 GRPC_COMPONENTS = ("master", "volume", "filer", "s3", "admin", "worker")
 GRPC_CN = "tonglu-seaweed"

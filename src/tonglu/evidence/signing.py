@@ -64,8 +64,8 @@ class SiteKey:
         return self.private.sign(data)
 
     @classmethod
-    def load(cls, keys_dir: Path) -> SiteKey:
-        path = keys_dir / PRIVATE_NAME
+    def load(cls, keys_dir: Path, *, private_name: str = PRIVATE_NAME) -> SiteKey:
+        path = keys_dir / private_name
         try:
             data = path.read_bytes()
         except FileNotFoundError as exc:
@@ -81,11 +81,14 @@ class SiteKey:
         return cls(key)
 
     @classmethod
-    def load_or_create(cls, keys_dir: Path) -> SiteKey:
-        """Load the key; create it only when the directory has never held one."""
-        path = keys_dir / PRIVATE_NAME
+    def load_or_create(
+        cls, keys_dir: Path, *, private_name: str = PRIVATE_NAME, public_name: str = PUBLIC_NAME
+    ) -> SiteKey:
+        """Load the key; create it only when the directory has never held one. (A recorder host's
+        own key uses other file names: `evidence.hostcert`.)"""
+        path = keys_dir / private_name
         if path.exists():
-            return cls.load(keys_dir)
+            return cls.load(keys_dir, private_name=private_name)
         keys_dir.mkdir(parents=True, exist_ok=True)
         key = Ed25519PrivateKey.generate()
         pem = key.private_bytes(
@@ -99,5 +102,5 @@ class SiteKey:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
         site = cls(key)
-        (keys_dir / PUBLIC_NAME).write_bytes(site.public_pem)
+        (keys_dir / public_name).write_bytes(site.public_pem)
         return site

@@ -5,7 +5,7 @@
     result.ok, result.problems, result.sessions[0].final_digest, result.to_json()
 
 All checks live in `verify_core` (standard library only, shipped in export packages); this module
-adds `StoreSource`, which reads `sessions/{sid}/...` and `site/keys/...` from the evidence bucket,
+adds `StoreSource`, which reads `sessions/{sid}/...`, `site/keys/...` and `site/hosts/...` from the evidence bucket,
 streams every object through SHA-256 itself (the store's ETags and checksums are never trusted)
 and reads every key at its FIRST (oldest) version. Under WORM the original of a sealed key stays;
 anyone holding a write credential (the recorder's) can still put a newer version over it or a
@@ -55,6 +55,7 @@ __all__ = [
 ]
 
 KEYS_PREFIX = "site/keys/"
+HOSTS_PREFIX = "site/hosts/"  # recorder host key certificates (evidence.hostcert)
 
 
 class StoreSource(Source):
@@ -78,6 +79,7 @@ class StoreSource(Source):
         if self._versions is None:
             found = self.store.originals(self.prefix, bucket=self.bucket)
             found.update(self.store.originals(KEYS_PREFIX, bucket=self.bucket))
+            found.update(self.store.originals(HOSTS_PREFIX, bucket=self.bucket))
             self._versions = found
         return self._versions
 

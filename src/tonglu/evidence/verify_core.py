@@ -31,6 +31,7 @@ What it checks (layout: the object keys of the evidence bucket used as relative 
     sessions/{sid}/transcripts/...                objects named by `transcript` entries
     sessions/{sid}/records/...                    笔录 files named by `record_document` entries
     site/keys/{key_id}.pem                        the site's Ed25519 public key(s)
+    site/hosts/{key_id}.json                      a recorder host's key, certified by the site key
     SHA256SUMS [+ SHA256SUMS.sig]                 package files (report, work copy, README, verify.py)
 
 - every manifest entry is in canonical form (an edited entry that still parses is caught), numbered
@@ -44,6 +45,10 @@ What it checks (layout: the object keys of the evidence bucket used as relative 
   missing, truncated, altered, swapped (reordered) and extra (unreferenced) objects are named;
   segments of each track have consecutive indexes and increasing wall-clock times;
 - the public key file matches its key id (and the trusted key given with --key, if any);
+- a checkpoint signed by a recorder host's own key counts only with that host's certificate
+  (``site/hosts/{key_id}.json``: host id, public key, validity, signed by the site key, which must be
+  the trusted key when --key is given) covering the checkpoint's time; an uncertified key, a
+  certificate signed by another key, or one that has expired is named;
 - SHA256SUMS (the format of ``sha256sum``: "<hex>  <path>") lists every other file of the package;
   an altered, missing or unlisted file is named; SHA256SUMS.sig, when present, is its signature.
 
@@ -75,6 +80,8 @@ GENESIS = "0" * 64
 ENTRY_VERSION = 1
 CHECKPOINT_VERSION = 1
 ENTRY_FIELDS = frozenset({"v", "session", "seq", "kind", "time_ns", "prev", "body"})
+HOST_CERT_VERSION = 1
+HOST_CERT_FIELDS = frozenset({"v", "host", "key_id", "public_key", "not_before_ns", "not_after_ns", "issuer"})
 CHECKPOINT_FIELDS = frozenset(
     {"v", "session", "tree_size", "root", "head", "time_ns", "key_id", "prev_checkpoint", "final"}
 )
@@ -142,6 +149,7 @@ CODES: dict[str, tuple[str, str]] = {
     "public_key_malformed": ("public key malformed", "公钥格式错误"),
     "public_key_mismatch": ("public key does not match its key id", "公钥与其标识不符"),
     "public_key_untrusted": ("signed with an untrusted key", "签名密钥不受信任"),
+    "host_certificate_invalid": ("host key certificate invalid", "主机密钥证书无效"),
     "session_empty": ("session has no manifest", "会话没有清单"),
     "entry_edited": ("manifest entry edited", "清单条目被修改"),
     "entry_missing": ("manifest entry missing", "清单条目缺失"),
@@ -181,6 +189,14 @@ _KEY_STATUS = {
     "malformed": ("malformed", "格式错误"),
     "mismatch": ("replaced (the file does not match its key id)", "被替换（与标识不符）"),
     "untrusted": ("not a trusted key", "不受信任"),
+    "cert_invalid": (
+        "a recorder host key without a valid certificate from the site key",
+        "录像主机密钥，但没有站点密钥签发的有效证书",
+    ),
+    "cert_expired": (
+        "a recorder host key used outside its certificate's validity",
+        "录像主机密钥在证书有效期之外使用",
+    ),
 }
 _MANIFEST_DAMAGE = frozenset(
     {"entry_edited", "entry_missing", "entry_inserted", "entry_misplaced", "chain_broken"}
@@ -189,6 +205,7 @@ _SID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _SEQ_NAME = re.compile(r"^(\d{8})\.json$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _KEY_NAME = re.compile(r"^site/keys/[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.pem$")
+_HOST_CERT_NAME = re.compile(r"^site/hosts/[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.json$")
 _SUMS_LINE = re.compile(r"^([0-9a-f]{64})  ([^\r\n]+)$")
 
 
@@ -446,6 +463,42 @@ def key_fingerprint(raw: bytes) -> str:
     (The 16-digit key id names a key; it is too short to be the thing a person compares.)"""
     h = hashlib.sha256(raw).hexdigest().upper()
     return " ".join(h[i : i + 4] for i in range(0, 64, 4))
+
+
+def host_cert_name(key_id: str) -> str:
+    return f"site/hosts/{key_id}.json"
+
+
+def parse_host_cert(raw: bytes) -> tuple[dict[str, Any], bytes, bytes]:
+    """(body, host public key raw, signature) of a host certificate; ValueError when malformed.
+
+    ``{"body": {"v", "host", "key_id", "public_key" (base64 raw Ed25519), "not_before_ns",
+    "not_after_ns", "issuer" (site key id)}, "signature": base64 Ed25519 by the issuer}`` in
+    canonical JSON; the signature covers the canonical bytes of the body."""
+    try:
+        doc = canonical_decode(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"not canonical JSON: {exc}") from exc
+    if not isinstance(doc, dict) or set(doc) != {"body", "signature"}:
+        raise ValueError("must have exactly 'body' and 'signature'")
+    body = doc["body"]
+    if not isinstance(body, dict) or set(body) != HOST_CERT_FIELDS:
+        raise ValueError(f"body fields must be {sorted(HOST_CERT_FIELDS)}")
+    if body["v"] != HOST_CERT_VERSION:
+        raise ValueError(f"unsupported certificate version {body['v']!r}")
+    if not all(isinstance(body[k], str) for k in ("host", "key_id", "public_key", "issuer")):
+        raise ValueError("host, key_id, public_key, issuer must be strings")
+    if not all(isinstance(body[k], int) and not isinstance(body[k], bool) for k in ("not_before_ns", "not_after_ns")):
+        raise ValueError("not_before_ns, not_after_ns must be integers")
+    public = _strict_b64(body["public_key"])
+    if public is None or len(public) != 32:
+        raise ValueError("public_key is not a base64 raw Ed25519 key")
+    signature = _strict_b64(doc["signature"])
+    if signature is None or len(signature) != 64:
+        raise ValueError("signature is not a base64 Ed25519 signature")
+    if key_id_of_raw(public) != body["key_id"]:
+        raise ValueError(f"key_id {body['key_id']} is not the id of its public key ({key_id_of_raw(public)})")
+    return body, public, signature
 
 
 # ------------------------------------------------------------------------------------------------
@@ -935,6 +988,8 @@ class Verifier:
         self._digests: dict[str, Digest] = {}
         self._keys: dict[str, bytes | None] = {}
         self._missing_keys: set[str] = set()
+        # host key id -> (public key, certificate body) or (None, why the certificate is invalid)
+        self._certs: dict[str, tuple[bytes | None, dict[str, Any] | str]] = {}
 
     # -- helpers ----------------------------------------------------------------------------------
     def _add(self, problem: Problem) -> None:
@@ -970,8 +1025,58 @@ class Verifier:
         except (OSError, KeyError, zipfile.BadZipFile, EOFError, ValueError):
             return None
 
-    def _public_key(self, key_id: str, names: set[str], sid: str) -> tuple[bytes | None, str]:
-        """(raw key, status) for a checkpoint's key id: status 'ok', 'missing', 'malformed', 'mismatch'."""
+    def _public_key(
+        self, key_id: str, names: set[str], sid: str, at_ns: int | None = None
+    ) -> tuple[bytes | None, str]:
+        """(raw key, status) for a checkpoint's key id: status 'ok', 'missing', 'malformed',
+        'mismatch', 'untrusted', or for a recorder host's key 'cert_invalid' / 'cert_expired'
+        (its certificate, checked against the site key, must cover `at_ns`)."""
+        if key_id in self.trusted:
+            return self.trusted[key_id], "ok"
+        if _SID.match(key_id) and host_cert_name(key_id) in names:
+            return self._host_key(key_id, names, at_ns)
+        return self._site_key(key_id, names)
+
+    def _host_key(self, key_id: str, names: set[str], at_ns: int | None) -> tuple[bytes | None, str]:
+        name = host_cert_name(key_id)
+        if key_id not in self._certs:
+            why = ""
+            public: bytes | None = None
+            body: dict[str, Any] = {}
+            try:
+                body, public, signature = parse_host_cert(self._read(name) or b"")
+            except ValueError as exc:
+                why = f"malformed: {exc}"
+            else:
+                if body["key_id"] != key_id:
+                    why = f"certifies key {body['key_id']}, not {key_id}"
+                else:
+                    issuer, status = self._site_key(body["issuer"], names)
+                    if issuer is None:
+                        why = f"issuer key {body['issuer']} is {_KEY_STATUS[status][0]}"
+                    elif not ed25519_verify(issuer, signature, canonical_encode(body)):
+                        why = f"the site key {body['issuer']} signature does not match the certificate"
+            if why:
+                self._certs[key_id] = (None, why)
+                self._add(
+                    _p(
+                        "host_certificate_invalid",
+                        name,
+                        f"host key {key_id}: {why}",
+                        f"主机密钥 {key_id}：{why}",
+                    )
+                )
+            else:
+                self._certs[key_id] = (public, body)
+        public, info = self._certs[key_id]
+        if public is None or not isinstance(info, dict):
+            return None, "cert_invalid"
+        if at_ns is not None and not (info["not_before_ns"] <= at_ns <= info["not_after_ns"]):
+            return None, "cert_expired"
+        self._keys[key_id] = public
+        return public, "ok"
+
+    def _site_key(self, key_id: str, names: set[str]) -> tuple[bytes | None, str]:
         if key_id in self.trusted:
             return self.trusted[key_id], "ok"
         if self.trusted:
@@ -1005,7 +1110,9 @@ class Verifier:
             parts = n.split("/")
             if len(parts) >= 3 and parts[0] == "sessions":
                 sessions.setdefault(parts[1], []).append(n)
-            elif parts[0] == "sessions" or (parts[0] == "site" and not _KEY_NAME.match(n)):
+            elif parts[0] == "sessions" or (
+                parts[0] == "site" and not _KEY_NAME.match(n) and not _HOST_CERT_NAME.match(n)
+            ):
                 self._add(_p("object_extra", n, "not part of the evidence layout", "不属于证据目录结构"))
         wanted = sorted(sessions if self.only_sessions is None else self.only_sessions)
         if not wanted:
@@ -1038,6 +1145,10 @@ class Verifier:
         # An anchor is something from outside the evidence that a valid signature was checked against.
         if self.trusted and self.result.key_ids:
             self.result.anchors.extend(f"--key {k}" for k in sorted(self.trusted) if k in self.result.key_ids)
+            for key_id in self.result.key_ids:  # host keys certified by a trusted site key
+                public, info = self._certs.get(key_id, (None, ""))
+                if public is not None and isinstance(info, dict) and info["issuer"] in self.trusted:
+                    self.result.anchors.append(f"--key {info['issuer']} (certifies host {info['host']} key {key_id})")
         if self.expected_digests:
             self.result.anchors.extend(f"--digest {d}" for d in self.expected_digests)
         return self.result
@@ -1198,7 +1309,7 @@ class Verifier:
                         session=sid,
                     )
                 )
-            raw, key_status = self._public_key(body["key_id"], names, sid)
+            raw, key_status = self._public_key(body["key_id"], names, sid, body["time_ns"])
             if raw is None:
                 cp.status = "untrusted" if key_status == "untrusted" else "invalid"
                 if key_status == "untrusted":
@@ -1218,8 +1329,9 @@ class Verifier:
                         _p(
                             "public_key_missing",
                             f"site/keys/{body['key_id']}.pem",
-                            f"needed to check {cp.name}",
-                            f"校验 {cp.name} 需要此公钥",
+                            f"needed to check {cp.name} (key {body['key_id']} is neither a site key in "
+                            f"site/keys/ nor a certified host key in {host_cert_name(body['key_id'])})",
+                            f"校验 {cp.name} 需要此公钥（密钥 {body['key_id']} 既不是站点密钥，也没有主机证书）",
                             session=sid,
                         )
                     )

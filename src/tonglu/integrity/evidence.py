@@ -139,9 +139,10 @@ class LedgerSource(Source):
         public_pems: dict[str, bytes],
         files: EvidenceFiles,
         label: str = "",
+        host_certs: dict[str, bytes] | None = None,
     ) -> None:
         self.label = label or f"ledger:{session}"
-        self._blobs: dict[str, bytes] = {}
+        self._blobs: dict[str, bytes] = dict(host_certs or {})  # site/hosts/{key_id}.json
         for e in entries:
             self._blobs[keys.manifest_key(session, e.seq)] = e.to_bytes()
         for i, cp in enumerate(checkpoints):

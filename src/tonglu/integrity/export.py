@@ -8,6 +8,7 @@ Layout (evidence objects keep the bucket's key layout, so `verify.py` reads it l
     sessions/<sid>/transcripts/NNNN.json        transcript versions (when present)
     sessions/<sid>/records/NNNN-….docx|txt      imported 笔录 (signed written records), as imported
     site/keys/<key_id>.pem                      the site's Ed25519 public key
+    site/hosts/<key_id>.json                    recorder host key certificates (multi-host sites)
     report/report.html, report/report.json      the integrity review report
     workcopy/<name>.mp4, workcopy/<name>.json   the working copy and the list of masters it came from
     audit/audit.csv                             the audit trail of this session
@@ -263,6 +264,8 @@ def export_session(
         for i, cp in enumerate(loaded.checkpoints):
             writer.add_bytes(keys.checkpoint_key(session, i), cp.to_bytes())
         writer.add_bytes(keys.public_key_key(review.site_key.key_id), review.site_key.public_pem)
+        for name, cert in review.host_certs(loaded).items():  # recorder host keys, certified by the site key
+            writer.add_bytes(name, cert)
         for key, _digest in _session_objects(loaded):
             # Exported as found: a missing or altered object is named by the report and the verifier.
             try:

@@ -80,9 +80,25 @@ class Review:
     def public_pems(self) -> dict[str, bytes]:
         return {self.site_key.key_id: self.site_key.public_pem}
 
+    def host_certs(self, loaded: Loaded) -> dict[str, bytes]:
+        """{site/hosts/<key id>.json: certificate} of the recorder host keys that signed the
+        session's checkpoints (read from the evidence bucket; evidence.hostcert)."""
+        from tonglu.evidence.verify_core import host_cert_name
+
+        out: dict[str, bytes] = {}
+        for key_id in {cp.key_id for cp in loaded.checkpoints} - {self.site_key.key_id}:
+            name = host_cert_name(key_id)
+            try:
+                with self.files.open(name) as fh:
+                    out[name] = fh.read()
+            except (OSError, ValueError):
+                continue  # the verifier names the key as uncertified
+        return out
+
     def verify(self, loaded: Loaded) -> verification.VerificationSummary:
         source = LedgerSource(
-            loaded.session, loaded.entries, loaded.checkpoints, self.public_pems(), self.files
+            loaded.session, loaded.entries, loaded.checkpoints, self.public_pems(), self.files,
+            host_certs=self.host_certs(loaded),
         )
         return verification.verify(source, loaded.session, trusted_keys=(self.site_key.public_pem,))
 

@@ -101,6 +101,12 @@ class WorkerUnavailable(RecorderError):
     status = 503
 
 
+class RegistrationRefused(RecorderError):
+    """The web tier refused this recorder host's registration (wrong secret, uncertified key)."""
+
+    status = 403
+
+
 ERRORS: dict[str, type[RecorderError]] = {
     cls.__name__: cls
     for cls in (
@@ -122,5 +128,6 @@ ERRORS: dict[str, type[RecorderError]] = {
         TooManyViewers,
         TokenRevoked,
         NotJoined,
+        RegistrationRefused,
     )
 }

@@ -21,6 +21,7 @@ from tonglu.evidence.manifest import GapRecord, SegmentRecord
 from tonglu.evidence.spool import Spool
 from tonglu.recorder import participants
 from tonglu.recorder.aiortc import fastpath, seam
+from tonglu.recorder.aiortc.iceports import IcePorts, bind_ice
 from tonglu.recorder.aiortc.internals import ice_sockets, receiver_of
 from tonglu.recorder.codecs import register_h264_profiles
 from tonglu.recorder.context import RecorderContext, spawn
@@ -326,6 +327,7 @@ class LocalRecorder:
 
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+            bind_ice(pc, IcePorts.from_settings(self.settings))  # TONGLU_ICE_HOST/PORT_MIN/MAX
             if not peer.tracks:
                 raise OfferUnsupportedCodec("没有可录制的音视频轨 (no audio/video track could be negotiated)")
             answer = await pc.createAnswer()

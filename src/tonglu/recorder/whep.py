@@ -38,6 +38,7 @@ from typing import Any, Protocol
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from tonglu.recorder.aiortc.iceports import IcePorts, bind_ice
 from tonglu.recorder.aiortc.internals import negotiated_codecs, on_keyframe_request
 from tonglu.recorder.context import spawn
 from tonglu.recorder.errors import (
@@ -324,6 +325,7 @@ class WhepHub:
 
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+            bind_ice(pc, IcePorts.from_settings(getattr(self.rec, "settings", None)))  # TONGLU_ICE_*
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
         except RecorderError:

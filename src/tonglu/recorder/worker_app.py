@@ -239,14 +239,14 @@ def _server_class() -> type:
 
 def build_recorder(settings: Settings, index: int, count: int, queue_limit: int | None = None) -> Any:
     """The worker's `LocalRecorder`, owning the sessions routed to `index` of `count`."""
+    from tonglu.evidence.hostcert import checkpoint_signer
     from tonglu.evidence.ledger import Ledger
-    from tonglu.evidence.signing import SiteKey
     from tonglu.evidence.spool import Spool
     from tonglu.recorder.local import LocalRecorder
     from tonglu.recorder.router import owner_index
 
     spool = Spool(settings.spool_dir)
-    ledger = Ledger(settings.ledger_dir, spool, SiteKey.load_or_create(settings.keys_dir))
+    ledger = Ledger(settings.ledger_dir, spool, checkpoint_signer(settings.keys_dir))
     index_db: Any = None
     try:
         from tonglu.evidence.index import Index
