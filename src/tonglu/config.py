@@ -96,6 +96,10 @@ class Settings:
     tls_cert: Path | None = None  # PEM certificate chain for HTTPS
     tls_key: Path | None = None  # its private key
     tls_self_signed: bool = False  # generate (once) and serve a self-signed development certificate
+    max_participants: int = 20  # remote participants one session admits (TONGLU_MAX_PARTICIPANTS)
+    # what the recorder keeps of the consulting parties during a lawyer consultation (CPL art. 39):
+    # "not_recorded" (default: their media is not written, one explained gap per track) | "recorded"
+    consultation_recording: str = "not_recorded"
 
     @property
     def tls(self) -> bool:
@@ -177,6 +181,8 @@ class Settings:
             api_token_ttl_days=_int(env, "TONGLU_API_TOKEN_TTL_DAYS", 90),
             export_ttl_s=_int(env, "TONGLU_EXPORT_TTL_S", 3600),
             risk_rules=Path(rules).expanduser() if (rules := _opt(env, "TONGLU_RISK_RULES")) else None,
+            max_participants=_int(env, "TONGLU_MAX_PARTICIPANTS", 20),
+            consultation_recording=env.get("TONGLU_CONSULTATION_RECORDING") or "not_recorded",
         )
         if (settings.tls_cert is None) != (settings.tls_key is None):
             raise SettingsError("TONGLU_TLS_CERT and TONGLU_TLS_KEY must be set together")
@@ -195,6 +201,10 @@ class Settings:
             raise SettingsError("TONGLU_HTTP_KEEPALIVE_S and TONGLU_HTTP_READ_TIMEOUT_S must be positive")
         if not 1 <= settings.api_token_ttl_days <= 366:
             raise SettingsError("TONGLU_API_TOKEN_TTL_DAYS must be between 1 and 366")
+        if not 1 <= settings.max_participants <= 200:
+            raise SettingsError("TONGLU_MAX_PARTICIPANTS must be between 1 and 200")
+        if settings.consultation_recording not in ("not_recorded", "recorded"):
+            raise SettingsError("TONGLU_CONSULTATION_RECORDING must be not_recorded or recorded")
         if settings.export_ttl_s < 60:
             raise SettingsError("TONGLU_EXPORT_TTL_S must be at least 60")
         return settings

@@ -101,6 +101,18 @@ class WorkerUnavailable(RecorderError):
     status = 503
 
 
+class ConsultationConflict(RecorderError):
+    """A lawyer consultation is already running (start), or none is (end)."""
+
+    status = 409
+
+
+class TooManyParticipants(RecorderError):
+    """The session already has the configured number of remote participants (TONGLU_MAX_PARTICIPANTS)."""
+
+    status = 429
+
+
 ERRORS: dict[str, type[RecorderError]] = {
     cls.__name__: cls
     for cls in (
@@ -122,5 +134,7 @@ ERRORS: dict[str, type[RecorderError]] = {
         TooManyViewers,
         TokenRevoked,
         NotJoined,
+        ConsultationConflict,
+        TooManyParticipants,
     )
 }

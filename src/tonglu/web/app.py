@@ -28,6 +28,7 @@ ROUTER_MODULES = (
     "tonglu.web.routes.docs",
     "tonglu.web.routes.holds",
     "tonglu.web.routes.alerts",
+    "tonglu.web.routes.hearing",
 )
 
 
