@@ -418,7 +418,8 @@ class WhepHub:
         role = str(viewer.get("role", "-"))
         party = str(viewer.get("party") or "")
         if role not in PARTY_ROLES or not party:
-            raise NotJoined("只有讯问室和远程参与人可以这样观看 (only the room and remote participants watch as a party)")
+            raise NotJoined("只有讯问室和远程参与人可以这样观看 (only the room and remote participants "
+                            "watch as a party)")
         present = fold(facts.participant_entries)
         if role == "participant" and not present.get(party, {}).get("present", False):
             raise NotJoined("远程参与人须先加入本场才能观看 (a remote participant must join the session first)")

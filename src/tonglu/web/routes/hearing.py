@@ -83,7 +83,8 @@ async def _party(request: Request, sid: str) -> dict[str, Any]:
     if principal is not None:
         require_session_access(principal, sid)
         if principal.role != "participant":
-            raise HTTPException(status_code=403, detail="工作人员请按信号源观看 (staff watch per source: /whep/{sid}/{source})")
+            raise HTTPException(status_code=403,
+                                detail="工作人员请按信号源观看 (staff watch per source: /whep/{sid}/{source})")
         from tonglu.web.routes.whep import invitation_expiry
 
         return {
