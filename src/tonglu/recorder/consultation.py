@@ -182,7 +182,7 @@ class Withhold:
                 self.rtp_start = rtp
             self.withheld += 1
             return False, None
-        return True, (self.start_ns, max(self.start_ns, wall_ns))
+        return True, (self.start_ns, max(self.ended_ns, wall_ns))  # never ends before the signed end
 
     def close(self, now_ns: int) -> tuple[int, int]:
         """The gap when no frame came after the end (peer gone, session stopping)."""

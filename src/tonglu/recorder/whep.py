@@ -408,7 +408,13 @@ class WhepHub:
     async def watch_party(self, sid: str, offer: str, viewer: dict[str, Any], on_end: OnEnd | None = None
                           ) -> dict[str, Any]:
         """A party viewer (see the module docstring): returns {"viewer_id", "sdp", "etag", "sources"}."""
-        from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+        from aiortc import (
+            RTCBundlePolicy,
+            RTCConfiguration,
+            RTCPeerConnection,
+            RTCRtpSender,
+            RTCSessionDescription,
+        )
 
         from tonglu.recorder.participants import fold
 
@@ -436,7 +442,9 @@ class WhepHub:
         if not admission.ok:
             raise TooManyViewers(admission.reason)
         sources = party_sources(facts.sources, present, party)[:pairs]
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        # max-bundle: aiortc's "balanced" puts a second audio sender on the first audio sender's
+        # transport, which BUNDLE then orphans (its packets never leave); one transport for all
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
         v = Viewer(session=sid, source="party", user=user, role=role, name=str(viewer.get("name", "")),
                    address=str(viewer.get("address", "-")), pc=pc, codec=None, on_end=on_end,
                    participant_source=party if role == "participant" else None,
