@@ -32,8 +32,8 @@ PHASES = ("opening", "investigation", "debate", "final_statement", "judgment")
 
 def create_hearing(srv: LiveServer) -> dict[str, Any]:
     with srv.client() as c:
-        r = c.post("/api/sessions", json={"kind": "hearing", "room": "看守所速裁法庭", "case_number": "(2026)京0105刑初88号",
-                                          "defendant": "孙七", "reason": "速裁程序"})
+        r = c.post("/api/sessions", json={"kind": "hearing", "room": "看守所速裁法庭", "defendant": "孙七",
+                                          "case_number": "(2026)京0105刑初88号", "reason": "速裁程序"})
     assert r.status_code == 201, r.text
     return dict(r.json())
 
@@ -55,7 +55,7 @@ def test_hearing_end_to_end(live_server: LiveServer, tmp_path: Path) -> None:
 
     async def scenario() -> None:
         pubs = []
-        for name, spec in room.items():
+        for spec in room.values():
             pub, _ = packet_publisher(spec["whip_url"], spec["token"], "VP8", fps=10)
             pubs.append(pub)
         for role, _name in PARTIES:
