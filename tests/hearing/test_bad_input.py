@@ -45,8 +45,8 @@ def test_rejoin_replaces_limit_refuses_and_revocation_cuts_off(live_server: Live
         r2 = await call(srv, "POST", f"/api/sessions/{sid}/participants", judge)
         assert r2.status_code == 201 and r2.json()["source"] == judge_src
         deadline = time.time() + 5
-        while (pub.pc.connectionState == "connected" or view.pc.connectionState == "connected") \
-                and time.time() < deadline:
+        while (pub.pc.connectionState == "connected"  # noqa: ASYNC110
+               or view.pc.connectionState == "connected") and time.time() < deadline:
             await asyncio.sleep(0.05)
         seen["first_ended"] = (srv.recorder.live[sid].peers.get(judge_src) is None,
                                srv.recorder.whep.session_viewers(sid) == [])
@@ -77,8 +77,8 @@ def test_rejoin_replaces_limit_refuses_and_revocation_cuts_off(live_server: Live
         async with httpx.AsyncClient(base_url=srv.url, timeout=30) as c:
             r = await c.post(f"/api/sessions/{sid}/invitations/{inv_id}/revoke", headers=srv.auth("admin"))
         assert r.status_code in (200, 201), r.text
-        while (view2.pc.connectionState == "connected" or pub2.pc.connectionState == "connected") \
-                and time.time() - t0 < 5:
+        while (view2.pc.connectionState == "connected"  # noqa: ASYNC110
+               or pub2.pc.connectionState == "connected") and time.time() - t0 < 5:
             await asyncio.sleep(0.05)
         seen["cut_s"] = time.time() - t0
         seen["viewers_after"] = [v["party"] for v in srv.recorder.whep.status(sid)]

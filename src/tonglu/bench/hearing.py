@@ -77,6 +77,7 @@ async def _peers_main(base: str, sid: str, room_token: str, invites: list[str], 
             f.pts, f.time_base = pts, tb
             return f
 
+    tasks: list[Any] = []  # the consumers (kept referenced until the peers close)
     samples: dict[str, list[float]] = {"room_to_remote": [], "remote_to_room": [], "baseline": []}
 
     def consume(track: Any, key: str) -> None:
@@ -87,7 +88,7 @@ async def _peers_main(base: str, sid: str, room_token: str, invites: list[str], 
                     y = f.to_ndarray(format="gray")
                     if y.shape == (H, W):
                         samples[key].append(_latency(_read(y)))
-        asyncio.ensure_future(run())
+        tasks.append(asyncio.ensure_future(run()))
 
     cfg = RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
     pcs: list[Any] = []
@@ -121,7 +122,7 @@ async def _peers_main(base: str, sid: str, room_token: str, invites: list[str], 
                 idx = next(n for n, t in enumerate(pc.getTransceivers()) if t.receiver.track is track)
                 tracks.append((idx // 2, track))
             else:
-                asyncio.ensure_future(_drain(track))
+                tasks.append(asyncio.ensure_future(_drain(track)))
 
         r = await post(f"{base}/party-whep/{sid}", pc, token)
         sources = r.headers["tonglu-sources"].split(",")
@@ -129,7 +130,7 @@ async def _peers_main(base: str, sid: str, room_token: str, invites: list[str], 
             if only is None or (i < len(sources) and sources[i] == only):
                 consume(track, key)
             else:
-                asyncio.ensure_future(_drain(track))
+                tasks.append(asyncio.ensure_future(_drain(track)))
 
     async def _drain(track: Any) -> None:
         with contextlib.suppress(Exception):
@@ -167,9 +168,15 @@ def _count_codecs() -> dict[str, int]:
     from aiortc.codecs import h264, opus, vpx
 
     counts = {"encoded_frames": 0, "decoded_frames": 0, "decoders_created": 0, "encoders_created": 0}
-    for cls, method, key in ((vpx.Vp8Encoder, "encode", "encoded_frames"), (h264.H264Encoder, "encode", "encoded_frames"),
-                             (opus.OpusEncoder, "encode", "encoded_frames"), (vpx.Vp8Decoder, "decode", "decoded_frames"),
-                             (h264.H264Decoder, "decode", "decoded_frames"), (opus.OpusDecoder, "decode", "decoded_frames")):
+    wrapped_methods = (
+        (vpx.Vp8Encoder, "encode", "encoded_frames"),
+        (h264.H264Encoder, "encode", "encoded_frames"),
+        (opus.OpusEncoder, "encode", "encoded_frames"),
+        (vpx.Vp8Decoder, "decode", "decoded_frames"),
+        (h264.H264Decoder, "decode", "decoded_frames"),
+        (opus.OpusDecoder, "decode", "decoded_frames"),
+    )
+    for cls, method, key in wrapped_methods:
         orig = getattr(cls, method)
         init = cls.__init__
         created = "encoders_created" if method == "encode" else "decoders_created"
