@@ -125,4 +125,5 @@ def test_remote_participant_is_recorded_as_its_own_source_and_watches_the_room(l
     assert any(a == "participant_join" and o == "ok" for a, _u, o, _d in actions)
     assert any(a == "participant_leave" and o == "ok" for a, _u, o, _d in actions)
     stops = [d for a, _u, _o, d in actions if a == "watch_stop"]
-    assert [d["reason"] for d in stops] == ["participant_left"]  # leaving ends its viewing too
+    # the reload (second join) replaced the first connection, its viewing included (issue 12)
+    assert [d["reason"] for d in stops] == ["participant_replaced"]
