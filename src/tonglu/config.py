@@ -106,6 +106,10 @@ class Settings:
     turn_url: str | None = None  # turn:turn.example:3478 (coturn use-auth-secret)
     turn_secret: str | None = None
     turn_ttl_s: int = 3600
+    max_participants: int = 20  # remote participants one session admits (TONGLU_MAX_PARTICIPANTS)
+    # what the recorder keeps of the consulting parties during a lawyer consultation (CPL art. 39):
+    # "not_recorded" (default: their media is not written, one explained gap per track) | "recorded"
+    consultation_recording: str = "not_recorded"
 
     @property
     def tls(self) -> bool:
@@ -195,6 +199,8 @@ class Settings:
             turn_url=_opt(env, "TONGLU_TURN_URL"),
             turn_secret=_opt(env, "TONGLU_TURN_SECRET"),
             turn_ttl_s=_int(env, "TONGLU_TURN_TTL_S", 3600),
+            max_participants=_int(env, "TONGLU_MAX_PARTICIPANTS", 20),
+            consultation_recording=env.get("TONGLU_CONSULTATION_RECORDING") or "not_recorded",
         )
         if (settings.ice_port_min is None) != (settings.ice_port_max is None):
             raise SettingsError("TONGLU_ICE_PORT_MIN and TONGLU_ICE_PORT_MAX must be set together")
@@ -223,6 +229,10 @@ class Settings:
             raise SettingsError("TONGLU_HTTP_KEEPALIVE_S and TONGLU_HTTP_READ_TIMEOUT_S must be positive")
         if not 1 <= settings.api_token_ttl_days <= 366:
             raise SettingsError("TONGLU_API_TOKEN_TTL_DAYS must be between 1 and 366")
+        if not 1 <= settings.max_participants <= 200:
+            raise SettingsError("TONGLU_MAX_PARTICIPANTS must be between 1 and 200")
+        if settings.consultation_recording not in ("not_recorded", "recorded"):
+            raise SettingsError("TONGLU_CONSULTATION_RECORDING must be not_recorded or recorded")
         if settings.export_ttl_s < 60:
             raise SettingsError("TONGLU_EXPORT_TTL_S must be at least 60")
         return settings

@@ -116,10 +116,14 @@ def test_remote_participant_is_recorded_as_its_own_source_and_watches_the_room(l
         for b in segs:
             assert ffprobe(files[b["key"]])["streams"][0]["codec_name"] == codec
             assert decodes(files[b["key"]])
-    # the participant's source has no gap: it left by its own action (the "left" entry says so)
-    assert [g for g in gaps(entries) if g["source"] in (source, "main")] == []
+    # the reload replaced the first connection (issue 12): its source is silent from then until it
+    # left, one gap per track saying so; nothing else (leaving itself is explained by "left")
+    replaced = [(g["source"], g["track"], g["reason"]) for g in gaps(entries) if g["source"] in (source, "main")]
+    assert sorted(replaced) == [(source, "audio", "peer_disconnect"), (source, "video", "peer_disconnect")]
+    assert all("replaced" in g["detail"] for g in gaps(entries) if g["source"] == source)
     actions = srv.audit_actions()
     assert any(a == "participant_join" and o == "ok" for a, _u, o, _d in actions)
     assert any(a == "participant_leave" and o == "ok" for a, _u, o, _d in actions)
     stops = [d for a, _u, _o, d in actions if a == "watch_stop"]
-    assert [d["reason"] for d in stops] == ["participant_left"]  # leaving ends its viewing too
+    # the reload (second join) replaced the first connection, its viewing included (issue 12)
+    assert [d["reason"] for d in stops] == ["participant_replaced"]

@@ -143,6 +143,19 @@ def bench_review(
     typer.echo(json.dumps(result, ensure_ascii=False))
 
 
+@bench_app.command("hearing")
+def bench_hearing(seconds: float = typer.Option(15.0, "--seconds", help="how long to measure")) -> None:
+    """Glass-to-glass delay room <-> remote through the relay (1 room + 3 parties), server re-encodes,
+    recorder CPU, and an aiortc peer-to-peer baseline. Prints one JSON object."""
+    from tonglu.bench.hearing import run_bench
+
+    try:
+        result = run_bench(seconds=seconds)
+    except Exception as exc:  # a benchmark names its failure and exits non-zero
+        fail(f"bench hearing failed: {type(exc).__name__}: {exc}")
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
 def register(app: typer.Typer) -> None:
     """Entry point of the `tonglu.cli` group: adds `tonglu bench ...`."""
     app.add_typer(bench_app, name="bench")

@@ -106,6 +106,7 @@ ANNOTATION_KINDS = frozenset(
         "record_document",  # an imported 笔录 (signed written record): its file is an object, re-hashed
         "alert",  # a risk rule fired (integrity.risk): rule, severity, legal source, condition
         "alert_ack",  # a person acknowledged an alert: who, role, when
+        "consultation",  # a lawyer consultation (CPL art. 39) started/ended: parties, who, recording
     }
 )
 KINDS = MEDIA_KINDS | ANNOTATION_KINDS
@@ -123,6 +124,7 @@ GAP_REASONS = frozenset(
         "hash_mismatch",
         "clock_step",
         "recorder_overload",  # frames received but dropped by the recorder (queue full)
+        "lawyer_consultation",  # not recorded by law (CPL art. 39): bounded by `consultation` entries
     }
 )
 SUMS_NAME = "SHA256SUMS"

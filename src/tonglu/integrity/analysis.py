@@ -119,7 +119,8 @@ def analyse(
         found += events.verifier_failures(view, verification, missing)
     found = _merge_same_id(found)
     ids = {f.id for f in found}
-    found = [f.with_explanations(view.explanations_for(f.id)) for f in found]
+    found = [f.with_explanations(view.explanations_for(f.id) + events.consultation_explanations(view, f))
+             for f in found]
     found.sort(key=lambda f: (f.start_ns, KINDS.index(f.kind) if f.kind in KINDS else 99, f.source, f.track))
     orphans = [e for e in view.explanations if e.finding_id not in ids]
     return Analysis(view, found, track_coverage(view), verification, now_ns, orphans)

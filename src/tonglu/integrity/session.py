@@ -87,6 +87,7 @@ class SessionView:
     breaks: list[Break] = field(default_factory=list)
     markers: list[Annotation] = field(default_factory=list)
     participants: list[Annotation] = field(default_factory=list)
+    consultations: list[Annotation] = field(default_factory=list)  # lawyer consultation started/ended
     custody: list[Annotation] = field(default_factory=list)
     record_times: Annotation | None = None
     explanations: list[ExplanationRec] = field(default_factory=list)
@@ -168,6 +169,8 @@ def build_view(session: str, entries: Sequence[ManifestEntry]) -> SessionView:
                 view.markers.append(Annotation(e.seq, e.kind, e.time_ns, dict(body)))
             elif e.kind == "participant":
                 view.participants.append(Annotation(e.seq, e.kind, e.time_ns, dict(body)))
+            elif e.kind == "consultation":
+                view.consultations.append(Annotation(e.seq, e.kind, e.time_ns, dict(body)))
             elif e.kind == "custody":
                 view.custody.append(Annotation(e.seq, e.kind, e.time_ns, dict(body)))
             elif e.kind == "record_times":

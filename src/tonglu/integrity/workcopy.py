@@ -206,6 +206,13 @@ def build_graph(p: Plan, paths: dict[str, Path], tmp: Path, output: Path, geo: G
         pip = _cards(pip, [c for c in p.cards if c.lane == "pip"], tmp, "pip", geo.pip_w, geo.pip_h, font)
         pip = pip.filter("drawbox", x=0, y=0, w="iw", h="ih", color="white@0.8", t=2)
         base = ffmpeg.overlay(base, pip, x=geo.pip_x, y=geo.pip_y, eof_action="pass")
+    for i, _src in enumerate(p.tiles):  # further parties (hearing: prosecutor, lawyer, ...) down the left
+        lane = f"tile{i}"
+        tw, th = geo.pip_w // 2 // 2 * 2, geo.pip_h // 2 // 2 * 2
+        tile = _video_lane(p.video.get(lane, []), paths, tmp, lane, tw, th, dur)
+        tile = _cards(tile, [c for c in p.cards if c.lane == lane], tmp, lane, tw, th, font)
+        tile = tile.filter("drawbox", x=0, y=0, w="iw", h="ih", color="white@0.8", t=2)
+        base = ffmpeg.overlay(base, tile, x=geo.margin, y=geo.margin + i * (th + geo.margin), eof_action="pass")
     clock_file = tmp / "clock.txt"
     clock_file.write_text(clock_expansion(p.t0_ns), encoding="utf-8")
     base = base.filter("drawtext", **clock_filter_kwargs(geo, font, str(clock_file)))

@@ -1,6 +1,12 @@
 """Sans-I/O plan of the working copy: which master segments go where on the session's timeline,
 and where each picture shows a gap card instead of media.
 
+Layout by role: the big picture is the judge in a hearing (速裁庭审: the judge's remote source,
+when it sent video), else `main`; the picture-in-picture is the next camera (`panorama`, or the
+room in a hearing); every other source with video (remote participants: prosecutor, lawyer,
+clerk...) is a small tile (`tiles`, lanes "tile0", "tile1"...), labelled with its role. Every
+source's audio is in the mix (each microphone is its own master track).
+
 The timeline runs from the session start to its stop (wall clock, UTC ns); every segment is placed
 at its own `wall_first_ns`, so gaps keep their real length and the burned-in clock (derived from
 the timeline position) shows the recording's own wall clock.
@@ -46,6 +52,8 @@ class Plan:
     main: str | None
     pip: str | None
     video: dict[str, list[Placed]] = field(default_factory=dict)  # lane -> placed segments
+    tiles: list[str] = field(default_factory=list)  # further sources, lanes "tile0", "tile1", ...
+    labels: dict[str, str] = field(default_factory=dict)  # source -> its caption (role, name)
     audio: dict[str, list[Placed]] = field(default_factory=dict)  # source -> placed segments
     cards: list[Card] = field(default_factory=list)
     excluded: list[dict[str, Any]] = field(default_factory=list)
@@ -74,6 +82,54 @@ def _place(segs: list[Seg], t0: int, t1: int) -> list[Placed]:
     return out
 
 
+HEARING_ROLE_ORDER = ("judge", "prosecutor", "lawyer", "clerk", "interpreter", "defendant", "other")
+ROLE_CAPTIONS = {"judge": "审判员", "prosecutor": "公诉人", "lawyer": "辩护律师", "clerk": "书记员",
+                 "interpreter": "翻译", "defendant": "被告人", "other": "其他"}
+
+
+def remote_roles(view: SessionView) -> dict[str, dict[str, str]]:
+    """{source: {"role", "name"}} of the session's remote participants (first join kept)."""
+    out: dict[str, dict[str, str]] = {}
+    for a in view.participants:
+        src = a.body.get("source")
+        if isinstance(src, str) and a.body.get("event") == "joined" and src not in out:
+            out[src] = {"role": str(a.body.get("role", "")), "name": str(a.body.get("name", ""))}
+    return out
+
+
+def layout(view: SessionView) -> tuple[str | None, str | None, list[str], dict[str, str]]:
+    """(big picture, picture-in-picture, tiles, captions): see the module docstring."""
+    main, pip = choose_cameras(view)
+    tracks = view.tracks()
+    remote = remote_roles(view)
+    hearing = view.facts.get("kind") == "hearing"
+    with_video = [src for src in view.sources() if f"{src}/video" in tracks]
+    remote_video = sorted(
+        (s for s in with_video if s in remote),
+        key=lambda s: (HEARING_ROLE_ORDER.index(remote[s]["role"]) if remote[s]["role"] in HEARING_ROLE_ORDER
+                       else 99, s),
+    )
+    if hearing:
+        judges = [s for s in remote_video if remote[s]["role"] == "judge"]
+        if judges:
+            pip = main
+            main = judges[0]
+    tiles: list[str] = []
+    for s in [*remote_video, *with_video]:
+        if s not in (main, pip) and s not in tiles:
+            tiles.append(s)
+    captions = {}
+    for src in [main, pip, *tiles]:
+        if src is None:
+            continue
+        if src in remote:
+            r = remote[src]
+            captions[src] = f"{ROLE_CAPTIONS.get(r['role'], r['role'])} {r['name']}".strip()
+        elif hearing:
+            captions[src] = "被告人"
+    return main, pip, tiles, captions
+
+
 def choose_cameras(view: SessionView) -> tuple[str | None, str | None]:
     tracks = view.tracks()
     with_video = [src for src in view.sources() if f"{src}/video" in tracks]
@@ -94,15 +150,16 @@ def plan(view: SessionView, excluded_keys: set[str] | None = None) -> Plan:
     if bounds is not None and view.start_ns is None:
         t0 = min(t0, bounds[0])
     t1 = max(t1, t0 + NS)
-    main, pip = choose_cameras(view)
-    p = Plan(view.session, t0, t1, main, pip)
+    main, pip, tiles, captions = layout(view)
+    p = Plan(view.session, t0, t1, main, pip, tiles=tiles, labels=captions)
     tracks = view.tracks()
     for seg in view.segments:
         if seg.rec.key in excluded_keys:
             p.excluded.append(
                 {"key": seg.rec.key, "sha256": seg.rec.sha256, "start": iso_utc(seg.rec.wall_first_ns)}
             )
-    for lane, source in (("main", main), ("pip", pip)):
+    lanes = [("main", main), ("pip", pip), *((f"tile{i}", src) for i, src in enumerate(tiles))]
+    for lane, source in lanes:
         if source is None:
             continue
         segs = [s for s in tracks.get(f"{source}/video", []) if s.rec.key not in excluded_keys]
@@ -111,7 +168,8 @@ def plan(view: SessionView, excluded_keys: set[str] | None = None) -> Plan:
         for lo, hi in subtract((t0, t1), covered):
             if hi - lo >= MIN_CARD_NS:
                 p.cards.append(Card(lane, lo - t0, hi - t0, max(1, round((hi - lo) / NS))))
-    for source in (main, pip):
+    audio_sources = [main, pip, *tiles, *(src for src in view.sources() if src not in (main, pip, *tiles))]
+    for source in audio_sources:
         if source is None:
             continue
         segs = [s for s in tracks.get(f"{source}/audio", []) if s.rec.key not in excluded_keys]

@@ -52,6 +52,17 @@ class RecorderAPI(Protocol):
 
     async def leave_participant(self, sid: str, source: str, by: str) -> None: ...
 
+    async def watch_party(
+        self, sid: str, offer: str, viewer: dict[str, Any], on_end: Any = None
+    ) -> dict[str, Any]:
+        """A party viewer (room display or remote participant): every other party's sources in one
+        peer; returns {"viewer_id", "sdp", "etag", "sources"}."""
+
+    async def consultation(
+        self, sid: str, action: str, by: str, lawyer: str | None = None, defendant: str | None = None
+    ) -> dict[str, Any]:
+        """Start or end a lawyer consultation (recorder.consultation); returns its ledger body."""
+
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None: ...
 

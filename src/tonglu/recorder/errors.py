@@ -107,6 +107,18 @@ class RegistrationRefused(RecorderError):
     status = 403
 
 
+class ConsultationConflict(RecorderError):
+    """A lawyer consultation is already running (start), or none is (end)."""
+
+    status = 409
+
+
+class TooManyParticipants(RecorderError):
+    """The session already has the configured number of remote participants (TONGLU_MAX_PARTICIPANTS)."""
+
+    status = 429
+
+
 ERRORS: dict[str, type[RecorderError]] = {
     cls.__name__: cls
     for cls in (
@@ -129,5 +141,7 @@ ERRORS: dict[str, type[RecorderError]] = {
         TokenRevoked,
         NotJoined,
         RegistrationRefused,
+        ConsultationConflict,
+        TooManyParticipants,
     )
 }

@@ -19,6 +19,7 @@ from tonglu.evidence.ledger import Ledger
 from tonglu.evidence.logctx import context_logger
 from tonglu.evidence.manifest import GapRecord, SegmentRecord
 from tonglu.evidence.spool import Spool
+from tonglu.recorder import consultation as consult
 from tonglu.recorder import participants
 from tonglu.recorder.aiortc import fastpath, seam
 from tonglu.recorder.aiortc.iceports import IcePorts, bind_ice
@@ -26,6 +27,8 @@ from tonglu.recorder.aiortc.internals import ice_sockets, receiver_of
 from tonglu.recorder.codecs import register_h264_profiles
 from tonglu.recorder.context import RecorderContext, spawn
 from tonglu.recorder.errors import (
+    BadRequest,
+    ConsultationConflict,
     OfferMalformed,
     OfferUnsupportedCodec,
     PeerNotFound,
@@ -41,7 +44,7 @@ from tonglu.recorder.relay import Relay
 from tonglu.recorder.sdp import check_offer, munge_answer
 from tonglu.recorder.session import LiveSession, Peer
 from tonglu.recorder.store import SessionStore
-from tonglu.recorder.track import QUEUE_LIMIT, PeerTrack
+from tonglu.recorder.track import QUEUE_LIMIT, PeerTrack, consultation_detail
 from tonglu.recorder.whep import WhepHub, is_monitor, monitoring_summary
 
 log = logging.getLogger(__name__)
@@ -173,6 +176,9 @@ class LocalRecorder:
                 if recovered:
                     facts = await asyncio.to_thread(self.store.facts, sid)
             live = LiveSession(facts)
+            opened = consult.open_consultation(facts.consultation_entries)
+            if opened is not None:  # a consultation ran when the previous process ended: it goes on
+                self._apply_consultation(live, consult.from_body(opened), time.time_ns())
             # A session with media in the ledger that this process did not record: the recorder
             # that did was restarted (or killed). Each track's gap runs from its last sealed
             # segment to its next first frame.
@@ -246,6 +252,8 @@ class LocalRecorder:
         out["viewers"] = self.whep.status(sid)  # live WHEP viewers: who, role, since
         out["monitored"] = any(is_monitor(v) for v in out["viewers"])
         out["remote_participants"] = participants.status(facts, live)
+        c = live.consultation if live is not None else None
+        out["consultation"] = c.started_body() if c is not None else None
         return out
 
     # -- WHIP ------------------------------------------------------------------------------
@@ -436,6 +444,11 @@ class LocalRecorder:
             for peer in list(live.peers.values()):
                 await self._end_peer(live, peer, None, "")
             await self.ctx.drain()
+            if live.consultation is not None:  # a consultation still running ends with the session
+                c, live.consultation = live.consultation, None
+                self._end_withholds(live, c, stop_ns, stopped_by, at_once=True)
+                await asyncio.to_thread(self.ctx.append, sid, "consultation", c.ended_body(stop_ns, stopped_by))
+                await self.ctx.drain()
             # open gaps end now; expected tracks that never sent anything are not_connected
             seen = {k for k, st in live.tracks.items() if st.last_end_ns is not None or st.pending_gap}
             for (source, track), st in live.tracks.items():
@@ -487,6 +500,11 @@ class LocalRecorder:
     async def unwatch(self, sid: str, source: str, viewer_id: str, user: str | None = None) -> dict[str, Any]:
         return await self.whep.unwatch(sid, source, viewer_id, user)
 
+    async def watch_party(
+        self, sid: str, offer: str, viewer: dict[str, Any], on_end: Any = None
+    ) -> dict[str, Any]:
+        return await self.whep.watch_party(sid, offer, viewer, on_end)
+
     async def monitoring(self, sid: str) -> dict[str, Any]:
         facts = await asyncio.to_thread(self.store.facts, sid)
         remote = participants.status(facts, self.live.get(sid))
@@ -509,6 +527,94 @@ class LocalRecorder:
 
     async def leave_participant(self, sid: str, source: str, by: str) -> None:
         await participants.leave(self, sid, source, by)
+
+    # -- lawyer consultation (recorder.consultation) -----------------------------------------
+    async def consultation(
+        self, sid: str, action: str, by: str, lawyer: str | None = None, defendant: str | None = None
+    ) -> dict[str, Any]:
+        """Start or end the lawyer consultation of a session (CPL art. 39): the parties' media is
+        forwarded only to each other and, by default, not recorded (one explained gap per track)."""
+        if action not in ("start", "end"):
+            raise BadRequest(f"action must be start or end, got {action!r}")
+        facts = await asyncio.to_thread(self.store.facts, sid)
+        if facts.stop is not None:
+            raise SessionStopped(f"会话已结束 (session {sid} was stopped)")
+        live = await self._load(sid)
+        async with live.lock:
+            if live.stopping:
+                raise SessionStopped(f"会话正在结束 (session {sid} is being stopped)")
+            now = time.time_ns()
+            if action == "start":
+                if live.consultation is not None:
+                    raise ConsultationConflict(
+                        f"律师会见正在进行 (consultation {live.consultation.id} is already running)"
+                    )
+                c = consult.plan(
+                    facts.sources,
+                    participants.fold(facts.participant_entries),
+                    lawyer=lawyer,
+                    defendant=defendant,
+                    now_ns=now,
+                    by=by,
+                    recording=self.settings.consultation_recording,
+                )
+                self._apply_consultation(live, c, now)
+                await self.ctx.append_async(sid, "consultation", c.started_body())
+                body = c.started_body()
+            else:
+                c0 = live.consultation
+                if c0 is None:
+                    raise ConsultationConflict("没有正在进行的律师会见 (no consultation is running)")
+                live.consultation = None
+                for source in c0.sources:
+                    self.relay.set_private(sid, source, None, now)
+                self._end_withholds(live, c0, now, by)
+                body = c0.ended_body(now, by)
+                await self.ctx.append_async(sid, "consultation", body)
+            self.ctx.submit(self.ctx.ledger.checkpoint, sid)  # both ends are signed at once
+        context_logger(__name__, room=facts.room, session=sid).info(
+            "consultation %s %s by %s (%s)", body["consultation_id"], body["event"], by, ",".join(body["sources"])
+        )
+        return body
+
+    def _apply_consultation(self, live: LiveSession, c: consult.Consultation, now_ns: int) -> None:
+        live.consultation = c
+        for source in c.sources:
+            self.relay.set_private(live.id, source, c.allowed(source), now_ns)
+        for st in live.tracks.values():
+            live.withhold(st)
+
+    def _end_withholds(
+        self, live: LiveSession, c: consult.Consultation, now_ns: int, by: str, at_once: bool = False
+    ) -> None:
+        """The consultation ended: each withheld track records again from its next frame that can
+        start a segment (which closes its gap); a track with no peer sending closes its gap now."""
+        for (source, track), st in live.tracks.items():
+            w = st.withhold
+            if w is None or w.consultation_id != c.id:
+                continue
+            w.end(now_ns, by)
+            peer = live.peers.get(source)
+            pt = peer.tracks.get(track) if peer is not None and not peer.closed else None
+            if pt is not None and not at_once:
+                pt.request_keyframe()
+                continue
+            st.withhold = None
+            start, end = w.close(now_ns)
+            self._gap(
+                live,
+                GapClosed(
+                    GapRecord(
+                        source=source,
+                        track=track,
+                        reason="lawyer_consultation",
+                        start_ns=start,
+                        end_ns=end,
+                        rtp_start=w.rtp_start,
+                        detail=consultation_detail(w),
+                    )
+                ),
+            )
 
     def sealed_records(self) -> list[SegmentRecord]:  # pragma: no cover - debugging aid
         return []

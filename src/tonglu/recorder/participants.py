@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from tonglu.recorder.errors import BadRequest, SessionStopped, SourceNotFound
+from tonglu.recorder.errors import BadRequest, SessionStopped, SourceNotFound, TooManyParticipants
 
 REMOTE_PREFIX = "remote-"
 _REMOTE = re.compile(r"^remote-[A-Za-z0-9_-]{1,64}$")
@@ -66,7 +66,9 @@ def left_body(source: str, name: str, role: str, time_ns: int) -> dict[str, Any]
 
 # -- operations on a LocalRecorder (I/O: store, ledger, peers) --------------------------------------
 async def join(rec: Any, sid: str, source: str, name: str, role: str, expires_ns: int | None = None) -> str:
-    """Add (or re-open) `source` on a running session; returns its new WHIP token. With
+    """Add (or re-open) `source` on a running session; returns its new WHIP token. A session admits
+    at most `Settings.max_participants` present participants (429 beyond). Joining again while
+    present replaces the earlier connection (see `_replace`). With
     `expires_ns` (the invitation's expiry) the token stops working then, and the participant's
     peer and viewers are cut off (see `check_deadlines`)."""
 
@@ -75,14 +77,36 @@ async def join(rec: Any, sid: str, source: str, name: str, role: str, expires_ns
     facts = await asyncio.to_thread(rec.store.facts, sid)
     if facts.stop is not None:
         raise SessionStopped(f"会话已结束 (session {sid} was stopped)")
+    folded = fold(facts.participant_entries)
+    present = folded.get(source, {}).get("present", False)
+    others = sum(1 for s, p in folded.items() if p.get("present") and s != source)
+    limit = int(getattr(rec.settings, "max_participants", 20))
+    if not present and others >= limit:
+        raise TooManyParticipants(
+            f"远程参与人已达上限 {limit} 人 (session already has {others} remote participants; "
+            f"TONGLU_MAX_PARTICIPANTS={limit})"
+        )
     token: str = await asyncio.to_thread(rec.store.add_source_token, sid, source, expires_ns, "invitation_expired")
     if expires_ns is not None:
         rec.deadlines[(sid, source)] = (expires_ns, "invitation_expired")
         rec._ensure_ticker()  # the tick that checks deadlines runs even before any media arrives
-    present = fold(facts.participant_entries).get(source, {}).get("present", False)
-    if not present:
+    if present:
+        await _replace(rec, sid, source)
+    else:
         await rec.ctx.append_async(sid, "participant", joined_body(source, name, role, time.time_ns()))
     return token
+
+
+async def _replace(rec: Any, sid: str, source: str) -> None:
+    """A second join with the same invitation (a reloaded page, another device) replaces the first:
+    the first one's token already stopped working (a new one was issued), now its peer and its
+    viewers end too, so one invitation never has two live connections. The publisher's gap runs
+    until the new connection's first packet (`peer_disconnect`, "replaced")."""
+    await rec.whep.end_viewers(sid, "participant_replaced", participant_source=source)
+    live = rec.live.get(sid)
+    peer = live.peers.get(source) if live is not None else None
+    if live is not None and peer is not None and not peer.closed:
+        await rec._end_peer(live, peer, "peer_disconnect", "同一邀请再次加入，旧连接被取代 replaced by a second join")
 
 
 async def cut_off(rec: Any, sid: str, source: str, reason: str, by: str) -> dict[str, Any]:
@@ -109,6 +133,20 @@ async def cut_off(rec: Any, sid: str, source: str, reason: str, by: str) -> dict
         left = True
     return {"session": sid, "source": source, "reason": reason, "viewers_ended": viewers,
             "peer_ended": peer_ended, "left": left}
+
+
+def close_pending_gaps(rec: Any, live: Any, source: str, now_ns: int) -> None:
+    """The participant leaves while its source has an open gap (its connection was replaced and
+    did not come back): the gap ends now; the `left` entry explains the silence after it."""
+    from tonglu.evidence.manifest import GapRecord
+    from tonglu.recorder.events import GapClosed
+
+    for (src, track), st in live.tracks.items():
+        if src == source and st.pending_gap is not None:
+            reason, start, rtp, detail = st.pending_gap
+            st.pending_gap = None
+            rec._gap(live, GapClosed(GapRecord(src, track, reason, start, max(start, now_ns), rtp_start=rtp,
+                                               detail=detail)))
 
 
 def check_deadlines(rec: Any, now_ns: int) -> None:
@@ -140,6 +178,8 @@ async def leave(rec: Any, sid: str, source: str, by: str) -> None:
         peer = live.peers.get(source)
         if peer is not None:
             await rec._end_peer(live, peer, None, "")
+    if live is not None:
+        close_pending_gaps(rec, live, source, time.time_ns())
     body = left_body(source, p["name"], p["role"], time.time_ns())
     body["by"] = by
     await rec.ctx.append_async(sid, "participant", body)

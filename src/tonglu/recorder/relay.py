@@ -11,6 +11,10 @@ Each viewer holds a `Subscriber`: a bounded ring that never pushes back on the r
   once per `KEYFRAME_INTERVAL_NS` per track, however many viewers want it.
 A new video viewer starts waiting for a keyframe too, so it asks for one at once.
 
+Privacy (a lawyer consultation, `recorder.consultation`): a tap may be private to a set of viewer
+*parties* (`TrackTap.private_to`); frames then reach only subscribers of those parties, the others
+get nothing (`withheld` counts) and wait for a keyframe when it ends. Frames are never decoded.
+
 Everything here is sans-I/O (the caller passes `now_ns`); `recorder.whep` is the aiortc adapter.
 """
 
@@ -79,8 +83,11 @@ class Subscriber:
     `on_ready` (set by the adapter) is called whenever a frame was queued or the stream closed.
     """
 
-    def __init__(self, viewer_id: str, kind: str, codec: str | None = None, limit: int | None = None) -> None:
+    def __init__(
+        self, viewer_id: str, kind: str, codec: str | None = None, limit: int | None = None, party: str | None = None
+    ) -> None:
         self.viewer_id = viewer_id
+        self.party = party  # the viewer's own party (a remote source, or "room"); None for staff
         self.kind = kind
         self.codec = codec  # frames of another codec are not delivered (the viewer negotiated this one)
         self.limit = limit or (VIDEO_QUEUE_FRAMES if kind == "video" else AUDIO_QUEUE_FRAMES)
@@ -91,6 +98,7 @@ class Subscriber:
         self.dropped = 0  # lost to overflow (a slow viewer)
         self.skipped = 0  # not delivered while waiting for a keyframe
         self.mismatched = 0  # published in a codec this viewer did not negotiate
+        self.withheld = 0  # not forwarded: the source was private to other parties (a consultation)
         self.on_ready: Callable[[], None] | None = None
 
     def offer(self, frame: RelayFrame) -> bool:
@@ -144,6 +152,7 @@ class Subscriber:
             "dropped": self.dropped,
             "skipped_waiting_for_keyframe": self.skipped,
             "codec_mismatch": self.mismatched,
+            "withheld": self.withheld,
             "waiting_for_keyframe": self.waiting_key,
         }
 
@@ -161,6 +170,7 @@ class TrackTap:
     gate: KeyframeGate = field(default_factory=KeyframeGate)
     codec: str | None = None  # the codec of the last frame published while someone watched
     published: int = 0
+    private_to: frozenset[str] | None = None  # only these viewer parties receive frames (consultation)
 
     def publish(self, codec: str, data: bytes, rtp: int, now_ns: int) -> None:
         """Called by the recorder for every received frame, on the event loop."""
@@ -171,7 +181,13 @@ class TrackTap:
         self.published += 1
         frame = RelayFrame(self.kind, codec, data, rtp, self.kind != "video" or is_keyframe(codec, data))
         want = False
+        private = self.private_to
         for sub in self.subscribers:
+            if private is not None and sub.party not in private:
+                sub.withheld += 1
+                if sub.kind == "video":
+                    sub.waiting_key = True  # when forwarding resumes it starts on a keyframe
+                continue
             want = sub.offer(frame) or want
         if want:
             self.request_keyframe(now_ns)
@@ -202,18 +218,35 @@ class Relay:
 
     def __init__(self) -> None:
         self.taps: dict[tuple[str, str, str], TrackTap] = {}
+        self.private: dict[tuple[str, str], frozenset[str]] = {}  # (session, source) -> viewer parties
 
     def track(self, session: str, source: str, track: str, kind: str) -> TrackTap:
         key = (session, source, track)
         tap = self.taps.get(key)
         if tap is None:
             tap = self.taps[key] = TrackTap(session, source, track, kind)
+            tap.private_to = self.private.get((session, source))
         return tap
+
+    def set_private(self, session: str, source: str, parties: frozenset[str] | None, now_ns: int) -> None:
+        """Forward `source` only to viewers of `parties` (None: to everybody again; video viewers
+        that were left out then get a keyframe asked for)."""
+        if parties is None:
+            self.private.pop((session, source), None)
+        else:
+            self.private[(session, source)] = parties
+        for (sid, src, _track), tap in self.taps.items():
+            if sid == session and src == source:
+                tap.private_to = parties
+                if parties is None and any(s.waiting_key for s in tap.subscribers):
+                    tap.request_keyframe(now_ns)
 
     def find(self, session: str, source: str, track: str) -> TrackTap | None:
         return self.taps.get((session, source, track))
 
     def close_session(self, session: str) -> None:
+        for pkey in [k for k in self.private if k[0] == session]:
+            del self.private[pkey]
         for key in [k for k in self.taps if k[0] == session]:
             tap = self.taps.pop(key)
             for sub in list(tap.subscribers):

@@ -42,6 +42,8 @@ FORWARDED: frozenset[str] = frozenset(
         "leave_participant",
         "cut_off_participant",
         "end_viewers",
+        "watch_party",
+        "consultation",
     }
 )
 # how long one call may take: a stop seals every open segment and signs the final checkpoint
@@ -197,6 +199,21 @@ class HttpRecorder:
 
     async def leave_participant(self, sid: str, source: str, by: str) -> None:
         await self.call("leave_participant", sid=sid, source=source, by=by)
+
+    async def watch_party(
+        self, sid: str, offer: str, viewer: dict[str, Any], on_end: Any = None
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self.call("watch_party", sid=sid, offer=offer, viewer=viewer)
+        if on_end is not None:
+            self._on_end[result["viewer_id"]] = on_end
+            if self._poller is None or self._poller.done():
+                self._poller = asyncio.get_running_loop().create_task(self._poll_viewer_events())
+        return result
+
+    async def consultation(
+        self, sid: str, action: str, by: str, lawyer: str | None = None, defendant: str | None = None
+    ) -> dict[str, Any]:
+        return await self.call("consultation", sid=sid, action=action, by=by, lawyer=lawyer, defendant=defendant)
 
     async def start(self) -> None:
         """Nothing to start: the worker process recovers its own sessions when it starts."""

@@ -89,6 +89,16 @@ class RecorderRouter:
     async def leave_participant(self, sid: str, source: str, by: str) -> None:
         await self.backend(sid).leave_participant(sid, source, by)
 
+    async def watch_party(
+        self, sid: str, offer: str, viewer: dict[str, Any], on_end: Any = None
+    ) -> dict[str, Any]:
+        return await self.backend(sid).watch_party(sid, offer, viewer, on_end)
+
+    async def consultation(
+        self, sid: str, action: str, by: str, lawyer: str | None = None, defendant: str | None = None
+    ) -> dict[str, Any]:
+        return await self.backend(sid).consultation(sid, action, by, lawyer, defendant)
+
     async def start(self) -> None:
         for b in self.backends:
             await b.start()

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tonglu.recorder.clock import SourceClock
+from tonglu.recorder.consultation import Consultation, Withhold
 from tonglu.recorder.store import SessionFacts
 from tonglu.recorder.track import PeerTrack, TrackState
 
@@ -62,6 +63,14 @@ class LiveSession:
     gaps_written: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     last_checkpoint_ns: int = field(default_factory=time.time_ns)
+    consultation: Consultation | None = None  # a lawyer consultation running now
+
+    def withhold(self, st: TrackState) -> None:
+        """A running consultation that is not recorded withholds this track of one of its parties."""
+        c = self.consultation
+        if c is not None and c.withholds and st.source in c.sources and st.withhold is None:
+            kind = "video" if st.track.startswith("video") else "audio"
+            st.withhold = Withhold(kind, c.started_ns, c.id)
 
     @property
     def id(self) -> str:
@@ -72,6 +81,7 @@ class LiveSession:
         st = self.tracks.get(key)
         if st is None:
             st = self.tracks[key] = TrackState(source, track)
+            self.withhold(st)
         return st
 
     def clock(self, source: str) -> SourceClock:

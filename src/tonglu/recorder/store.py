@@ -80,6 +80,7 @@ class SessionFacts:
     gaps: list[dict[str, Any]] = field(default_factory=list)
     last_segments: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     participant_entries: list[dict[str, Any]] = field(default_factory=list)  # `participant` bodies
+    consultation_entries: list[dict[str, Any]] = field(default_factory=list)  # `consultation` bodies
 
     @property
     def sources(self) -> dict[str, Any]:
@@ -103,6 +104,7 @@ class SessionFacts:
         b = self.start.body
         return {
             "id": self.id,
+            "kind": b.get("kind", "interrogation"),
             "state": self.state,
             "room": b.get("room"),
             "case_number": b.get("case_number"),
@@ -172,13 +174,29 @@ def _risk_facts(req: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+SESSION_KINDS = {"interrogation": "讯问", "hearing": "速裁庭审"}
+HEARING_SOURCES = {
+    "main": {"kind": "camera", "label": "被告人席 近景 defendant close-up", "role": "defendant"},
+    "panorama": {"kind": "camera", "label": "羁押场所全景 panorama", "role": "defendant"},
+}
+
+
 def validate_request(req: dict[str, Any]) -> dict[str, Any]:
+    kind = req.get("kind") or "interrogation"
+    if kind not in SESSION_KINDS:
+        raise BadRequest(f"会话类型无效 (kind must be one of {', '.join(SESSION_KINDS)}, got {kind!r})")
+    hearing = kind == "hearing"
+    if hearing and req.get("defendant") not in (None, "") and req.get("suspect") in (None, ""):
+        req = {**req, "suspect": req["defendant"]}
     body: dict[str, Any] = {
+        "kind": kind,
         "room": _text(req, "room"),
         "case_number": _text(req, "case_number"),
         "suspect": _text(req, "suspect"),
         "reason": _text(req, "reason", required=False),
     }
+    if hearing:
+        body["defendant"] = body["suspect"]
     category = _text(req, "case_category", required=False)
     if category:
         if not valid_category_name(category):
@@ -188,7 +206,7 @@ def validate_request(req: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(interviewers, list) or not all(isinstance(i, str) and i.strip() for i in interviewers):
         raise BadRequest("interviewers 必须是姓名列表 (interviewers must be a list of names)")
     body["interviewers"] = [i.strip() for i in interviewers]
-    if len(set(body["interviewers"])) < 2:
+    if not hearing and len(set(body["interviewers"])) < 2:
         # Criminal Procedure Law art. 118: an interrogation is conducted by no fewer than two officers.
         raise BadRequest("讯问人员不得少于二人 (at least two distinct interviewers are required)")
     custody = req.get("custody_out", req.get("custody_out_iso"))
@@ -205,7 +223,7 @@ def validate_request(req: dict[str, Any]) -> dict[str, Any]:
     else:
         body["custody_out_iso"] = None
     body.update(_risk_facts(req))
-    sources = dict(DEFAULT_SOURCES)
+    sources = dict(HEARING_SOURCES if hearing else DEFAULT_SOURCES)
     extra = req.get("sources") or {}
     if not isinstance(extra, dict):
         raise BadRequest("sources 必须是对象 (sources must be an object name -> {kind, label})")
@@ -269,6 +287,8 @@ class SessionStore:
                 facts.gaps.append(e.body)
             elif e.kind == "participant":
                 facts.participant_entries.append(e.body)
+            elif e.kind == "consultation":
+                facts.consultation_entries.append(e.body)
         return facts
 
     def check_token(self, sid: str, source: str, token: str | None) -> None:

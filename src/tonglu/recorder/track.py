@@ -37,6 +37,7 @@ from tonglu.recorder.aiortc import seam
 from tonglu.recorder.assembler import FrameAssembler, h264_frame_start, vp8_frame_start
 from tonglu.recorder.clock import ClockStep, SourceClock, Timeline, TrackClock, Unwrapper
 from tonglu.recorder.codecs import h264_keyframe, opus_duration, vp8_keyframe, vp8_payload
+from tonglu.recorder.consultation import Withhold
 from tonglu.recorder.context import RecorderContext, spawn
 from tonglu.recorder.events import GapClosed
 from tonglu.recorder.faults import failpoint
@@ -60,6 +61,7 @@ class TrackState:
     last_end_ns: int | None = None  # wall end of the newest sealed or open media
     last_rtp: int | None = None
     pending_gap: tuple[str, int, int | None, str] | None = None  # reason, start_ns, rtp_start, detail
+    withhold: Withhold | None = None  # a lawyer consultation: media not recorded (recorder.consultation)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def allocate(self) -> int:
@@ -73,6 +75,13 @@ class TrackState:
 class AudioItem:
     payload: bytes
     rtp: int
+
+
+class CutItem:
+    """Seal the open segment now (the pipeline's side of a consultation that is not recorded)."""
+
+
+CUT = CutItem()
 
 
 def seal_file(
@@ -228,7 +237,8 @@ class PeerTrack:
             return
         tap = self.tap
         for ts, data in frames:
-            self._offer((codec, JitterFrame(data, ts)), ts, self._video_duration(ts), codec, data)
+            if self.state.withhold is None or self._record_despite(ts, codec, data):
+                self._offer((codec, JitterFrame(data, ts)), ts, self._video_duration(ts), codec, data)
             if tap is not None and tap.subscribers and codec is not None:
                 tap.publish(codec.name, data, ts, time.time_ns())
 
@@ -237,7 +247,8 @@ class PeerTrack:
         duration = opus_duration(payload)
         rtp = self._packet(packet, packet.sequence_number, False, duration)
         if self.queue is not None and payload:
-            self._offer(AudioItem(payload, rtp), rtp, duration, None, b"")
+            if self.state.withhold is None or self._record_despite(rtp, None, b""):
+                self._offer(AudioItem(payload, rtp), rtp, duration, None, b"")
             if self.tap is not None and self.tap.subscribers:
                 self.tap.publish("opus", payload, rtp, time.time_ns())
 
@@ -257,6 +268,40 @@ class PeerTrack:
             self.request_keyframe()
         if d.gap is not None:
             self._overload_gap(d.gap)
+
+    def _record_despite(self, rtp: int, codec: Any, data: bytes) -> bool:
+        """A consultation withholds this track: is this frame recorded again (and the gap closed)?"""
+        w = self.state.withhold
+        assert w is not None and self.queue is not None
+        key = codec is None or self._keyframe(codec.name, data)
+        record, span = w.on_frame(rtp, key, self.clock.wall_ns(rtp))
+        if not record:
+            if not w.cut_sent:
+                w.cut_sent = True
+                self.queue.defer(CUT)  # the open segment ends with the last frame before the consultation
+            if self.kind == "video" and w.ended_ns is not None:
+                now = time.time_ns()
+                if now - w.keyframe_asked_ns > 300_000_000:  # resume on a keyframe as soon as possible
+                    w.keyframe_asked_ns = now
+                    self.request_keyframe()
+            return False
+        self.state.withhold = None
+        assert span is not None
+        self.on_gap(
+            GapClosed(
+                GapRecord(
+                    source=self.source,
+                    track=self.track,
+                    reason="lawyer_consultation",
+                    start_ns=span[0],
+                    end_ns=span[1],
+                    rtp_start=w.rtp_start,
+                    rtp_end=rtp,
+                    detail=consultation_detail(w),
+                )
+            )
+        )
+        return True
 
     @staticmethod
     def _keyframe(codec_name: str, data: bytes) -> bool:
@@ -339,6 +384,10 @@ class PeerTrack:
         self.lane = p.add(q, self)
 
     def step(self, item: Any) -> None:
+        if item is CUT:
+            self._seal(None)
+            self.segmenter.reset()
+            return
         if isinstance(item, AudioItem):
             self.codec = "opus"
             self._frame(item.payload, item.rtp, True, None, opus_duration(item.payload))
@@ -502,6 +551,13 @@ class PeerTrack:
             "sender_reports_rejected": self.clock.sr_rejected,
             "error": self.error,
         }
+
+
+def consultation_detail(w: Withhold) -> str:
+    return (
+        f"律师会见，依法不录制 (lawyer consultation {w.consultation_id}, not recorded by law, CPL art. 39; "
+        f"ended by {w.ended_by or '-'})"
+    )
 
 
 def staged_sidecars(staging: Path, session: str) -> list[Path]:

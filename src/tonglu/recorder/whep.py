@@ -21,6 +21,13 @@ decoded or re-encoded, so a viewer receives the publisher's bitstream as the rec
   after it has joined the session (so the room lists it among the participants too).
 - A viewer ends when what let it in ends: its invitation revoked or expired, its account disabled
   (`end_viewers`, called by the web layer), or at `expires_ns` (checked every recorder tick).
+- Party viewers (`watch_party`, remote hearings): one peer per *party* (the room display, or one
+  remote participant) carries every other party's sources, one (video, audio) pair of m-sections
+  per source, in the order the answer's `sources` list gives; every room microphone is a track of
+  its own (no mixing on the server: the browser mixes). They have their own slots (`admit_party`)
+  and never take a staff slot. The room's display is not a monitor of the room.
+- A lawyer consultation makes its parties' sources private to each other (`relay.TrackTap.private_to`):
+  every subscriber carries its viewer's party.
 """
 
 from __future__ import annotations
@@ -65,6 +72,8 @@ MAX_PENDING_PER_PRINCIPAL = 2  # of those, not yet connected
 CONNECT_TIMEOUT_S = 5.0  # a viewer not connected by then ends, and frees its slot
 VIDEO_CODECS = ("vp8", "h264")
 _STEP = {"video": 3000, "audio": 960}  # one frame at 30 fps / one 20 ms Opus packet
+PARTY_ROLES = ("participant", "room")
+MAX_PARTY_VIEWERS = 2  # party viewers of one party at a time (a reload, a second screen)
 
 OnEnd = Callable[[dict[str, Any]], None]
 
@@ -179,6 +188,9 @@ class Viewer:
     participant_source: str | None = None  # a remote participant's own source (remote-<id>)
     expires_ns: int | None = None  # what let it in ends then (an invitation's expiry)
     connected_ns: int | None = None
+    party: str | None = None  # the viewer's party: its own remote source, or "room"; None for staff
+    party_view: bool = False  # a party viewer (watch_party): every other party's sources in one peer
+    sources: list[str] = field(default_factory=list)  # a party viewer's sources, one per m-section pair
 
     def pending(self, now_ns: int) -> bool:
         """Holding a slot without media yet (and for at most CONNECT_TIMEOUT_S)."""
@@ -195,7 +207,10 @@ class Viewer:
             "state": self.state,
             "codec": self.codec,
             "participant_source": self.participant_source,
-            "tracks": {sub.kind: sub.stats() for _tap, sub in self.subs},
+            "party": self.party,
+            "sources": list(self.sources),
+            "tracks": {f"{tap.source}/{sub.kind}" if self.party_view else sub.kind: sub.stats()
+                       for tap, sub in self.subs},
         }
 
 
@@ -216,7 +231,8 @@ def admit(viewers: list[Viewer], user: str, role: str, now_ns: int) -> Admission
       supervisors; when the session is full, an admin or supervisor takes the slot of the oldest
       pending viewer, so never-connecting requests cannot keep supervision out.
     """
-    live = [v for v in viewers if not v.closed and (v.connected_ns is not None or v.pending(now_ns))]
+    live = [v for v in viewers if not v.party_view and not v.closed
+            and (v.connected_ns is not None or v.pending(now_ns))]
     mine = [v for v in live if v.user == user]
     if len(mine) >= MAX_PER_PRINCIPAL:
         return Admission(False, reason=f"每人最多 {MAX_PER_PRINCIPAL} 路观看 (at most {MAX_PER_PRINCIPAL} viewers "
@@ -235,6 +251,46 @@ def admit(viewers: list[Viewer], user: str, role: str, now_ns: int) -> Admission
     if monitor and pending:
         return Admission(True, evict=pending[0].id)
     return Admission(False, reason=f"观看人数已达上限 (session already has {MAX_VIEWERS_PER_SESSION} live viewers)")
+
+
+def admit_party(viewers: list[Viewer], user: str, now_ns: int) -> Admission:
+    """A party viewer: at most MAX_PARTY_VIEWERS per party principal; they do not use staff slots
+    (their number is bounded by the participants a session admits, TONGLU_MAX_PARTICIPANTS)."""
+    mine = [v for v in viewers if v.party_view and not v.closed and v.user == user
+            and (v.connected_ns is not None or v.pending(now_ns))]
+    if len(mine) >= MAX_PARTY_VIEWERS:
+        return Admission(False, reason=f"每方最多 {MAX_PARTY_VIEWERS} 路观看 (at most {MAX_PARTY_VIEWERS} party "
+                                       f"viewers per participant or room; DELETE one first)")
+    return Admission(True)
+
+
+def party_sources(sources: dict[str, Any], present: dict[str, Any], party: str) -> list[str]:
+    """What a party watches: the room's sources (unless it is the room), then every other present
+    remote participant's source, in join order."""
+    from tonglu.recorder.participants import is_remote_source
+
+    room = [s for s in sources if not is_remote_source(s)]
+    remote = sorted((s for s, p in present.items() if p.get("present") and s in sources),
+                    key=lambda s: (present[s].get("joined_ns") or 0, s))
+    out = ([] if party == "room" else room) + remote
+    return [s for s in out if s != party]
+
+
+def offer_pairs(text: str) -> int:
+    """How many (video, audio) recvonly m-section pairs a party viewer's offer holds."""
+    summary = parse_offer(text)
+    recv = [m for m in summary.media if m.port != 0 and m.direction in ("recvonly", "sendrecv")]
+    videos = [m for m in recv if m.kind == "video"]
+    audios = [m for m in recv if m.kind == "audio"]
+    if not videos or len(videos) != len(audios):
+        raise OfferNoMedia("观看端须按信号源成对提供视频和音频 (a party viewer offers one recvonly video and one "
+                           f"audio m-section per source; got {len(videos)} video, {len(audios)} audio)")
+    for m in videos:
+        if not [c for c in m.codecs if c.lower() in VIDEO_CODECS]:
+            raise OfferUnsupportedCodec("观看端不支持 VP8/H264 (viewer offers no VP8 or H264 video)")
+    if "a=fingerprint:" not in text or "a=ice-ufrag:" not in text:
+        raise OfferMalformed("SDP 缺少 ICE/DTLS 参数 (offer lacks a=ice-ufrag or a=fingerprint)")
+    return len(videos)
 
 
 class WhepHub:
@@ -296,10 +352,11 @@ class WhepHub:
             on_end=on_end,
             participant_source=own_source if role == "participant" else None,
             expires_ns=expires_ns if isinstance(expires_ns, int) else None,
+            party=own_source if role == "participant" else None,
         )
         for kind in wanted.kinds:
             tap = self.rec.relay.track(sid, source, kind, kind)
-            sub = Subscriber(v.id, kind, codec if kind == "video" else "opus")
+            sub = Subscriber(v.id, kind, codec if kind == "video" else "opus", party=v.party)
             transceiver = pc.addTransceiver(RelayTrack(kind, sub), direction="sendonly")
             if kind == "video":
                 caps = RTCRtpSender.getCapabilities("video").codecs
@@ -349,6 +406,100 @@ class WhepHub:
         spawn(self._connect_watchdog(v))
         log.info("viewer %s (%s %s) watches %s/%s (%s)", v.id, v.role, v.user, sid, source, codec)
         return {"viewer_id": v.id, "sdp": munge_answer(pc.localDescription.sdp), "etag": v.etag}
+
+    async def watch_party(self, sid: str, offer: str, viewer: dict[str, Any], on_end: OnEnd | None = None
+                          ) -> dict[str, Any]:
+        """A party viewer (see the module docstring): returns {"viewer_id", "sdp", "etag", "sources"}."""
+        from aiortc import (
+            RTCBundlePolicy,
+            RTCConfiguration,
+            RTCPeerConnection,
+            RTCRtpSender,
+            RTCSessionDescription,
+        )
+
+        from tonglu.recorder.participants import fold
+
+        facts = await asyncio.to_thread(self.rec.store.facts, sid)
+        if facts.stop is not None:
+            raise SessionStopped(f"会话已结束 (session {sid} was stopped)")
+        role = str(viewer.get("role", "-"))
+        party = str(viewer.get("party") or "")
+        if role not in PARTY_ROLES or not party:
+            raise NotJoined("只有讯问室和远程参与人可以这样观看 (only the room and remote participants "
+                            "watch as a party)")
+        present = fold(facts.participant_entries)
+        if role == "participant" and not present.get(party, {}).get("present", False):
+            raise NotJoined("远程参与人须先加入本场才能观看 (a remote participant must join the session first)")
+        expires_ns = viewer.get("expires_ns")
+        now = time.time_ns()
+        if isinstance(expires_ns, int) and expires_ns <= now:
+            raise NotJoined("邀请已过期 (invitation expired)")
+        pairs = offer_pairs(offer)
+        live = await self.rec._load(sid)
+        if live.stopping:
+            raise SessionStopped(f"会话正在结束 (session {sid} is being stopped)")
+        user = str(viewer.get("user", "-"))
+        admission = admit_party(self.session_viewers(sid), user, now)
+        if not admission.ok:
+            raise TooManyViewers(admission.reason)
+        sources = party_sources(facts.sources, present, party)[:pairs]
+        # max-bundle: aiortc's "balanced" puts a second audio sender on the first audio sender's
+        # transport, which BUNDLE then orphans (its packets never leave); one transport for all
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+        v = Viewer(session=sid, source="party", user=user, role=role, name=str(viewer.get("name", "")),
+                   address=str(viewer.get("address", "-")), pc=pc, codec=None, on_end=on_end,
+                   participant_source=party if role == "participant" else None,
+                   expires_ns=expires_ns if isinstance(expires_ns, int) else None,
+                   party=party, party_view=True, sources=sources)
+        caps = RTCRtpSender.getCapabilities("video").codecs
+        rtx = [c for c in caps if c.mimeType.lower() == "video/rtx"]
+        section = parse_offer(offer)
+        video_sections = [m for m in section.media if m.kind == "video" and m.port != 0]
+        for i, source in enumerate(sources):
+            codec = self._codec_for(live, facts, sid, source, WhepOffer(video_sections[i], None))
+            for kind in ("video", "audio"):
+                tap = self.rec.relay.track(sid, source, kind, kind)
+                sub = Subscriber(v.id, kind, codec if kind == "video" else "opus", party=party)
+                transceiver = pc.addTransceiver(RelayTrack(kind, sub), direction="sendonly")
+                if kind == "video":
+                    prefs = [c for c in caps if c.mimeType.lower() == f"video/{codec}"]
+                    transceiver.setCodecPreferences(prefs + rtx)
+                    on_keyframe_request(transceiver.sender, _keyframe_request(tap))
+                v.subs.append((tap, sub))
+        self._on_connection(v)
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+            answer = await pc.createAnswer()
+            await pc.setLocalDescription(answer)
+        except Exception as exc:
+            await pc.close()
+            raise OfferMalformed(f"SDP 无法协商 (offer could not be negotiated: {exc})") from exc
+        self.viewers[v.id] = v
+        if role == "participant":
+            limit = await asyncio.to_thread(self.rec.store.source_limit, sid, party)
+            if limit is not None and limit[0] <= time.time_ns():
+                await self._end(v, limit[1])
+                raise NotJoined(f"远程参与人已不在本场 (participant is no longer in the session: {limit[1]})")
+        spawn(self._connect_watchdog(v))
+        log.info("party viewer %s (%s %s) watches %s: %s", v.id, role, user, sid, ",".join(sources))
+        return {"viewer_id": v.id, "sdp": munge_answer(pc.localDescription.sdp), "etag": v.etag, "sources": sources}
+
+    def _on_connection(self, v: Viewer) -> None:
+        pc = v.pc
+
+        @pc.on("connectionstatechange")
+        def on_state() -> None:
+            v.state = pc.connectionState
+            if pc.connectionState == "connected":
+                now = time.time_ns()
+                if v.connected_ns is None:
+                    v.connected_ns = now
+                for tap, sub in v.subs:
+                    if not v.closed and sub not in tap.subscribers:
+                        tap.subscribe(sub, now)
+            elif pc.connectionState in ("failed", "closed") and not v.closed:
+                spawn(self._end(v, f"connection_{pc.connectionState}"))
 
     def _codec_for(self, live: Any, facts: Any, sid: str, source: str, wanted: WhepOffer) -> str:
         """The codec the source publishes now, else published last, else the viewer's first."""
@@ -435,8 +586,8 @@ class WhepHub:
 def is_monitor(viewer: dict[str, Any]) -> bool:
     """Anyone watching live, whatever the role (admin, supervisor, the session's interviewers'
     console previews, remote participants): the room is told, with each viewer's name and role.
-    Nobody watches covertly."""
-    return viewer.get("state") != "closed"
+    Nobody watches covertly. The room's own display (it watches the remote parties) is no monitor."""
+    return viewer.get("state") != "closed" and viewer.get("role") != "room"
 
 
 def monitoring_summary(

@@ -170,7 +170,7 @@ def create_worker_app(state: WorkerState) -> Any:
                 "RecorderError",
                 f"会话 {sid} 不归此工作进程 (session belongs to another recorder worker, not {state.index})",
             )
-        if method == "watch":
+        if method in ("watch", "watch_party"):
             kwargs["on_end"] = state.viewer_ended
         try:
             result = await fn(**kwargs)

@@ -47,6 +47,8 @@ SUB_ROLES = {
     "judge": "法官",
     "lawyer": "辩护律师",
     "interpreter": "翻译",
+    "clerk": "书记员",  # a hearing's clerk: marks the phases, may start a consultation
+    "defendant": "被告人",  # a defendant joining from elsewhere (usually the room itself)
     "other": "其他",
 }
 MIN_PASSWORD_LEN = 10

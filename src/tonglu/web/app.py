@@ -31,6 +31,7 @@ ROUTER_MODULES = (
     "tonglu.web.routes.holds",
     "tonglu.web.routes.alerts",
     "tonglu.web.routes.recorders",
+    "tonglu.web.routes.hearing",
 )
 
 

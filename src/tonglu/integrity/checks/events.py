@@ -15,7 +15,7 @@ from tonglu.integrity.findings import (
     WARNING,
     Finding,
 )
-from tonglu.integrity.session import SessionView
+from tonglu.integrity.session import ExplanationRec, SessionView
 from tonglu.integrity.verification import VerificationSummary
 
 GAP_REASON_LABELS = {
@@ -31,7 +31,10 @@ GAP_REASON_LABELS = {
     "hash_mismatch": "哈希不符 hash mismatch",
     "clock_step": "时钟跳变 clock step",
     "recorder_overload": "录制服务过载丢帧 recorder overload",
+    "lawyer_consultation": "律师会见，依法不录制 lawyer consultation (CPL art. 39)",
 }
+CONSULTATION_REASON = "lawyer_consultation"
+CONSULTATION_LATE_END_NS = 5_000_000_000  # a track records again within this of the end (next keyframe)
 
 # Verifier findings that are normal while a session records (no final checkpoint yet, newest
 # entries not yet signed).
@@ -147,4 +150,33 @@ def verifier_failures(
                     objects=(p.object,) if p.object else (),
                 )
             )
+    return out
+
+
+def consultation_explanations(view: SessionView, f: Finding) -> list[ExplanationRec]:
+    """A `lawyer_consultation` gap is explained by the signed `consultation` entries that bound it:
+    a `started` entry naming its source, at exactly the gap's start, and the matching `ended` entry
+    at or before the gap's end (by at most CONSULTATION_LATE_END_NS: the track's next keyframe).
+    A gap with that reason and no such pair stays unexplained."""
+    if f.kind != RECORDER_GAP or f.reason != CONSULTATION_REASON:
+        return []
+    started = {
+        a.body.get("consultation_id"): a
+        for a in view.consultations
+        if a.body.get("event") == "started" and f.source in (a.body.get("sources") or ())
+        and a.body.get("time_ns") == f.start_ns
+    }
+    out = []
+    for a in view.consultations:
+        s = started.get(a.body.get("consultation_id"))
+        end = a.body.get("time_ns")
+        if a.body.get("event") != "ended" or s is None or not isinstance(end, int):
+            continue
+        if not (f.start_ns <= end <= f.end_ns <= end + CONSULTATION_LATE_END_NS):
+            continue
+        by, ended_by = str(s.body.get("by", "")), str(a.body.get("by", ""))
+        text = (f"律师会见（刑事诉讼法第三十九条），依法不监听、不录制；{by} 开始（清单第 {s.seq} 条），"
+                f"{ended_by} 结束（清单第 {a.seq} 条）(lawyer consultation {a.body.get('consultation_id')}, "
+                f"not recorded by law; started by {by}, ended by {ended_by})")
+        out.append(ExplanationRec(a.seq, end, f.id, CONSULTATION_REASON, text, ended_by, by))
     return out

@@ -244,6 +244,8 @@ def unexplained_gap(p: dict[str, Any], f: SessionFacts, now_ns: int) -> list[Hit
     for g in f.gaps:
         if g.finding_id in f.explained or now_ns - g.time_ns < wait or g.end_ns - g.start_ns < shortest:
             continue
+        if g.reason == "lawyer_consultation":  # bounded by signed consultation entries (integrity report)
+            continue
         hits.append(Hit(f"gap{g.seq}", g.time_ns + wait,
                         f"录像中断未说明：{g.source}/{g.track} {g.reason}，{local_text(g.start_ns)} 起 "
                         f"{(g.end_ns - g.start_ns) // 1_000_000} ms (unexplained gap)",

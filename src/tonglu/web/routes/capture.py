@@ -58,8 +58,8 @@ ROLE_LABELS = {
 
 def _is_monitor(viewer: Any) -> bool:
     """Anyone watching live, whatever the role: nobody watches the room covertly (same rule as
-    `recorder.whep.is_monitor`)."""
-    return not (isinstance(viewer, dict) and viewer.get("state") == "closed")
+    `recorder.whep.is_monitor`). The room's own display (it plays the remote parties) is no monitor."""
+    return not (isinstance(viewer, dict) and (viewer.get("state") == "closed" or viewer.get("role") == "room"))
 
 
 def _watchers(status: dict[str, Any]) -> list[dict[str, str]]:
@@ -113,6 +113,23 @@ def _participants(status: dict[str, Any]) -> list[dict[str, str]]:
     return out
 
 
+def _parties(status: dict[str, Any]) -> list[dict[str, Any]]:
+    """The remote parties present (joined, not left), with their sources: what the room's display
+    plays (`/party-whep`), labelled by role (审判员, 公诉人, ...)."""
+    from tonglu.web.routes.hearing import ROLE_LABELS as HEARING_LABELS
+
+    raw = status.get("remote_participants")
+    out: list[dict[str, Any]] = []
+    if isinstance(raw, list):
+        for p in raw:
+            if isinstance(p, dict) and p.get("present") and isinstance(p.get("source"), str):
+                role = str(p.get("role", ""))
+                out.append({"source": p["source"], "name": str(p.get("name", "")), "role": role,
+                            "role_label": HEARING_LABELS.get(role, role),
+                            "connected": bool(p.get("connected"))})
+    return out
+
+
 def capture_view(status: dict[str, Any], now_ns: int) -> dict[str, Any]:
     """The room screen's view of a session (see the module docstring for what is left out)."""
     sources = {}
@@ -139,6 +156,10 @@ def capture_view(status: dict[str, Any], now_ns: int) -> dict[str, Any]:
         "viewers": viewers,
         "watchers": _watchers(status),
         "participants": _participants(status),
+        "parties": _parties(status),
+        "kind": status.get("kind") or "interrogation",
+        # a lawyer consultation runs: the room is told (and what is recorded of it)
+        "consultation": bool(status.get("consultation")),
         "poll_s": STATUS_POLL_S,
     }
 

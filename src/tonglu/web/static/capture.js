@@ -196,10 +196,11 @@
         height: { ideal: v.height },
         frameRate: { ideal: v.fps },
       },
-      // evidence: record the room as the microphone hears it, without processing
+      // evidence: each microphone is its own raw track (never mixed); echo cancellation is on
+      // because the room plays the remote parties (their voices would come back to them)
       audio: mic === "none" ? false : {
         deviceId: mic ? { exact: mic } : undefined,
-        echoCancellation: false,
+        echoCancellation: true,
         noiseSuppression: false,
         autoGainControl: false,
       },
@@ -550,11 +551,46 @@
         this.status = st;
         this.statusError = null;
         if (st.state === "stopped") this.sessionStopped();
+        else this.syncParties(st, first.token);
       }
     } catch (e) {
       this.statusError = String(e && e.message);
     }
     this.render();
+  };
+
+  // -- room playback: every remote party of the session, by name and role (TongluParty, party.js) --
+  App.prototype.syncParties = function (st, token) {
+    var self = this;
+    var parties = st.parties || [];
+    var key = parties.map(function (p) { return p.source; }).join(",");
+    var handle = this.party;
+    var broken = handle && handle.pc && ["failed", "closed"].indexOf(handle.pc.connectionState) >= 0;
+    if (key === this.partyKey && !broken) return;
+    if (this.partyBusy || typeof TongluParty === "undefined") return;
+    this.partyBusy = true;
+    this.partyKey = key;
+    var byId = {};
+    parties.forEach(function (p) { byId[p.source] = p; });
+    $("#party-section").hidden = parties.length === 0;
+    (async function () {
+      try {
+        if (handle) { self.party = null; await handle.stop(); }
+        if (!parties.length) return;
+        self.party = await TongluParty.watch({
+          sid: self.sid, token: token, pairs: parties.length, grid: $("#party-grid"),
+          label: function (source) {
+            var p = byId[source] || {};
+            return { text: (p.role_label || p.role || "") + " " + (p.name || source), role: p.role };
+          },
+        });
+      } catch (e) {
+        self.partyKey = null; // retried on the next poll
+        console.warn("party view failed", e);
+      } finally {
+        self.partyBusy = false;
+      }
+    })();
   };
 
   App.prototype.render = function () {
@@ -589,6 +625,7 @@
       $("#viewer-count").textContent = watchers.length ? "：" + watchers.map(function (w) {
         return w.name + " (" + (w.role_label || w.role) + ")";
       }).join("、") : (st.viewers > 1 ? "(" + st.viewers + ")" : "");
+      $("#consultation").hidden = !st.consultation;
       var parts = st.participants || [];
       $("#participants").hidden = parts.length === 0;
       var roles = this.roleLabels;
