@@ -48,9 +48,9 @@ def test_review_page_imports_and_shows_the_comparison(tmp_path: Path, chromium: 
         assert "数字不符" in changed[1][3]
         assert "发现 2 处差异" in b.js("return document.getElementById('bilu-summary').textContent")
         # a time is a link that seeks the player (t0 is the session start: 15 s in)
-        b.js("window.seeks = []; window.seekTo = (ms) => window.seeks.push(ms - t0);"
+        b.js("window.seeks = []; window.tongluPlayer.seekWall = (ms) => window.seeks.push(ms);"
              "document.querySelector('#bilu-rows tr.bilu-changed a').click()")
-        assert b.js("return window.seeks") == [15_000]
+        assert b.js("return window.seeks") == [T0 // 1_000_000 + 15_000]
         b.js("document.getElementById('bilu').scrollIntoView()")
         b.screenshot("bilu-side-by-side")
         entries = [e for e in services.ledger.entries(sid) if e.kind == "record_document"]
