@@ -12,6 +12,7 @@ import time
 import pytest
 
 from tests.browser.conftest import BackgroundLoop, BrowserFactory
+from tests.browser.test_capture_page import CAMERAS, open_capture
 from tests.hearing.test_hearing_e2e import create_hearing
 from tests.live.conftest import LiveServer
 from tests.live.media import WhepViewer
@@ -57,10 +58,6 @@ return t ? [t.frames(), t.video.currentTime, t.level(), t.figure.textContent] : 
 """
 
 
-@pytest.mark.xfail(reason="issue 12, open: in Chromium the party view's first pair (main) plays picture and "
-                   "sound but the second video m-section (panorama) does not advance; aiortc peers receive "
-                   "every pair (test_hearing_e2e). Not yet diagnosed (BUNDLE demux of a second video "
-                   "m-section from aiortc in Chrome?)", strict=False)
 def test_room_and_remote_see_and_hear_each_other_and_the_pause_is_private(
     live_server: LiveServer, chromium: BrowserFactory, peers_loop: BackgroundLoop
 ) -> None:
@@ -68,9 +65,9 @@ def test_room_and_remote_see_and_hear_each_other_and_the_pause_is_private(
     s = create_hearing(srv)
     sid = s["id"]
     inv, lawyer_src = srv.invite(sid, "郑律师", "lawyer")
-    room = chromium(cameras=2)
-    room.driver.get(f"{srv.url}/capture/{sid}#main={s['sources']['main']['token']}"
-                    f"&panorama={s['sources']['panorama']['token']}")
+    # Chromium's fake_device_1 is a depth camera WebRTC does not encode: the room uses 0 and 2
+    room = chromium(cameras=3)
+    open_capture(room, srv, s["capture_url"], cameras=CAMERAS)
     room.wait_for("return document.body.dataset.rec === 'on'", timeout=40, what="room recording")
     remote = chromium(cameras=1)
     remote.driver.get(srv.url + "/healthz")

@@ -40,10 +40,10 @@ def test_every_viewer_of_any_role_is_on_the_room_screen_and_covert_attempts_fail
     foreign_token, _ = srv.invite(other, name="孙检察官", sub_role="prosecutor")
     own = {"Authorization": f"Bearer {own_token}"}
     url = f"{srv.url}/whep/{sid}/main"
-    pub, _sent = packet_publisher(main["whip_url"], main["token"], "VP8")
     seen: dict[str, Any] = {}
 
     async def scenario() -> None:
+        pub, _sent = packet_publisher(main["whip_url"], main["token"], "VP8")  # inside the loop it runs on
         await pub.start()
         await pub.wait_connected()
         # -- covert attempts: refused, and nothing appears on the room screen

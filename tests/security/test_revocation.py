@@ -92,9 +92,9 @@ class Participant:
 def scenario_revoke(base: str, sid: str, main: dict[str, str], inv_id: str, inv_token: str,
                     staff: dict[str, str]) -> dict[str, Any]:
     seen: dict[str, Any] = {}
-    room, _sent = packet_publisher(main["whip_url"], main["token"], "VP8")
 
     async def go() -> None:
+        room, _sent = packet_publisher(main["whip_url"], main["token"], "VP8")  # inside the loop it runs on
         await room.start()
         p = Participant(base, sid, inv_token)
         try:
@@ -164,10 +164,10 @@ def test_an_expiring_invitation_is_cut_off_when_it_expires(live_server: LiveServ
     sid, main = s["id"], s["sources"]["main"]
     inv, token = srv.services.accounts.create_invitation(sid, "钱法官", "judge", "admin", 60)
     staff = srv.auth("admin-token")
-    room, _sent = packet_publisher(main["whip_url"], main["token"], "VP8")
     seen: dict[str, Any] = {}
 
     async def go() -> None:
+        room, _sent = packet_publisher(main["whip_url"], main["token"], "VP8")  # inside the loop it runs on
         await room.start()
         p = Participant(srv.url, sid, token)
         try:
@@ -201,10 +201,10 @@ def test_disabling_an_account_cuts_its_live_viewers(live_server: LiveServer) -> 
     s = srv.create_session()
     sid, main = s["id"], s["sources"]["main"]
     staff = srv.auth("admin-token")
-    room, _sent = packet_publisher(main["whip_url"], main["token"], "VP8")
     seen: dict[str, Any] = {}
 
     async def go() -> None:
+        room, _sent = packet_publisher(main["whip_url"], main["token"], "VP8")  # inside the loop it runs on
         await room.start()
         viewer = WhepViewer(f"{srv.url}/whep/{sid}/main", srv.auth("supervisor"))
         admin = WhepViewer(f"{srv.url}/whep/{sid}/main", srv.auth("admin"))  # someone else keeps watching

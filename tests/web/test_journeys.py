@@ -69,6 +69,14 @@ def playing(b: Browser, video_id: str, what: str) -> None:
                timeout=40, what=what)
 
 
+def party_playing(b: Browser, source: str, what: str) -> None:
+    """The remote page's party view (party.js): the tile of `source` decodes picture and plays on."""
+    b.wait_for(f"const f = document.querySelector('#party-grid figure[data-source=\"{source}\"]');"
+               "const v = f && f.querySelector('video');"
+               "return v && v.videoWidth > 0 && v.readyState >= 2 && v.currentTime > 1",
+               timeout=40, what=what)
+
+
 def test_journeys(tmp_path: Path, chromium: BrowserFactory) -> None:
     settings = make_settings(tmp_path, TONGLU_SEGMENT_SECONDS="2", TONGLU_WHISPER_MODEL="tiny.en",
                              TONGLU_WHISPER_LANGUAGE="en")
@@ -152,8 +160,8 @@ def _journeys(server: Any, services: Any, chromium: BrowserFactory) -> None:
     click(remote, "join")
     remote.wait_for("return document.getElementById('state').textContent.includes('已加入')", timeout=40,
                     what="participant joined")
-    playing(remote, "v-main", "participant sees the room's main camera")
-    playing(remote, "v-panorama", "participant sees the panorama camera")
+    party_playing(remote, "main", "participant sees the room's main camera")
+    party_playing(remote, "panorama", "participant sees the panorama camera")
     remote.screenshot("04-remote-participant")
     source = next(e.body["source"] for e in services.ledger.entries(sid) if e.kind == "participant")
     iv.wait_for("return document.getElementById('remote-list').textContent.includes('刘律师 ●')",
@@ -276,7 +284,9 @@ def _journeys(server: Any, services: Any, chromium: BrowserFactory) -> None:
 
     # -- every evidence access is in the audit trail -----------------------------------------------
     audit = services.audit
-    for user, action in (("qian", "search"), ("qian", "view"), ("qian", "stream"), ("qian", "export"),
+    # the reviewer replays from the masters: the playlist and every segment read are in the trail
+    for user, action in (("qian", "search"), ("qian", "view"), ("qian", "playback"), ("qian", "playback_segment"),
+                         ("qian", "export"),
                          ("zhao", "stream"), ("li", "marker"), ("li", "break"), ("li", "session_stop")):
         assert any(r["user"] == user and r["outcome"] == "ok" for r in audit.query(action=action)), (user, action)
     assert audit.verify().ok

@@ -41,8 +41,9 @@ def _register_rules() -> None:
     rules = {
         ("GET", "/api/sessions/{}/playback"): rbac.roles(*READ, audit="playback"),
         ("GET", "/api/sessions/{}/playback/hls/{}/{}"): rbac.roles(*READ, audit="playback"),
-        # not audited per call (a 24 h session is 10^5 segments); refusals are audited below
-        ("GET", "/api/sessions/{}/playback/segments/{}"): rbac.roles(*READ),
+        # every segment read is evidence access: audited per call like any other read (refusals
+        # are audited once more below with the reason)
+        ("GET", "/api/sessions/{}/playback/segments/{}"): rbac.roles(*READ, audit="playback_segment"),
     }
     for key, rule in rules.items():
         rbac.MATRIX.setdefault(key, rule)
