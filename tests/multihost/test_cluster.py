@@ -47,9 +47,13 @@ def test_cluster_evidence_verifies_and_survives_a_lost_volume_server(
 
     # replication 001: both volume servers hold the data; lose one, everything still reads
     data = cluster.store_dir / "data"
+    segment_bytes = sum(int(e.body["bytes"]) for e in built.segment_entries())
+    volumes = {}
     for name in ("volume1", "volume2"):
-        held = sum(f.stat().st_size for f in (data / name).glob("*.dat"))
-        assert held > 100_000, f"{name} holds {held} bytes: not replicated"
+        volumes[name] = {f.name: f.stat().st_size for f in (data / name).glob("*.dat")}
+        held = sum(volumes[name].values())
+        assert held >= segment_bytes > 0, f"{name} holds {held} bytes of {segment_bytes}: not replicated"
+    assert volumes["volume1"].keys() == volumes["volume2"].keys(), volumes  # the same volumes, on both servers
     cluster.kill("volume2")
     try:
         deadline = time.monotonic() + 30
