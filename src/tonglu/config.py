@@ -210,6 +210,12 @@ class Settings:
             raise SettingsError("TONGLU_ICE_PORT_MIN..MAX must be a range within 1024..65535")
         if (settings.turn_url is None) != (settings.turn_secret is None):
             raise SettingsError("TONGLU_TURN_URL and TONGLU_TURN_SECRET must be set together")
+        if settings.turn_url is not None:
+            bad = [u for u in settings.turn_url.split(",") if not u.strip().startswith(("turn:", "turns:"))]
+            if bad:
+                raise SettingsError(f"TONGLU_TURN_URL entries must start with turn: or turns: (got {bad[0]!r})")
+        if not 60 <= settings.turn_ttl_s <= 86_400:
+            raise SettingsError(f"TONGLU_TURN_TTL_S must be between 60 and 86400 (got {settings.turn_ttl_s})")
         if settings.registration_secret is not None and len(settings.registration_secret) < 16:
             raise SettingsError("TONGLU_REGISTRATION_SECRET must be at least 16 characters")
         if (settings.tls_cert is None) != (settings.tls_key is None):

@@ -32,6 +32,7 @@ ROUTER_MODULES = (
     "tonglu.web.routes.alerts",
     "tonglu.web.routes.recorders",
     "tonglu.web.routes.hearing",
+    "tonglu.web.routes.ice",
 )
 
 

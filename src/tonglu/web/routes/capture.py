@@ -31,6 +31,7 @@ from tonglu.recorder.errors import RecorderError, TokenInvalid, TokenMissing
 from tonglu.web.auth import bearer_token
 from tonglu.web.deps import get_recorder, get_services
 from tonglu.web.templating import render
+from tonglu.web.turn import ice_servers
 
 router = APIRouter(tags=["capture"])
 STATUS_POLL_S = 3  # the page polls capture-status this often
@@ -189,7 +190,10 @@ async def capture_status(sid: str, request: Request) -> JSONResponse:
     store = _token_store(request)
     await asyncio.to_thread(check_any_source_token, store, sid, bearer_token(request))
     status = await get_recorder(request).status(sid)
-    return JSONResponse(capture_view(status, time.time_ns()), headers={"Cache-Control": "no-store"})
+    view = capture_view(status, time.time_ns())
+    # the room computer's TURN credentials (time-limited; refreshed with every poll)
+    view["ice_servers"] = ice_servers(get_services(request).settings, int(time.time()), f"room-{sid}")
+    return JSONResponse(view, headers={"Cache-Control": "no-store"})
 
 
 # -- the page --------------------------------------------------------------------------------------

@@ -238,7 +238,7 @@
   };
 
   Publisher.prototype.connectOnce = async function () {
-    var pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: "max-bundle" });
+    var pc = new RTCPeerConnection({ iceServers: await this.app.iceServersNow(), bundlePolicy: "max-bundle" });
     var self = this;
     this.pc = pc;
     this.pcSince = Date.now();
@@ -532,6 +532,16 @@
     this.render();
   };
 
+  // TURN credentials come with the capture status (under the source token), time-limited: use
+  // the last ones while they have a minute left, else ask for the status first
+  App.prototype.iceServersNow = async function () {
+    var fresh = function (list) {
+      return list && list.every(function (s) { return !s.expires_s || s.expires_s * 1000 - Date.now() > 60000; });
+    };
+    if (!fresh(this.iceServers)) await this.pollStatus();
+    return fresh(this.iceServers) ? this.iceServers : [];
+  };
+
   App.prototype.pollStatus = async function () {
     var first = Object.values(this.publishers)[0];
     if (!first) return;
@@ -549,6 +559,7 @@
         var t1 = Date.now();
         this.clockOffsetMs = st.now_ns / 1e6 - (t0 + t1) / 2; // server clock minus this computer's
         this.status = st;
+        this.iceServers = st.ice_servers || [];
         this.statusError = null;
         if (st.state === "stopped") this.sessionStopped();
         else this.syncParties(st, first.token);
@@ -578,7 +589,7 @@
         if (handle) { self.party = null; await handle.stop(); }
         if (!parties.length) return;
         self.party = await TongluParty.watch({
-          sid: self.sid, token: token, pairs: parties.length, grid: $("#party-grid"),
+          sid: self.sid, token: token, pairs: parties.length, grid: $("#party-grid"), iceServers: self.iceServers,
           label: function (source) {
             var p = byId[source] || {};
             return { text: (p.role_label || p.role || "") + " " + (p.name || source), role: p.role };

@@ -2,7 +2,7 @@
  * every other party's sources (POST /party-whep/<session>), one recvonly video + audio pair per
  * source; the answer's `Tonglu-Sources` header names the source of each pair. Plain JS, no build.
  *
- *   const h = await TongluParty.watch({ sid, token, pairs, grid, label(source) -> {text, role} });
+ *   const h = await TongluParty.watch({ sid, token, pairs, grid, label(source) -> {text, role}, iceServers });
  *   h.tiles[source] = { figure, video, stream, level() }   level(): audio energy 0..1 (WebAudio)
  *   await h.stop();
  *
@@ -73,7 +73,14 @@
 
   async function watch(opts) {
     var url = "/party-whep/" + encodeURIComponent(opts.sid);
-    var pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: "max-bundle" });
+    var ice = opts.iceServers;
+    if (!ice && !opts.token) { // a participant (invitation cookie): its own TURN credentials
+      try {
+        var ir = await fetch("/api/ice-servers", { credentials: "same-origin", cache: "no-store" });
+        ice = ir.ok ? ((await ir.json()).ice_servers || []) : [];
+      } catch (e) { ice = []; }
+    }
+    var pc = new RTCPeerConnection({ iceServers: ice || [], bundlePolicy: "max-bundle" });
     var n = Math.max(1, opts.pairs);
     for (var i = 0; i < n; i++) {
       pc.addTransceiver("video", { direction: "recvonly" });

@@ -79,11 +79,20 @@ async function exchange(pc, url, token) {
   return new URL(r.headers.get("location"), location.href).toString();
 }
 
+// ICE servers for a peer connection: time-limited TURN credentials when the site runs TURN
+// (GET /api/ice-servers, for the signed-in user or invitation), else none (host candidates: the LAN).
+T.iceServers = async function () {
+  try {
+    const r = await fetch("/api/ice-servers", { credentials: "same-origin", cache: "no-store" });
+    return r.ok ? ((await r.json()).ice_servers || []) : [];
+  } catch (e) { return []; }
+};
+
 // Watch one source of a session (WHEP): relayed as recorded, no re-encoding. Uses whep.js
 // (reconnects with back-off) when the page loaded it, else a single attempt.
 T.whep = async function (video, url) {
   if (window.TongluWhep) return window.TongluWhep.watch(url, null, video, { reconnect: true });
-  const pc = new RTCPeerConnection({ iceServers: [] });
+  const pc = new RTCPeerConnection({ iceServers: await T.iceServers() });
   pc.addTransceiver("video", { direction: "recvonly" });
   pc.addTransceiver("audio", { direction: "recvonly" });
   const stream = new MediaStream();
@@ -94,7 +103,7 @@ T.whep = async function (video, url) {
 
 // Publish a local stream (WHIP) with a source token.
 T.whip = async function (stream, url, token) {
-  const pc = new RTCPeerConnection({ iceServers: [] });
+  const pc = new RTCPeerConnection({ iceServers: await T.iceServers() });
   for (const track of stream.getTracks()) pc.addTransceiver(track, { direction: "sendonly" });
   const resource = await exchange(pc, url, token);
   return { pc, resource, stop: async () => { pc.close(); await fetch(resource, { method: "DELETE", headers: { authorization: "Bearer " + token } }).catch(() => {}); } };

@@ -46,8 +46,18 @@
     try { return JSON.parse(text).detail || text; } catch (e) { return text; }
   }
 
+  // TURN credentials (time-limited) for a signed-in viewer; a token holder passes opts.iceServers
+  async function iceServers(token, opts) {
+    if (opts.iceServers) return opts.iceServers;
+    if (token) return [];
+    try {
+      var r = await fetch("/api/ice-servers", { credentials: "same-origin", cache: "no-store" });
+      return r.ok ? ((await r.json()).ice_servers || []) : [];
+    } catch (e) { return []; }
+  }
+
   async function connect(url, token, videoEl, opts) {
-    var pc = new RTCPeerConnection({ iceServers: [] });
+    var pc = new RTCPeerConnection({ iceServers: await iceServers(token, opts) });
     if (opts.video !== false) pc.addTransceiver("video", { direction: "recvonly" });
     if (opts.audio !== false) pc.addTransceiver("audio", { direction: "recvonly" });
     var stream = new MediaStream();
