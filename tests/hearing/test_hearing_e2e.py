@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 from tests.hearing.peers import PartyViewer
@@ -28,6 +30,25 @@ pytestmark = pytest.mark.slow
 
 PARTIES = (("judge", "周审判员"), ("prosecutor", "吴公诉人"), ("lawyer", "郑律师"), ("clerk", "王书记员"))
 PHASES = ("opening", "investigation", "debate", "final_statement", "judgment")
+
+
+def caption_error(mp4: Path, text: str, tmp: Path) -> float:
+    """How far the main lane's caption in a frame of `mp4` is from `text` drawn the same way."""
+    from tests.integrity.test_workcopy import box_error
+    from tonglu.integrity.workcopy import caption_filter_kwargs, cjk_font, ffmpeg_binary, geometry_for
+
+    geo = geometry_for(144)
+    frame = subprocess.run([ffmpeg_binary(), "-v", "error", "-ss", "1.5", "-i", str(mp4), "-frames:v", "1",
+                            "-f", "rawvideo", "-pix_fmt", "gray", "-"], capture_output=True, check=True).stdout
+    tf = tmp / "caption-ref.txt"
+    tf.write_text(text, encoding="utf-8")
+    kw = caption_filter_kwargs(geo.height, cjk_font(), str(tf), right=True)  # the big picture's caption
+    vf = "drawtext=" + ":".join(f"{k}={v}" for k, v in kw.items())
+    ref = subprocess.run([ffmpeg_binary(), "-v", "error", "-f", "lavfi", "-i",
+                          f"color=c=0x808080:s={geo.width}x{geo.height}:d=1", "-vf", vf, "-frames:v", "1",
+                          "-f", "rawvideo", "-pix_fmt", "gray", "-"], capture_output=True, check=True).stdout
+    shape = (geo.height, geo.width)
+    return box_error(np.frombuffer(frame, np.uint8).reshape(shape), np.frombuffer(ref, np.uint8).reshape(shape))
 
 
 def create_hearing(srv: LiveServer) -> dict[str, Any]:
@@ -204,3 +225,8 @@ def test_hearing_end_to_end(live_server: LiveServer, tmp_path: Path) -> None:
             assert keys and all(any(n.endswith(k) for n in names) for k in keys), (src, track)
     explained = [g for g in report["gaps"] if g.get("reason") == "lawyer_consultation"]
     assert len(explained) == len(withheld) and all(g["explained"] for g in explained)
+    # the working copy names the big picture by role and name: the judge's caption is drawn there
+    with zipfile.ZipFile(out) as z:
+        mp4 = tmp_path / "workcopy.mp4"
+        mp4.write_bytes(z.read(next(n for n in names if n.endswith(".mp4"))))
+    assert caption_error(mp4, "审判员 周审判员", tmp_path) * 2 < caption_error(mp4, "公诉人 吴检察员", tmp_path)

@@ -197,20 +197,41 @@ def _cards(stream: Any, cards: list[Card], tmp: Path, lane: str, w: int, h: int,
     return stream
 
 
+def _caption(stream: Any, text: str | None, tmp: Path, lane: str, h: int, font: str, right: bool = False) -> Any:
+    """The lane's source by role and name (「审判员 周某」) on a dark band at its bottom (left, or
+    right for the big picture, whose bottom left holds the clock)."""
+    if not text:
+        return stream
+    text_file = tmp / f"caption-{lane}.txt"
+    text_file.write_text(text, encoding="utf-8")
+    return stream.filter("drawtext", **caption_filter_kwargs(h, font, str(text_file), right=right))
+
+
+def caption_filter_kwargs(h: int, font: str, textfile: str, *, right: bool = False) -> dict[str, Any]:
+    """The drawtext of a lane's caption, for a lane `h` pixels high (tests render references with it)."""
+    pad = max(2, h // 60)
+    return {"fontfile": font, "textfile": textfile, "fontsize": max(8, h // 14), "fontcolor": "white", "box": 1,
+            "boxcolor": "black@0.6", "boxborderw": max(2, h // 80), "x": f"w-text_w-{pad * 2}" if right else pad,
+            "y": f"h-text_h-{max(2, h // 40)}"}
+
+
 def build_graph(p: Plan, paths: dict[str, Path], tmp: Path, output: Path, geo: Geometry, font: str) -> Any:
     dur = p.duration_ns / NS
     base = _video_lane(p.video.get("main", []), paths, tmp, "main", geo.width, geo.height, dur)
     base = _cards(base, [c for c in p.cards if c.lane == "main"], tmp, "main", geo.width, geo.height, font)
+    base = _caption(base, p.labels.get(p.main or ""), tmp, "main", geo.height, font, right=True)
     if p.pip is not None:
         pip = _video_lane(p.video.get("pip", []), paths, tmp, "pip", geo.pip_w, geo.pip_h, dur)
         pip = _cards(pip, [c for c in p.cards if c.lane == "pip"], tmp, "pip", geo.pip_w, geo.pip_h, font)
+        pip = _caption(pip, p.labels.get(p.pip), tmp, "pip", geo.pip_h, font)
         pip = pip.filter("drawbox", x=0, y=0, w="iw", h="ih", color="white@0.8", t=2)
         base = ffmpeg.overlay(base, pip, x=geo.pip_x, y=geo.pip_y, eof_action="pass")
-    for i, _src in enumerate(p.tiles):  # further parties (hearing: prosecutor, lawyer, ...) down the left
+    for i, src in enumerate(p.tiles):  # further parties (hearing: prosecutor, lawyer, ...) down the left
         lane = f"tile{i}"
         tw, th = geo.pip_w // 2 // 2 * 2, geo.pip_h // 2 // 2 * 2
         tile = _video_lane(p.video.get(lane, []), paths, tmp, lane, tw, th, dur)
         tile = _cards(tile, [c for c in p.cards if c.lane == lane], tmp, lane, tw, th, font)
+        tile = _caption(tile, p.labels.get(src), tmp, lane, th, font)
         tile = tile.filter("drawbox", x=0, y=0, w="iw", h="ih", color="white@0.8", t=2)
         base = ffmpeg.overlay(base, tile, x=geo.margin, y=geo.margin + i * (th + geo.margin), eof_action="pass")
     clock_file = tmp / "clock.txt"

@@ -125,8 +125,8 @@ def layout(view: SessionView) -> tuple[str | None, str | None, list[str], dict[s
         if src in remote:
             r = remote[src]
             captions[src] = f"{ROLE_CAPTIONS.get(r['role'], r['role'])} {r['name']}".strip()
-        elif hearing:
-            captions[src] = "被告人"
+        elif hearing:  # the room's cameras: the defendant's seat, close-up and panorama
+            captions[src] = "被告人 全景" if src == "panorama" else "被告人"
     return main, pip, tiles, captions
 
 
