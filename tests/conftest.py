@@ -9,6 +9,8 @@ stay as they are. tests/pg runs a set of tests on both engines in every run.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -133,15 +135,19 @@ def store_settings(seaweed: SeaweedServer, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def postgres() -> Iterator[Any]:
     from tonglu.evidence.pgserver import LocalPostgres
 
-    pg = LocalPostgres(tmp_path_factory.mktemp("postgres") / "pg")
+    # not under pytest's basetemp: pytest resets its root to 0700 whenever another pytest run
+    # starts, which would lock the `postgres` user (root runs the server as it) out of its data
+    base = Path(tempfile.mkdtemp(prefix="tonglu-test-pg-"))
+    pg = LocalPostgres(base / "pg")
     pg.start()
     try:
         yield pg
     finally:
         pg.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,13 +19,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def pg_with_password(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPostgres]:
-    pg = LocalPostgres(tmp_path_factory.mktemp("pgpw") / "pg", password="right-password-1")
+def pg_with_password() -> Iterator[LocalPostgres]:
+    base = Path(tempfile.mkdtemp(prefix="tonglu-test-pgpw-"))  # outside pytest's 0700 basetemp (conftest)
+    pg = LocalPostgres(base / "pg", password="right-password-1")
     pg.start()
     try:
         yield pg
     finally:
         pg.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def tonglu_up(tmp_path: Path, url: str) -> subprocess.CompletedProcess[str]:
