@@ -127,6 +127,22 @@ def _start_store(app: App, echo: Callable[[str], None]) -> None:
     app.checks["store"] = store_ok
 
 
+def _connect_store(app: App) -> None:
+    """A worker host uses the site's store as it is: the web tier bootstrapped it (buckets, Object
+    Lock); this host's credentials need not be allowed to read the bucket configuration."""
+    from tonglu.evidence.objectstore import ObjectStore
+
+    store = ObjectStore.from_settings(app.settings, role="recorder")
+    app.services.store = store
+    app.services.audit.store = store
+
+    def store_ok() -> bool:
+        store.ping()
+        return True
+
+    app.checks["store"] = store_ok
+
+
 def _start_index_and_uploader(app: App) -> None:
     from tonglu.evidence.index import Index
     from tonglu.evidence.reader import EvidenceReader
@@ -385,6 +401,7 @@ def start_recorder_host(
         store = ObjectStore.from_settings(settings, role="recorder")
         services.store = store
         _start_uploader(app, spool, ledger, store)
+        _start_transcript_publisher(app, spool, ledger)
         n = settings.recorder_workers if workers is None else workers
         handle = start_workers(settings, max(1, n))
         app.on_stop("recorder workers", handle.stop)
@@ -436,6 +453,31 @@ def _start_uploader(app: App, spool: Any, ledger: Any, store: Any) -> None:
 
     app.on_stop("uploader", stop_uploader)
     app.checks["uploader"] = thread.is_alive
+
+
+def _start_transcript_publisher(app: App, spool: Any, ledger: Any) -> None:
+    """With the shared PostgreSQL queue, workers on other hosts transcribe this host's sessions; the
+    finished versions are appended here, to the sessions' own chains (single host: the local
+    dispatcher publishes)."""
+    from tonglu.evidence.db import is_postgres
+    from tonglu.evidence.index import Index
+    from tonglu.transcribe.dispatcher import Dispatcher, IndexEntries, TranscriptPublisher
+    from tonglu.transcribe.queue import open_queue
+    from tonglu.transcribe.versions import VersionStore
+    from tonglu.transcribe.workers import model_identity
+
+    settings = app.settings
+    if not is_postgres(settings.db_url):
+        return
+    index = Index(settings.db_url)
+    queue = open_queue(settings.data_dir, settings.db_url)
+    versions = VersionStore(settings.data_dir / "transcribe" / "versions", spool, ledger)
+    versions.on_entry = index.apply  # searchable at once
+    publisher = TranscriptPublisher(Dispatcher(IndexEntries(index), queue, versions,
+                                               model_identity(settings, settings.whisper_model)))
+    publisher.start()
+    app.on_stop("transcript publisher", publisher.stop)
+    app.checks["transcript publisher"] = publisher.is_alive
 
 
 def serve_recorder_host(host: RecorderHost, echo: Callable[[str], None] = print) -> int:
@@ -499,12 +541,14 @@ def serve_until_signal(app: App) -> None:
 def start_worker_role(settings: Settings, *, transcribe_workers: int | None = None,
                       echo: Callable[[str], None] = print) -> App:
     """`--role worker`: transcription workers (and their dispatcher) and nothing else."""
+    if settings.embedded_store:
+        raise RoleError("--role worker 需要共享对象存储 TONGLU_S3_ENDPOINT (a worker host reads the site's store)")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     restrict_data_dir(settings)
     services = Services.local(settings)
     app = App(settings, services)
     try:
-        _start_store(app, echo)
+        _connect_store(app)
         _start_index_and_uploader(app)
         _start_transcription(app, transcribe_workers)
     except BaseException:

@@ -1,12 +1,12 @@
-"""Several hosts on this machine: `tonglu up --role web` + two `--role recorder` hosts (own data
-dirs, ports, spools, ledgers, certified host keys) over the SeaweedFS cluster. Eight sessions are
-placed across both recorders and recorded by real aiortc publishers; one recorder host is
-SIGKILLed mid-session (the whole host: its process group), declared dead by the web tier, started
-again: its spool is recovered and uploaded, its sessions continue after a bounded
-`recorder_restart` gap, and every session verifies from the store against the site key.
-
-Not here (waits on the PostgreSQL queue branch): the shared PostgreSQL index and a `--role worker`
-host producing transcripts; each host keeps its own SQLite index in this test."""
+"""Several hosts on this machine: `tonglu up --role web` + two `--role recorder` hosts + one
+`--role worker` host (own data dirs, ports, spools, ledgers; recorders with certified host keys)
+over the SeaweedFS cluster and one PostgreSQL (index, accounts, audit, the shared job queue).
+Eight sessions are placed across both recorders and recorded by real aiortc publishers; one
+recorder host is SIGKILLed mid-session (the whole host: its process group), declared dead by the
+web tier, started again: its spool is recovered and uploaded, its sessions continue after a
+bounded `recorder_restart` gap. The worker host transcribes every session from the store (fed by
+the index, not by ledger files) and each recorder host appends the finished versions to its own
+sessions' chains; every session verifies from the store against the site key."""
 
 from __future__ import annotations
 
@@ -137,15 +137,18 @@ def entries(host: Host, sid: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.slow
-def test_web_and_two_recorder_hosts_survive_a_killed_host(seaweed_cluster: SeaweedServer, tmp_path: Path) -> None:
+def test_web_and_two_recorder_hosts_survive_a_killed_host(
+    seaweed_cluster: SeaweedServer, tmp_path: Path, pg_url: str
+) -> None:
     web_settings = seaweed_cluster.settings(tmp_path / "web" / "data", retention_seconds=120)  # buckets + site key
-    env = base_env(seaweed_cluster, web_settings)
+    env = {**base_env(seaweed_cluster, web_settings), "TONGLU_DATABASE_URL": pg_url}
     # the web host bootstraps the buckets (admin identity); recorder hosts write with the recorder one
     admin_access, admin_secret = seaweed_cluster.credentials["admin"]
     web = Host("web", tmp_path, {**env, "TONGLU_S3_ACCESS_KEY": admin_access, "TONGLU_S3_SECRET_KEY": admin_secret},
                ["--role", "web"])
     recs = [Host(f"rec-{i}", tmp_path, env, []) for i in (1, 2)]
-    hosts = [web, *recs]
+    worker = Host("worker", tmp_path, {**env, "TONGLU_TRANSCRIBE_WORKERS": "1"}, ["--role", "worker"])
+    hosts = [web, *recs, worker]
     try:
         for r in recs:  # each host's own key, certified by the site key on the web host
             r.args = ["--role", "recorder", "--web", web.base, "--advertise", r.base, "--capacity", "5"]
@@ -157,6 +160,7 @@ def test_web_and_two_recorder_hosts_survive_a_killed_host(seaweed_cluster: Seawe
         wait_for("web ready", lambda: httpx.get(web.base + "/readyz", timeout=2).status_code == 200, 90, hosts)
         for r in recs:
             r.start()
+        worker.start()
         wait_for("2 recorders registered", lambda: sum(h["alive"] for h in recorders(web).values()) == 2, 90, hosts)
 
         sessions: dict[str, dict[str, Any]] = {}
@@ -210,6 +214,18 @@ def test_web_and_two_recorder_hosts_survive_a_killed_host(seaweed_cluster: Seawe
                 assert g["start_ns"] >= t_kill - 10 * SECOND and g["end_ns"] - g["start_ns"] < 120 * SECOND, g
 
         asyncio.run(record_kill_restart())
+        for r in recs:
+            wait_for(f"{r.name} spool drained", lambda r=r: not r.spool_pending(), 90, hosts)
+        # transcripts: made on the worker host, appended on the host that holds each session's chain
+        holder = {sid: r for r in recs for sid in sessions if (r.data / "ledger" / sid).exists()}
+        assert len(holder) == len(sessions)
+
+        def transcribed() -> bool:
+            return all(any(e["kind"] == "transcript" and e["body"].get("origin") == "final"
+                           for e in entries(holder[sid], sid)) for sid in sessions)
+
+        wait_for("every session's final transcript", transcribed, 180, hosts)
+        assert not (worker.data / "ledger").exists() or not any((worker.data / "ledger").iterdir())
         for r in recs:
             wait_for(f"{r.name} spool drained", lambda r=r: not r.spool_pending(), 90, hosts)
         for sid in sessions:

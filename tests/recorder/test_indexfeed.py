@@ -67,3 +67,21 @@ def test_a_failing_index_is_logged_and_recording_goes_on(tmp_path: Path) -> None
     assert ctx.index_feed.failed_batches == 1
     assert ctx.index_feed.flush(5)  # nothing left waiting
     assert ctx.ledger.entries(sid) == [entry]  # the ledger has it; reindex repairs the cache
+
+
+def test_entries_a_killed_feed_had_queued_are_caught_up_from_the_ledger(tmp_path: Path) -> None:
+    """A recorder killed between sealing and the feed's batch leaves entries in the ledger only; the
+    next start (`LocalRecorder.start` -> `Index.catch_up`) applies exactly those, holes included."""
+    ctx = context(tmp_path)
+    sid = "20261127-0123456789ad"
+    ctx.append(sid, "session_start", {"room": "r1", "case_number": "C", "sources": {"main": {"kind": "camera"}}})
+    for i in range(3):
+        ctx.ledger.append(sid, "segment", segment(sid, i))  # sealed, never reached the index
+    ctx.append(sid, "gap", GapRecord("main", "video", "recorder_restart", 1, 2).to_body())
+    ctx.append(sid, "note", {"text": "after the restart"})  # flushes the gap, applied at once: a hole
+    index = ctx.index
+    assert [g.index for g in index.segments(sid)] == []
+    assert index.catch_up(ctx.ledger, sid) == 3
+    assert [g.index for g in index.segments(sid)] == [0, 1, 2]
+    assert [e.seq for e in index.entries_since(sid, 0, 100)] == list(range(6))
+    assert index.catch_up(ctx.ledger, sid) == 0

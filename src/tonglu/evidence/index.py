@@ -817,6 +817,18 @@ class Index:
             self.apply_checkpoint(cp, ordinal=n)
         return done
 
+    def catch_up(self, ledger: Ledger, session: str, batch: int = 500) -> int:
+        """Apply the ledger entries of `session` missing from the index, wherever they are (a
+        killed recorder loses the segment entries its index feed had queued, while the ledger holds
+        them); a few statements per `batch` entries. Returns how many were applied."""
+        with self.engine.connect() as conn:
+            have = {int(seq) for (seq,) in conn.execute(select(entries.c.seq).where(entries.c.session_id == session))}
+        todo = [e for e in ledger.entries(session) if e.seq not in have]
+        done = sum(self.apply_many(todo[i:i + batch]) for i in range(0, len(todo), batch))
+        for n, cp in enumerate(ledger.checkpoints(session)):
+            self.apply_checkpoint(cp, ordinal=n)
+        return done
+
     # -- queries -------------------------------------------------------------------------------
     def list_sessions(self, filters: SessionFilter | None = None) -> list[SessionInfo]:
         f = filters or SessionFilter()

@@ -112,7 +112,22 @@ class LocalRecorder:
             except RecorderError:
                 continue
             if facts.stop is None:
+                await self._catch_up_index(sid)
                 await self._load(sid)
+
+    async def _catch_up_index(self, sid: str) -> None:
+        """Entries the index feed had queued when the previous process died are in the ledger only:
+        apply them (on PostgreSQL, transcription on other hosts reads the session from the index)."""
+        index = self.ctx.index
+        if index is None:
+            return
+        try:
+            n = await asyncio.to_thread(index.catch_up, self.ctx.ledger, sid)
+        except Exception as exc:  # the index is a cache: recording goes on, `tonglu reindex` repairs
+            context_logger(__name__, session=sid).error("index catch-up after restart failed: %s", exc)
+            return
+        if n:
+            context_logger(__name__, session=sid).info("index caught up after restart: %d ledger entries applied", n)
 
     async def close(self) -> None:
         """Stop taking media (peers closed, open segments sealed); sessions stay open in the ledger."""

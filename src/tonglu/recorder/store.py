@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 from tonglu.evidence import keys
 from tonglu.evidence.db import open_engine
 from tonglu.evidence.ledger import Ledger
+from tonglu.evidence.logctx import context_logger
 from tonglu.evidence.manifest import ManifestEntry
 from tonglu.evidence.migrate import ensure_schema
 from tonglu.evidence.retention import valid_category_name
@@ -33,6 +34,8 @@ from tonglu.recorder.errors import (
     TokenMissing,
     TokenRevoked,
 )
+
+log = context_logger(__name__)
 
 RECORDER_VERSION = "tonglu-recorder/0.1"
 DEFAULT_SOURCES = {
@@ -244,6 +247,7 @@ class SessionStore:
     def __init__(self, ledger: Ledger, db_url: str, engine: Engine | None = None) -> None:
         self.ledger = ledger
         self.engine = engine or open_engine(db_url)
+        self._index_db: Any = None  # evidence.index.Index on the same engine, made on first use
         ensure_schema(self.engine)  # evidence/migrations creates the token tables
 
     # -- blocking API: call from a thread --------------------------------------------------
@@ -260,8 +264,22 @@ class SessionStore:
                     tokens_table.insert().values(session_id=sid, source=name, token_sha256=_hash(tok), created_ns=now)
                 )
             # inside the transaction: a session_start the ledger refuses leaves no token rows behind
-            self.ledger.append(sid, "session_start", body)
+            entry = self.ledger.append(sid, "session_start", body)
+        self._index(entry)
         return sid, tokens
+
+    def _index(self, entry: ManifestEntry) -> None:
+        """The session's first entry into the index DB at once: searchable, and on PostgreSQL the
+        transcription dispatcher on another host reads the session from there (it waits for seq 0).
+        The index is a cache: a failure is logged and `tonglu reindex` catches up."""
+        from tonglu.evidence.index import Index
+
+        try:
+            if self._index_db is None:
+                self._index_db = Index(self.engine)
+            self._index_db.apply(entry)
+        except Exception as exc:
+            log.bind(session=entry.session).error("index update failed for session_start: %s", exc)
 
     def facts(self, sid: str) -> SessionFacts:
         try:

@@ -198,12 +198,19 @@ class Dispatcher:
         )
         return len(entries)
 
-    def publish_ready(self, now_ns: int | None = None) -> list[dict[str, Any]]:
-        """Publish the live and final versions of stopped sessions whose work is complete."""
+    def publish_ready(self, now_ns: int | None = None, *, leader_only: bool = True) -> list[dict[str, Any]]:
+        """Publish the live and final versions of stopped sessions whose work is complete.
+
+        Only sessions whose ledger this host holds: a transcript version is an entry of the session's
+        own hash chain, appended where that chain lives (the recorder host that recorded it, see
+        `TranscriptPublisher`); another host appending would fork the chain. `leader_only=False` is
+        for those publishers, which publish only their own sessions and need no leadership."""
         published: list[dict[str, Any]] = []
-        if not self.queue.is_leader():
+        if leader_only and not self.queue.is_leader():
             return published
         for sid in self.queue.sessions_to_publish():
+            if not self.versions.ledger.has(sid):
+                continue  # recorded on another host: its publisher appends it there
             if not self.queue.live_drained(sid):
                 continue
             results = self.queue.final_results(sid)
@@ -296,6 +303,33 @@ def live_document(
         created_by="asr",
         now_ns=now_ns,
     )
+
+
+class TranscriptPublisher(threading.Thread):
+    """On a recorder host with the shared (PostgreSQL) queue: publishes the finished transcripts of
+    the sessions this host's ledger holds, every `poll_s`. Workers on any host did the work; the
+    version is appended to the session's own chain here, where that chain lives."""
+
+    def __init__(self, dispatcher: Dispatcher, poll_s: float = 1.0) -> None:
+        super().__init__(name="transcript-publisher", daemon=True)
+        self.dispatcher = dispatcher
+        self.poll_s = poll_s
+        self.stop_event = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                self.dispatcher.publish_ready(leader_only=False)
+                self.error = None
+            except Exception as exc:  # keep publishing; logged and visible in health
+                self.error = exc
+                log.exception("transcript publishing pass failed")
+            self.stop_event.wait(self.poll_s)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.stop_event.set()
+        self.join(timeout)
 
 
 class DispatcherThread(threading.Thread):

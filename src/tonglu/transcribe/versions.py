@@ -22,7 +22,7 @@ from tonglu.evidence.ledger import Ledger
 from tonglu.evidence.logctx import context_logger
 from tonglu.evidence.manifest import ManifestEntry
 from tonglu.evidence.spool import EVIDENCE, Spool
-from tonglu.transcribe.errors import VersionNotFound
+from tonglu.transcribe.errors import TranscribeError, VersionNotFound
 
 log = context_logger(__name__)
 
@@ -82,7 +82,10 @@ class VersionStore:
         by: str,
         skip_if: Callable[[list[dict[str, Any]]], bool] | None = None,
     ) -> dict[str, Any] | None:
-        """Store `doc` as the next version; returns it with its number (None if `skip_if` says so)."""
+        """Store `doc` as the next version; returns it with its number (None if `skip_if` says so).
+        Only where the session's ledger is: appending elsewhere would start a second chain."""
+        if not self.ledger.has(sid):
+            raise TranscribeError(f"会话 {sid} 的清单不在本机 (this host's ledger does not hold session {sid})")
         d = self._dir(sid)
         d.mkdir(parents=True, exist_ok=True)
         with open(d / ".lock", "w") as lock:
