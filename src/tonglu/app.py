@@ -335,6 +335,10 @@ def start_web(settings: Settings, *, transcribe_workers: int | None = 0,
         timeout_ns = int(3 * settings.heartbeat_s * 1e9)
         router = HostRouter(Placement(heartbeat_timeout_ns=timeout_ns), heartbeat_s=settings.heartbeat_s)
         services.recorder = router
+        from tonglu.recorder.hostledger import HostLedger
+
+        # the routes' ledger: sessions recorded elsewhere are read and annotated on their host
+        services.ledger = HostLedger(settings.ledger_dir, services.spool, services.ledger.key, router)
         app.checks["recorder"] = lambda: True  # hosts come and go; /api/recorders shows them
         restrict_data_dir(settings)
     except BaseException:

@@ -4,9 +4,10 @@ over the SeaweedFS cluster and one PostgreSQL (index, accounts, audit, the share
 Eight sessions are placed across both recorders and recorded by real aiortc publishers; one
 recorder host is SIGKILLed mid-session (the whole host: its process group), declared dead by the
 web tier, started again: its spool is recovered and uploaded, its sessions continue after a
-bounded `recorder_restart` gap. The worker host transcribes every session from the store (fed by
-the index, not by ledger files) and each recorder host appends the finished versions to its own
-sessions' chains; every session verifies from the store against the site key."""
+bounded `recorder_restart` gap. The web tier's annotations (a marker) go to the chain on the
+recorder host that holds the session (recorder.hostledger). The worker host transcribes every
+session from the store (fed by the index, not by ledger files) and each recorder host appends the
+finished versions to its own sessions' chains; every session verifies from the store against the site key."""
 
 from __future__ import annotations
 
@@ -176,6 +177,16 @@ def test_web_and_two_recorder_hosts_survive_a_killed_host(
         on = {name: {sid for sid in sessions if (recs[i].data / "ledger" / sid).exists()}
               for i, name in enumerate(("rec-1", "rec-2"))}
         assert len(on["rec-1"]) == 4 and len(on["rec-2"]) == 4 and not on["rec-1"] & on["rec-2"]
+        # the web tier annotates a session on the host that holds its chain, never in a chain of its own
+        sid_a = sorted(on["rec-1"])[0]
+        r = api(web, "POST", f"/api/sessions/{sid_a}/markers", json={"note": "出示证据 exhibit 1"})
+        assert r.status_code == 201, r.text
+        assert any(e["kind"] == "marker" and e["seq"] == r.json()["seq"] for e in entries(recs[0], sid_a))
+        assert not (web.data / "ledger" / sid_a / "entries.log").exists()
+        shown = api(web, "GET", f"/api/sessions/{sid_a}/events").json()["events"]
+        assert [e["body"]["note"] for e in shown if e["kind"] == "marker"] == ["出示证据 exhibit 1"]
+        r = api(web, "POST", "/api/sessions/20261205-0123456789ab/markers", json={"note": "x"})
+        assert r.status_code == 404 and not (web.data / "ledger" / "20261205-0123456789ab" / "entries.log").exists()
 
         async def record_kill_restart() -> None:
             pubs = await publish(sessions)

@@ -63,6 +63,13 @@ class RecorderAPI(Protocol):
     ) -> dict[str, Any]:
         """Start or end a lawyer consultation (recorder.consultation); returns its ledger body."""
 
+    # -- the session's chain where it lives (recorder.hostledger: the web tier on another host) -------
+    async def ledger_entries(self, sid: str, after: int = 0) -> list[str]:
+        """The session's manifest entries from seq `after` on, as their canonical lines."""
+
+    async def ledger_append(self, sid: str, kind: str, body: dict[str, Any], while_recording: bool = False) -> str:
+        """Append one annotation entry (markers, notes, explanations, ...); returns its line."""
+
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None: ...
 

@@ -44,9 +44,10 @@ class RecorderContext:
     def __post_init__(self) -> None:
         self.index_feed = IndexFeed(self.index) if self.index is not None else None
 
-    def append(self, session: str, kind: str, body: dict[str, Any], now_ns: int | None = None) -> ManifestEntry:
+    def append(self, session: str, kind: str, body: dict[str, Any], now_ns: int | None = None,
+               while_recording: bool = False) -> ManifestEntry:
         """Blocking (fsync): call from a thread."""
-        entry = self.ledger.append(session, kind, body, now_ns)
+        entry = self.ledger.append(session, kind, body, now_ns, while_recording=while_recording)
         feed = self.index_feed
         if feed is not None:
             if kind in DEFERRED_KINDS:

@@ -15,10 +15,12 @@ from collections.abc import Callable
 from typing import Any
 
 from tonglu.config import Settings
+from tonglu.evidence.errors import ManifestError
 from tonglu.evidence.ledger import Ledger
 from tonglu.evidence.logctx import context_logger
 from tonglu.evidence.manifest import GapRecord, SegmentRecord
 from tonglu.evidence.spool import Spool
+from tonglu.evidence.verify_core import ANNOTATION_KINDS
 from tonglu.recorder import consultation as consult
 from tonglu.recorder import participants
 from tonglu.recorder.aiortc import fastpath, seam
@@ -48,6 +50,10 @@ from tonglu.recorder.track import QUEUE_LIMIT, PeerTrack, consultation_detail
 from tonglu.recorder.whep import WhepHub, is_monitor, monitoring_summary
 
 log = logging.getLogger(__name__)
+
+# what the web tier on another host may append to a session held here: annotations, never media,
+# the session's start or stop (the recorder writes those) or transcript versions (the publisher)
+REMOTE_APPEND_KINDS = ANNOTATION_KINDS - {"session_start", "session_stop", "transcript", "consultation"}
 TICK_S = 0.1
 PIPELINE_END_S = 60.0  # a closed peer's last segments are sealed by then (else: logged, stop goes on)
 EXPECTED_TRACKS = ("video", "audio")
@@ -542,6 +548,24 @@ class LocalRecorder:
 
     async def leave_participant(self, sid: str, source: str, by: str) -> None:
         await participants.leave(self, sid, source, by)
+
+    # -- the session's chain for the web tier on another host (recorder.hostledger) -----------
+    async def ledger_entries(self, sid: str, after: int = 0) -> list[str]:
+        await asyncio.to_thread(self.store.facts, sid)  # unknown session: 404
+        entries = await asyncio.to_thread(self.ctx.ledger.entries, sid)
+        return [e.to_bytes().decode() for e in entries[max(0, int(after)):]]
+
+    async def ledger_append(self, sid: str, kind: str, body: dict[str, Any], while_recording: bool = False) -> str:
+        if kind not in REMOTE_APPEND_KINDS:
+            raise BadRequest(f"不能远程写入此类条目 (entry kind {kind!r} is not appended for another host)")
+        if not isinstance(body, dict):
+            raise BadRequest("body must be a JSON object")
+        await asyncio.to_thread(self.store.facts, sid)  # unknown session: 404
+        try:
+            entry = await asyncio.to_thread(self.ctx.append, sid, kind, body, None, while_recording)
+        except ManifestError as exc:
+            raise SessionStopped(f"会话已结束 (session {sid}: {exc})") from exc
+        return entry.to_bytes().decode()
 
     # -- lawyer consultation (recorder.consultation) -----------------------------------------
     async def consultation(

@@ -44,6 +44,9 @@ FORWARDED: frozenset[str] = frozenset(
         "end_viewers",
         "watch_party",
         "consultation",
+        # the session's chain for the web tier on another host (recorder.hostledger)
+        "ledger_entries",
+        "ledger_append",
     }
 )
 # how long one call may take: a stop seals every open segment and signs the final checkpoint
@@ -214,6 +217,14 @@ class HttpRecorder:
         self, sid: str, action: str, by: str, lawyer: str | None = None, defendant: str | None = None
     ) -> dict[str, Any]:
         return await self.call("consultation", sid=sid, action=action, by=by, lawyer=lawyer, defendant=defendant)
+
+    async def ledger_entries(self, sid: str, after: int = 0) -> list[str]:
+        result: list[str] = await self.call("ledger_entries", sid=sid, after=after)
+        return result
+
+    async def ledger_append(self, sid: str, kind: str, body: dict[str, Any], while_recording: bool = False) -> str:
+        result: str = await self.call("ledger_append", sid=sid, kind=kind, body=body, while_recording=while_recording)
+        return result
 
     async def start(self) -> None:
         """Nothing to start: the worker process recovers its own sessions when it starts."""

@@ -99,6 +99,14 @@ class RecorderRouter:
     ) -> dict[str, Any]:
         return await self.backend(sid).consultation(sid, action, by, lawyer, defendant)
 
+    async def ledger_entries(self, sid: str, after: int = 0) -> list[str]:
+        result: list[str] = await self.backend(sid).ledger_entries(sid, after)
+        return result
+
+    async def ledger_append(self, sid: str, kind: str, body: dict[str, Any], while_recording: bool = False) -> str:
+        result: str = await self.backend(sid).ledger_append(sid, kind, body, while_recording)
+        return result
+
     async def start(self) -> None:
         for b in self.backends:
             await b.start()
