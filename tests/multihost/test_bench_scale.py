@@ -16,7 +16,7 @@ NUMBERS = (
     "sessions_per_recorder_host", "cpu_pct_per_session", "idle_cpu_pct", "core_budget_pct",
     "seal_p99_ms", "seal_p99_ms_baseline",
     "db_write_p99_ms", "db_write_p99_ms_sqlite", "job_queue_throughput_per_s", "job_queue_throughput_per_s_sqlite",
-    "frames_recorded_ratio",
+    "frames_recorded_ratio", "sessions_per_recorder_host_with_upload", "upload_cpu_pct_per_session_max",
 )  # fmt: skip
 
 
@@ -47,6 +47,7 @@ def test_bench_scale_quick_prints_every_figure() -> None:
     budget = out["host"]["cores"] * 100 * out["host"]["utilisation"]
     expected = int((budget - out["idle_cpu_pct"] * out["host"]["cores"]) // out["cpu_pct_per_session"])
     assert abs(out["sessions_per_recorder_host"] - expected) <= 1, (out["sessions_per_recorder_host"], expected)
+    assert out["sessions_per_recorder_host_with_upload"] <= out["sessions_per_recorder_host"]
     assert out["job_queue"]["postgresql"]["committed_twice"] == 0
     assert out["job_queue"]["sqlite"]["committed_twice"] == 0
     assert out["quick"] is True and out["settings"]["sessions"] >= 1

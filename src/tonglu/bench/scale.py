@@ -5,7 +5,9 @@ Three measurements, one after the other in the same run (each in its own module)
 
 - `bench.scale_load`: recorder CPU per real 2-camera session (aiortc senders -> a real recorder
   worker) -> `sessions_per_recorder_host` = floor((core budget - idle) / per-session CPU), with
-  `cpu_pct_per_session`, `idle_cpu_pct`, `core_budget_pct` and `frames_recorded_ratio`;
+  `cpu_pct_per_session`, `idle_cpu_pct`, `core_budget_pct` and `frames_recorded_ratio`; and
+  `sessions_per_recorder_host_with_upload`, the same with an upper bound of the upload's CPU per
+  session added (`upload_cpu_pct_per_session_max`, from the seal hosts' CPU per MB below);
 - `bench.scale_seal`: `seal_p99_ms` (segment closed -> object + ledger entry stored) with 2
   recorder-host processes writing into a SeaweedFS cluster (master, 2 volume servers, filer, S3 as
   separate processes), and `seal_p99_ms_baseline`: 1 host into the embedded `weed mini`;
@@ -75,6 +77,10 @@ def run_bench(cfg: ScaleConfig, *, quick: bool = False) -> dict[str, Any]:
         t = time.monotonic()
         out.update(scale_seal.measure(base / "seal", cfg.seal, hosts=cfg.seal_hosts))
         log(f"seal part done in {time.monotonic() - t:.0f} s")
+        upload = scale_load.upload_cpu_pct(out["seal_host_cpu_ms_per_mb"], out["session_mb_s"])
+        out["upload_cpu_pct_per_session_max"] = round(upload, 3)
+        out["sessions_per_recorder_host_with_upload"] = scale_load.sessions_per_host(
+            scale_load.HostBudget(cores, cfg.utilisation), out["idle_cpu_pct"], out["cpu_pct_per_session"] + upload)
         t = time.monotonic()
         db = scale_db.measure(base / "db", writers=cfg.db_writers, workers=cfg.queue_workers, jobs=cfg.queue_jobs,
                               entries_per_writer=cfg.entries_per_writer)

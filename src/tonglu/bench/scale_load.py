@@ -21,8 +21,12 @@ frames the recorder wrote in the same window.
 with one recorder worker per core (`TONGLU_RECORDER_WORKERS`, each idling at `idle_cpu_pct`) and
 `utilisation` (0.8 by default) the share of each core the recorder may plan to use (the rest is
 headroom for the web app, the uploader's bursts and the OS). `cores` defaults to this machine's.
-Caveats: the senders send video only (the audio tracks of a real session add their share, small
-against 720p video); the per-session cost is the average over `sessions`, fixed costs included.
+The recorder worker writes, hashes and spools its segments itself; the upload to the object
+store runs in the `tonglu up` process and is not in `cpu_pct_per_session`. `bench.scale` adds an
+upper bound of it from the seal hosts' CPU per MB (`upload_cpu_pct_per_session_max`,
+`sessions_per_recorder_host_with_upload`). Caveats: the senders send video only (the audio
+tracks of a real session add their share, small against 720p video); the per-session cost is the
+average over `sessions`, fixed costs included.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 UTILISATION = 0.8
+AUDIO_KBPS = 32  # Opus per microphone track of a session (the load generators send video only)
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,16 @@ def sessions_per_host(budget: HostBudget, idle_cpu_pct: float, cpu_pct_per_sessi
     if cpu_pct_per_session <= 0:
         raise ValueError(f"per-session CPU must be > 0, got {cpu_pct_per_session}")
     return max(0, math.floor((budget.core_budget_pct - idle_cpu_pct * budget.cores) / cpu_pct_per_session))
+
+
+def session_mb_per_s(video_kbps: int, audio_kbps: int = AUDIO_KBPS) -> float:
+    """MB a 2-camera session seals per second: 2 x (video + audio)."""
+    return 2 * (video_kbps + audio_kbps) / 8 / 1000
+
+
+def upload_cpu_pct(cpu_ms_per_mb: float, mb_per_s: float) -> float:
+    """% of a core that sealing + uploading `mb_per_s` costs at `cpu_ms_per_mb`."""
+    return cpu_ms_per_mb / 1000 * mb_per_s * 100
 
 
 def _clip(codec: str, cfg: Any) -> Path:
@@ -113,6 +128,7 @@ def measure(base_dir: Path, *, sessions: int, seconds: float, warmup_s: float, b
         "packets_lost": step["packets_lost"],
         "fps_sent_per_stream": step["fps_sent_per_stream"],
         "host": asdict(budget),
+        "session_mb_s": round(session_mb_per_s(bitrate_kbps), 4),
         "formula": "sessions_per_recorder_host = floor((cores*100*utilisation - idle_cpu_pct*cores) / "
                    "cpu_pct_per_session); cpu_pct_per_session = (cpu_pct_at_load - idle_cpu_pct) / load_sessions",
         "media": f"{cfg.width}x{cfg.height} {cfg.fps} fps VP8 at {bitrate_kbps} kbps per camera, video only",

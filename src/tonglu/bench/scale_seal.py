@@ -11,7 +11,10 @@ closed -> `Spool.put_file` (hash + fsync) -> `Ledger.append` -> the `Uploader` s
 manifest entry in the Object-Locked evidence bucket) against the store's S3 with the recorder
 identity. A segment's seal latency runs from the moment its file was closed until both the
 object and its ledger entry are confirmed stored. The hosts start at the same moment; their
-latencies are pooled for the percentiles.
+latencies are pooled for the percentiles. Each host also reports its CPU time (all its threads:
+writing and hashing the segment files, spool, ledger, uploader); `seal_host_cpu_ms_per_mb` is that
+per MB sealed in the cluster run, an upper bound of what sealing and uploading cost a recorder
+host beyond its recorder worker (which already writes and hashes its segments itself).
 
 - cluster: `SeaweedCluster` (`tonglu store up --cluster`): master, 2 volume servers (replication
   001, every object on both), filer and S3 gateway as separate processes; `hosts` writers.
@@ -102,6 +105,7 @@ def run_hosts(base: Path, endpoint: str, store_dir: Path, load: SealLoad, hosts:
             raise RuntimeError(f"recorder host process exited {proc.returncode}")
         results.append(json.loads(out.strip().splitlines()[-1]))
     latencies = [x for r in results for x in r.pop("latencies_s")]
+    mb = sum(r["segments"] * r["segment_bytes"] for r in results) / 1e6
     return {
         "p99_ms": round(percentile(latencies, 99) * 1000, 1),
         "p50_ms": round(percentile(latencies, 50) * 1000, 1),
@@ -109,7 +113,8 @@ def run_hosts(base: Path, endpoint: str, store_dir: Path, load: SealLoad, hosts:
         "segments": sum(r["segments"] for r in results),
         "segments_not_sealed": sum(r["segments_not_sealed"] for r in results),
         "write_mb_s": round(sum(r["write_mb_s"] for r in results), 2),
-        "hosts": [{k: r[k] for k in ("seal_p99_s", "segments", "spool_p99_s", "producer_lag_max_s")}
+        "host_cpu_ms_per_mb": round(sum(r["cpu_s"] for r in results) * 1000 / max(mb, 1e-9), 2),
+        "hosts": [{k: r[k] for k in ("seal_p99_s", "segments", "spool_p99_s", "producer_lag_max_s", "cpu_s")}
                   for r in results],
     }
 
@@ -146,6 +151,7 @@ def measure(base_dir: Path, load: SealLoad, *, hosts: int = 2) -> dict[str, Any]
         "seal_segments_baseline": baseline["segments"],
         "seal_segments_not_sealed": result["segments_not_sealed"] + baseline["segments_not_sealed"],
         "seal_load_per_host": asdict(load),
+        "seal_host_cpu_ms_per_mb": result["host_cpu_ms_per_mb"],
         "seal": {"cluster": result, "baseline": baseline,
                  "cluster_is": "SeaweedFS master + 2 volume servers (replication 001) + filer + S3, separate "
                                "processes on this machine",
@@ -161,9 +167,11 @@ def host_main() -> int:
     cfg = json.loads(sys.stdin.readline())
     load = SealLoad(**cfg["load"])
     settings = Settings.from_env(cfg["env"])
+    cpu0 = time.process_time()  # every thread of this host: producers, spool, ledger, uploader
     result = seal_load(settings, seconds=load.seconds, streams=load.streams, segment_seconds=load.segment_seconds,
                        bitrate=load.bitrate_bps, threads=load.upload_threads, sid_prefix=cfg["sid_prefix"],
                        start_at=cfg["start_at"], keep_latencies=True)
+    result["cpu_s"] = round(time.process_time() - cpu0, 3)
     sys.stdout.write(json.dumps(result) + "\n")
     return 0
 
