@@ -18,8 +18,19 @@ Three measurements, one after the other in the same run (each in its own module)
 rough. Everything runs on this machine: the "hosts" are processes sharing its cores, so the cluster
 figures carry the cost of running 5 SeaweedFS processes and 2 writers beside each other.
 
-Measured (2 shared cores, another job running beside it; full run, defaults): see the end of this
-docstring, filled in from `tonglu bench scale` on the development machine.
+Measured (2 shared cores, another job's tests running beside it; `tonglu bench scale`, defaults,
+2026-12-05, 191 s):
+- recorder: 26.9 % of a core at 16 sessions (32 x 720p30 VP8 1.5 Mbit/s), idle 0.7 % ->
+  cpu_pct_per_session 1.64 -> sessions_per_recorder_host 96 (2 cores x 80 %); with the upload's
+  upper bound (0.38 % per session, 9.9 ms CPU per MB sealed) 78; frames_recorded_ratio 1.003
+  (14447 recorded / 14398 sent: the window's edges), loop lag p99 4.5 ms, nothing lost.
+- seal_p99_ms 108.1 (2 hosts x 32 streams x 2 Mbit/s, 4 s segments, 640 segments into the cluster)
+  vs seal_p99_ms_baseline 93.1 (1 host, weed mini, 320 segments); p50 67.5 vs 56.5 ms.
+- db_write_p99_ms 68.8 (PostgreSQL, 8 writer processes) vs 92.7 SQLite;
+  job_queue_throughput_per_s 320.6 (PostgreSQL, 4 workers) vs 1193.4 (SQLite file queue).
+An earlier full run on the same machine gave 1.36 % per session (116 per host), seal p99 175.1 vs
+86.3 ms, writes p99 132.6 vs 138.7 ms and 610.9 vs 2121.3 jobs/s: on 2 shared cores the figures
+move by up to 2x from run to run; compare within one run.
 """
 
 from __future__ import annotations
