@@ -1,11 +1,12 @@
-"""`tonglu bench store|verify|recorder|report|transcribe|search`: each prints ONE JSON object on stdout
-with its figures and a baseline measured in the same run; progress goes to stderr.
+"""`tonglu bench store|verify|recorder|report|transcribe|search|review|hearing|scale`: each prints ONE
+JSON object on stdout with its figures and a baseline measured in the same run; progress goes to stderr.
 
 Attached to the `tonglu` command line through the `tonglu.cli` entry-point group.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from typing import Annotated
@@ -154,6 +155,28 @@ def bench_hearing(seconds: float = typer.Option(15.0, "--seconds", help="how lon
     except Exception as exc:  # a benchmark names its failure and exits non-zero
         fail(f"bench hearing failed: {type(exc).__name__}: {exc}")
     sys.stdout.write(json.dumps(result) + "\n")
+
+
+@bench_app.command("scale")
+def bench_scale(
+    quick: Annotated[bool, typer.Option("--quick", help="short run (~1.5 min): fewer sessions, seconds, jobs")] = False,
+    sessions: Annotated[int, typer.Option(help="2-camera sessions for the recorder CPU measurement")] = 16,
+    host_cores: Annotated[int, typer.Option(help="cores of the recorder host of the figure (0: this machine's)")] = 0,
+    utilisation: Annotated[float, typer.Option(help="share of each core the recorder may plan to use")] = 0.8,
+) -> None:
+    """Sessions per recorder host (CPU per 2-camera session), seal p99 with 2 hosts into a SeaweedFS
+    cluster vs 1 into weed mini, PostgreSQL index writes and job queue vs SQLite. One JSON object."""
+    from tonglu.bench.scale import ScaleConfig, run_bench
+
+    if sessions < 1 or host_cores < 0 or not 0 < utilisation <= 1:
+        fail("--sessions must be >= 1, --host-cores >= 0 and --utilisation in (0, 1]", 2)
+    base = ScaleConfig.quick() if quick else ScaleConfig(sessions=sessions)
+    cfg = dataclasses.replace(base, host_cores=host_cores, utilisation=utilisation)
+    try:
+        result = run_bench(cfg, quick=quick)
+    except Exception as exc:  # a benchmark names its failure and exits non-zero
+        fail(f"bench scale failed: {type(exc).__name__}: {exc}")
+    sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
 
 
 def register(app: typer.Typer) -> None:

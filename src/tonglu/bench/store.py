@@ -118,137 +118,166 @@ def bench_seal(
     try:
         key = SiteKey.load_or_create(settings.keys_dir)
         bootstrap(ObjectStore.from_settings(settings, role="admin"), settings, key)
-        spool = Spool(settings.spool_dir)
-        ledger = Ledger(settings.ledger_dir, spool, key)
-        confirmed: dict[str, int] = {}
-        lock = threading.Lock()
-
-        def on_confirmed(item: SpoolItem, now_ns: int) -> None:
-            with lock:
-                confirmed[item.key] = now_ns
-
-        store = ObjectStore.from_settings(settings, pool_size=max(4, threads * 2))
-        uploader = Uploader(spool, store, settings, ledger=ledger, threads=threads, on_confirmed=on_confirmed)
-        stop_up = threading.Event()
-        up_thread = threading.Thread(target=uploader.run, args=(stop_up,), name="bench-uploader", daemon=True)
-        up_thread.start()
-
-        seg_bytes = int(bitrate / 8 * segment_seconds)
-        payload = os.urandom(seg_bytes)
-        n_sessions = max(1, streams // len(SOURCES))
-        sids = [f"bench-{i:03d}" for i in range(n_sessions)]
-        for sid in sids:
-            ledger.append(sid, "session_start", {"room": sid, "case_number": "BENCH", "sources": {}})
-        # (close_ns, segment key, manifest key)
-        sealed: list[tuple[int, str, str]] = []
-        spool_lat: list[float] = []  # close -> segment and manifest entry fsynced in the spool
-        lag_max = [0.0]
-        t0 = time.monotonic() + 0.5
-        n_rounds = max(1, int(seconds / segment_seconds))
-
-        def close_one(stream: int, idx: int) -> None:
-            sid = sids[stream % n_sessions]
-            source, track = SOURCES[(stream // n_sessions) % len(SOURCES)]
-            source = (
-                f"{source}{stream // (n_sessions * len(SOURCES))}" if stream >= n_sessions * 4 else source
-            )
-            key = keys.segment_key(sid, source, track, idx, "webm")
-            path = spool.staging_path(f"{sid}-{source}-{track}-{idx}.webm")
-            with open(path, "wb") as fh:
-                fh.write(stream.to_bytes(4, "big") + idx.to_bytes(4, "big") + payload[8:])
-            close_ns = time.time_ns()
-            wall_first = close_ns - int(segment_seconds * 1e9)
-            digest, size = sha256_file(path)
-            spool.put_file(key, path, sha256=digest, size=size, content_type="video/webm")
-            rec = SegmentRecord(
-                source=source,
-                track=track,
-                media=track,
-                codec="vp8",
-                container="webm",
-                index=idx,
-                key=key,
-                rtp_first=idx * 360000,
-                rtp_last=idx * 360000 + 359999,
-                clock_rate=90000,
-                wall_first_ns=wall_first,
-                wall_last_ns=close_ns,
-                frames=100,
-                bytes=size,
-                sha256=digest,
-            )
-            entry = ledger.append(sid, "segment", rec.to_body())
-            spooled_ns = time.time_ns()
-            with lock:
-                sealed.append((close_ns, key, keys.manifest_key(sid, entry.seq)))
-                spool_lat.append((spooled_ns - close_ns) / 1e9)
-
-        def producer(mine: list[int]) -> None:
-            schedule = sorted(
-                (t0 + (s / streams) * segment_seconds + r * segment_seconds, s, r)
-                for s in mine
-                for r in range(n_rounds)
-            )
-            for due, s, r in schedule:
-                delay = due - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                else:
-                    lag_max[0] = max(lag_max[0], -delay)
-                close_one(s, r)
-
-        n_prod = 4
-        producers = [
-            threading.Thread(
-                target=producer,
-                args=([s for s in range(streams) if s % n_prod == p],),
-                name=f"bench-producer-{p}",
-            )
-            for p in range(n_prod)
-        ]
-        started = time.monotonic()
-        for t in producers:
-            t.start()
-        for t in producers:
-            t.join()
-        produced_s = time.monotonic() - started
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            with lock:
-                done = all(k in confirmed and m in confirmed for _, k, m in sealed)
-            if done:
-                break
-            time.sleep(0.05)
-        stop_up.set()
-        up_thread.join(30)
-        uploader.close()
-        latencies = []
-        missing = 0
-        for close_ns, k, m in sealed:
-            if k in confirmed and m in confirmed:
-                latencies.append((max(confirmed[k], confirmed[m]) - close_ns) / 1e9)
-            else:
-                missing += 1
-        versions = store.versions("sessions/")
-        one_each = len({v.key for v in versions}) == len(versions)
-        return {
-            "seal_p50_s": round(percentile(latencies, 50), 4),
-            "seal_p99_s": round(percentile(latencies, 99), 4),
-            "seal_max_s": round(max(latencies), 4) if latencies else None,
-            "spool_p50_s": round(percentile(spool_lat, 50), 4),
-            "spool_p99_s": round(percentile(spool_lat, 99), 4),
-            "load_avg_1m": round(os.getloadavg()[0], 2),
-            "segments": len(sealed),
-            "segments_not_sealed": missing,
-            "one_version_per_key": one_each,
-            "segment_bytes": seg_bytes,
-            "write_mb_s": round(len(sealed) * seg_bytes / 1e6 / produced_s, 2),
-            "producer_lag_max_s": round(lag_max[0], 3),
-            "upload_threads": threads,
-            "store": "embedded SeaweedFS (weed mini), loopback",
-        }
+        result = seal_load(
+            settings, seconds=seconds, streams=streams, segment_seconds=segment_seconds, bitrate=bitrate,
+            threads=threads,
+        )  # fmt: skip
+        result["store"] = "embedded SeaweedFS (weed mini), loopback"
+        return result
     finally:
         store_proc.stop()
+
+
+def seal_load(
+    settings: Settings,
+    *,
+    seconds: float,
+    streams: int,
+    segment_seconds: float,
+    bitrate: int,
+    threads: int,
+    sid_prefix: str = "bench",
+    start_at: float | None = None,
+    keep_latencies: bool = False,
+) -> dict[str, Any]:
+    """The seal measurement against the (bootstrapped) store `settings` names: the recorder's spool,
+    ledger and uploader in this process. `sid_prefix` keeps the session ids of several such
+    processes (recorder hosts) apart; `start_at` (time.time()) lets them start together;
+    `keep_latencies` adds every seal latency (`latencies_s`) for pooling across processes."""
+    key = SiteKey.load_or_create(settings.keys_dir)
+    spool = Spool(settings.spool_dir)
+    ledger = Ledger(settings.ledger_dir, spool, key)
+    confirmed: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def on_confirmed(item: SpoolItem, now_ns: int) -> None:
+        with lock:
+            confirmed[item.key] = now_ns
+
+    store = ObjectStore.from_settings(settings, pool_size=max(4, threads * 2))
+    uploader = Uploader(spool, store, settings, ledger=ledger, threads=threads, on_confirmed=on_confirmed)
+    stop_up = threading.Event()
+    up_thread = threading.Thread(target=uploader.run, args=(stop_up,), name="bench-uploader", daemon=True)
+    up_thread.start()
+
+    seg_bytes = int(bitrate / 8 * segment_seconds)
+    payload = os.urandom(seg_bytes)
+    n_sessions = max(1, streams // len(SOURCES))
+    sids = [f"{sid_prefix}-{i:03d}" for i in range(n_sessions)]
+    for sid in sids:
+        ledger.append(sid, "session_start", {"room": sid, "case_number": "BENCH", "sources": {}})
+    # (close_ns, segment key, manifest key)
+    sealed: list[tuple[int, str, str]] = []
+    spool_lat: list[float] = []  # close -> segment and manifest entry fsynced in the spool
+    lag_max = [0.0]
+    if start_at is not None:
+        time.sleep(max(0.0, start_at - time.time()))
+    t0 = time.monotonic() + 0.5
+    n_rounds = max(1, int(seconds / segment_seconds))
+
+    def close_one(stream: int, idx: int) -> None:
+        sid = sids[stream % n_sessions]
+        source, track = SOURCES[(stream // n_sessions) % len(SOURCES)]
+        source = (
+            f"{source}{stream // (n_sessions * len(SOURCES))}" if stream >= n_sessions * 4 else source
+        )
+        key = keys.segment_key(sid, source, track, idx, "webm")
+        path = spool.staging_path(f"{sid}-{source}-{track}-{idx}.webm")
+        with open(path, "wb") as fh:
+            fh.write(stream.to_bytes(4, "big") + idx.to_bytes(4, "big") + payload[8:])
+        close_ns = time.time_ns()
+        wall_first = close_ns - int(segment_seconds * 1e9)
+        digest, size = sha256_file(path)
+        spool.put_file(key, path, sha256=digest, size=size, content_type="video/webm")
+        rec = SegmentRecord(
+            source=source,
+            track=track,
+            media=track,
+            codec="vp8",
+            container="webm",
+            index=idx,
+            key=key,
+            rtp_first=idx * 360000,
+            rtp_last=idx * 360000 + 359999,
+            clock_rate=90000,
+            wall_first_ns=wall_first,
+            wall_last_ns=close_ns,
+            frames=100,
+            bytes=size,
+            sha256=digest,
+        )
+        entry = ledger.append(sid, "segment", rec.to_body())
+        spooled_ns = time.time_ns()
+        with lock:
+            sealed.append((close_ns, key, keys.manifest_key(sid, entry.seq)))
+            spool_lat.append((spooled_ns - close_ns) / 1e9)
+
+    def producer(mine: list[int]) -> None:
+        schedule = sorted(
+            (t0 + (s / streams) * segment_seconds + r * segment_seconds, s, r)
+            for s in mine
+            for r in range(n_rounds)
+        )
+        for due, s, r in schedule:
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            else:
+                lag_max[0] = max(lag_max[0], -delay)
+            close_one(s, r)
+
+    n_prod = 4
+    producers = [
+        threading.Thread(
+            target=producer,
+            args=([s for s in range(streams) if s % n_prod == p],),
+            name=f"bench-producer-{p}",
+        )
+        for p in range(n_prod)
+    ]
+    started = time.monotonic()
+    for t in producers:
+        t.start()
+    for t in producers:
+        t.join()
+    produced_s = time.monotonic() - started
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with lock:
+            done = all(k in confirmed and m in confirmed for _, k, m in sealed)
+        if done:
+            break
+        time.sleep(0.05)
+    stop_up.set()
+    up_thread.join(30)
+    uploader.close()
+    latencies = []
+    missing = 0
+    for close_ns, k, m in sealed:
+        if k in confirmed and m in confirmed:
+            latencies.append((max(confirmed[k], confirmed[m]) - close_ns) / 1e9)
+        else:
+            missing += 1
+    versions = store.versions("sessions/")
+    one_each = len({v.key for v in versions}) == len(versions)
+    result: dict[str, Any] = {
+        "seal_p50_s": round(percentile(latencies, 50), 4),
+        "seal_p99_s": round(percentile(latencies, 99), 4),
+        "seal_max_s": round(max(latencies), 4) if latencies else None,
+        "spool_p50_s": round(percentile(spool_lat, 50), 4),
+        "spool_p99_s": round(percentile(spool_lat, 99), 4),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "segments": len(sealed),
+        "segments_not_sealed": missing,
+        "one_version_per_key": one_each,
+        "segment_bytes": seg_bytes,
+        "write_mb_s": round(len(sealed) * seg_bytes / 1e6 / produced_s, 2),
+        "producer_lag_max_s": round(lag_max[0], 3),
+        "upload_threads": threads,
+    }
+    if keep_latencies:
+        result["latencies_s"] = latencies
+    return result
 
 
 def run_bench(
