@@ -25,7 +25,7 @@ from tonglu.evidence.manifest import ManifestEntry
 from tonglu.evidence.signing import SiteKey
 from tonglu.evidence.spool import Spool
 from tonglu.recorder.errors import SessionNotFound, SessionStopped, WorkerUnavailable
-from tonglu.recorder.remote import DEFAULT_TIMEOUT_S, SECRET_HEADER, error_from
+from tonglu.recorder.remote import DEFAULT_TIMEOUT_S, SECRET_HEADER, result_of
 
 
 class HostLedger(Ledger):
@@ -43,13 +43,7 @@ class HostLedger(Ledger):
             raise WorkerUnavailable(
                 f"录像主机不可达 (recorder host {client.name} unreachable: {type(exc).__name__} {exc})"
             ) from exc
-        try:
-            body = r.json()
-        except ValueError:
-            body = None
-        if r.status_code == 200 and isinstance(body, dict) and "result" in body:
-            return body["result"]
-        raise error_from(r.status_code, body, client.name)
+        return result_of(r, client.name)
 
     def _held_here(self, sid: str) -> bool:
         return super().has(sid)

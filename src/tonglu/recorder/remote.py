@@ -67,6 +67,17 @@ def error_from(status: int, body: Any, worker: str) -> RecorderError:
     return exc
 
 
+def result_of(r: httpx.Response, worker: str) -> Any:
+    """The `result` of a 200 answer, else the error it stands for (`error_from`)."""
+    try:
+        body = r.json()
+    except ValueError:
+        body = None
+    if r.status_code == 200 and isinstance(body, dict) and "result" in body:
+        return body["result"]
+    raise error_from(r.status_code, body, worker)
+
+
 class HttpRecorder:
     def __init__(self, url: str, secret: str, *, store: SessionStore | None = None, name: str | None = None) -> None:
         self.url = url.rstrip("/")
@@ -101,13 +112,7 @@ class HttpRecorder:
             raise WorkerUnavailable(
                 f"录像工作进程不可达 (recorder worker {self.name} unreachable: {type(exc).__name__} {exc})"
             ) from exc
-        try:
-            body = r.json()
-        except ValueError:
-            body = None
-        if r.status_code == 200 and isinstance(body, dict) and "result" in body:
-            return body["result"]
-        raise error_from(r.status_code, body, self.name)
+        return result_of(r, self.name)
 
     async def worker_status(self, since_ns: int | None = None, detail: bool = True) -> dict[str, Any]:
         """The worker's own state: pid, pinned core, live tracks, event-loop lag (not a session)."""

@@ -305,33 +305,6 @@ def live_document(
     )
 
 
-class TranscriptPublisher(threading.Thread):
-    """On a recorder host with the shared (PostgreSQL) queue: publishes the finished transcripts of
-    the sessions this host's ledger holds, every `poll_s`. Workers on any host did the work; the
-    version is appended to the session's own chain here, where that chain lives."""
-
-    def __init__(self, dispatcher: Dispatcher, poll_s: float = 1.0) -> None:
-        super().__init__(name="transcript-publisher", daemon=True)
-        self.dispatcher = dispatcher
-        self.poll_s = poll_s
-        self.stop_event = threading.Event()
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        while not self.stop_event.is_set():
-            try:
-                self.dispatcher.publish_ready(leader_only=False)
-                self.error = None
-            except Exception as exc:  # keep publishing; logged and visible in health
-                self.error = exc
-                log.exception("transcript publishing pass failed")
-            self.stop_event.wait(self.poll_s)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self.stop_event.set()
-        self.join(timeout)
-
-
 class DispatcherThread(threading.Thread):
     def __init__(self, dispatcher: Dispatcher, poll_s: float = 0.2) -> None:
         super().__init__(name="transcribe-dispatcher", daemon=True)
@@ -340,16 +313,33 @@ class DispatcherThread(threading.Thread):
         self.stop_event = threading.Event()
         self.error: BaseException | None = None
 
+    def step(self) -> None:
+        self.dispatcher.scan()
+        self.dispatcher.publish_ready()
+
     def run(self) -> None:
         while not self.stop_event.is_set():
             try:
-                self.dispatcher.scan()
-                self.dispatcher.publish_ready()
-            except Exception as exc:  # keep dispatching; the error is logged and visible in health
+                self.step()
+                self.error = None
+            except Exception as exc:  # keep going; the error is logged and visible in health
                 self.error = exc
-                log.exception("dispatcher pass failed")
+                log.exception("%s pass failed", self.name)
             self.stop_event.wait(self.poll_s)
 
     def stop(self, timeout: float = 10.0) -> None:
         self.stop_event.set()
         self.join(timeout)
+
+
+class TranscriptPublisher(DispatcherThread):
+    """On a recorder host with the shared (PostgreSQL) queue: publishes the finished transcripts of
+    the sessions this host's ledger holds, every `poll_s`. Workers on any host did the work; the
+    version is appended to the session's own chain here, where that chain lives."""
+
+    def __init__(self, dispatcher: Dispatcher, poll_s: float = 1.0) -> None:
+        super().__init__(dispatcher, poll_s)
+        self.name = "transcript-publisher"
+
+    def step(self) -> None:
+        self.dispatcher.publish_ready(leader_only=False)
