@@ -8,6 +8,7 @@ stay as they are. tests/pg runs a set of tests on both engines in every run.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import tempfile
@@ -27,6 +28,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--db", choices=("sqlite", "pg"), default=os.environ.get("TONGLU_TEST_DB", "sqlite"),
         help="the index database engine of settings made by the tests (default: sqlite; TONGLU_TEST_DB)",
     )
+
+
+@pytest.fixture(autouse=True)
+def _main_thread_event_loop() -> Iterator[None]:
+    """Each test starts with a current event loop in the main thread, as a fresh interpreter has:
+    aiortc objects built outside a running loop call `asyncio.get_event_loop()`, which raises once
+    an earlier test's `asyncio.run` left the policy with no loop (so results depended on order)."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        yield
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
 
 
 @pytest.fixture(autouse=True)
