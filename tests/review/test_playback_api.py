@@ -123,6 +123,7 @@ def test_playback_window_bounds_refusals_and_audit(store_settings: Settings, tmp
     for whole, part in zip(full["tracks"], doc["tracks"], strict=True):
         assert part["segments"] == [r for r in whole["segments"] if r[1] < 2000] and len(part["segments"]) == 1
         assert part["gaps"] == whole["gaps"] and part["url_pattern"] == whole["url_pattern"]
+        assert part["segments_total"] == whole["segments_total"] == len(whole["segments"])
     w = client.get(f"{base}/window?from_ms=3000&to_ms=6000", headers=AUTH)
     assert w.status_code == 200, w.text
     win = w.json()

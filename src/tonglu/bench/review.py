@@ -5,8 +5,12 @@ entries) synthesised from a few real segments (`bench/synth.py`) with a signed f
 Only the objects the benchmark reads are uploaded (a random sample for segment serving, the 10
 minutes the clip covers). Measured through the real web app (FastAPI TestClient, no network):
 
-- `first_playlist_ms`: the first `GET /playback` of the session (ledger read + plan), and
-  `playlist_ms_p50` for later calls (plan cached per manifest length);
+- `first_playlist_ms`: the first playlist request of the review page's player, `GET
+  /playback?from_ms=0&to_ms=600000` (the entry index brought in line with the ledger, the plan made
+  from it, the head with the first 10-minute window); `window_ms_p95`: `GET /playback/window` of 10
+  minutes at random places (what the player loads around the playhead); `full_playlist_ms`: the
+  first whole-session `GET /playback` (every segment listed), `playlist_ms_p50` for later calls
+  (cached per ledger length);
 - `segment_serve_ms_p95`: `GET /playback/segments/<seq>.webm` (read first version, re-hash, send),
   baseline `raw_get_ms_p95`: the same objects read straight from the store (`ObjectStore.get`);
 - `clip_10min_s`: `export_clip` of 10 minutes, both cameras, with the playable MP4;
@@ -90,8 +94,21 @@ def run_bench(*, hours: float = 24.0, samples: int = 200, workcopy_s: int = 120,
             client = TestClient(create_app(services))
             auth = {"Authorization": f"Bearer {ADMIN}"}
             t = time.perf_counter()
-            r = client.get(f"/api/sessions/{sid}/playback", headers=auth)
+            r = client.get(f"/api/sessions/{sid}/playback?from_ms=0&to_ms=600000", headers=auth)
             out["first_playlist_ms"] = round((time.perf_counter() - t) * 1000, 1)
+            assert r.status_code == 200, r.text
+            out["first_playlist_bytes"] = len(r.content)
+            windows = []
+            for _ in range(20):
+                a = rng.randrange(0, max(1, duration * 1000 - 600_000))
+                t = time.perf_counter()
+                w = client.get(f"/api/sessions/{sid}/playback/window?from_ms={a}&to_ms={a + 600_000}", headers=auth)
+                windows.append((time.perf_counter() - t) * 1000)
+                assert w.status_code == 200, w.text
+            out["window_ms_p95"] = round(_pct(windows, 0.95), 1)
+            t = time.perf_counter()
+            r = client.get(f"/api/sessions/{sid}/playback", headers=auth)
+            out["full_playlist_ms"] = round((time.perf_counter() - t) * 1000, 1)
             assert r.status_code == 200, r.text
             plan = r.json()
             out["playlist_bytes"] = len(r.content)

@@ -93,6 +93,7 @@ class IndexedPlan:
         lo, hi = self._window_ns(from_ms, to_ms)
         for t, lane in zip(doc["tracks"], self.lanes, strict=True):
             t["segments"] = self._rows(lane, lo, hi)
+            t["segments_total"] = len(lane.seq)
         if from_ms is not None and to_ms is not None:
             doc["window"] = {"from_ms": from_ms, "to_ms": to_ms}
         return doc
@@ -179,13 +180,18 @@ def plan_from_index(session: str, ledger_dir: Path, data: bytes) -> IndexedPlan:
     view.entries_count = n
 
     # segment rows per track: from the index, plus segments the index left to the ledger (long names)
-    segs = records[is_seg]
-    labels, inverse = np.unique(segs["track"], return_inverse=True)
+    seg_rows = np.flatnonzero(is_seg)
+    labels = records["track"][seg_rows]
     per_track: dict[str, list[I64]] = {}
-    for k, label in enumerate(labels.tolist()):
-        rows = segs[inverse == k]
-        per_track[label.decode("utf-8")] = [rows["seq"].astype(np.int64), rows["index"], rows["start_ns"],
-                                            rows["end_ns"]]
+    rest = np.ones(len(seg_rows), dtype=bool)
+    while rest.any():  # one pass per distinct track (a handful): no sort of 10^5 strings
+        label = labels[int(np.argmax(rest))]
+        same = labels == label
+        rows = seg_rows[same]
+        rest &= ~same
+        per_track[bytes(label).decode("utf-8")] = [
+            rows.astype(np.int64), records["index"][rows], records["start_ns"][rows], records["end_ns"][rows]
+        ]
     for s in view.segments:
         extra = [np.array([v], dtype=np.int64) for v in (s.seq, s.rec.index, s.rec.wall_first_ns, s.rec.wall_last_ns)]
         have = per_track.get(s.track_id)

@@ -149,6 +149,7 @@ class PlaybackPlan:
                 # the URL is url_pattern with {seq} filled in
                 "url_pattern": f"{base_url}/segments/{{seq}}.{ext}",
                 "segments": [[s.seq, self._ms(s.start_ns), self._ms(s.end_ns)] for s in t.segments],
+                "segments_total": len(t.segments),  # all of the track's, also where `segments` is one window
                 "gaps": [
                     {"start_ms": self._ms(g.start_ns), "end_ms": self._ms(g.end_ns), "start": iso_utc(g.start_ns),
                      "end": iso_utc(g.end_ns), "reason": g.reason, "detail": g.detail}
