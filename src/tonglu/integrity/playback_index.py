@@ -180,14 +180,13 @@ def plan_from_index(session: str, ledger_dir: Path, data: bytes) -> IndexedPlan:
     view.entries_count = n
 
     # segment rows per track: from the index, plus segments the index left to the ledger (long names)
-    seg_rows = np.flatnonzero(is_seg)
-    labels = records["track"][seg_rows]
+    column = records["track"]  # a view: no copy of 10^5 labels
     per_track: dict[str, list[I64]] = {}
-    rest = np.ones(len(seg_rows), dtype=bool)
+    rest = is_seg.copy()
     while rest.any():  # one pass per distinct track (a handful): no sort of 10^5 strings
-        label = labels[int(np.argmax(rest))]
-        same = labels == label
-        rows = seg_rows[same]
+        label = column[int(np.argmax(rest))]
+        same = (column == label) & is_seg
+        rows = np.flatnonzero(same)
         rest &= ~same
         per_track[bytes(label).decode("utf-8")] = [
             rows.astype(np.int64), records["index"][rows], records["start_ns"][rows], records["end_ns"][rows]
