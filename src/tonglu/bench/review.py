@@ -18,9 +18,16 @@ minutes the clip covers). Measured through the real web app (FastAPI TestClient,
   `workcopy_s` seconds: media seconds per wall second (a 24 h encode does not fit in the run);
 - `search_ms_p95` over 10,000 sessions: `bench/search.py`, with its ledger-scan baseline.
 
-Measured (2 shared cores, 24 h): first_playlist_ms 3535 (cold: the ledger's 172,740 entries read and
-planned; target 200 missed), playlist_ms_p50 4.4 (cached), segment_serve_ms_p95 10.4 (raw GET 4.5),
-clip_10min_s 27.5 (target 10 missed), workcopy_x_realtime 12.0 (360p), search_ms_p95 93.9 (scan 856).
+Measured before issue 13's work (2 shared cores, 24 h): first_playlist_ms 3535 (the whole playlist:
+the ledger's 172,740 entries read and planned), clip_10min_s 27.5 (fetch, then MP4s, x264 veryfast).
+
+Measured (2 cores shared with another job, 24 h; two full runs): first_playlist_ms 87 and 190 (entry
+index synced and planned with numpy, head + first 10-minute window; ~45 ms of it is the test
+client's first request), window_ms_p95 7.8, full_playlist_ms 518 (every segment listed; cached after:
+playlist_ms_p50 4.1), segment_serve_ms_p95 11.3 (raw GET 4.4), clip_10min_s 9.9 and 14.6 (masters
+fetched by 8 threads while both MP4s are made, x264 ultrafast; 10.0-10.9 s in isolated repeats of
+the clip alone: the two re-encodes are the floor on two cores), workcopy_x_realtime 11.3 (360p),
+search_ms_p95 101 (scan 804; 126-167 in busier runs).
 """
 
 from __future__ import annotations
