@@ -260,3 +260,25 @@ def test_package_files_are_covered_by_the_signed_sums(session: tuple[Built, Path
     result = verify_core.verify_path(str(bad), trusted_keys=[pem.read_bytes()])
     assert not result.ok
     assert name in result.objects(), [p.to_json() for p in result.problems]
+
+
+def test_an_unreadable_master_fails_the_clip_and_leaves_nothing(tmp_path: Path) -> None:
+    """Segments are fetched by a pool of threads and the MP4s made meanwhile: a master that cannot be
+    read still fails the whole clip (MediaMissing naming it), with no partial zip, work files or
+    threads left behind."""
+    import threading
+
+    from tests.clip.conftest import gap_scenario
+    from tests.integrity.builder import build
+    from tonglu.integrity.errors import MediaMissing
+
+    b = build(tmp_path / "s", gap_scenario())
+    gone = b.seg_key("panorama", "audio", 1)
+    b.evidence_dir.joinpath(*gone.split("/")).unlink()
+    before = set(threading.enumerate())
+    out = tmp_path / "clip.zip"
+    with pytest.raises(MediaMissing, match=gone):
+        export_clip(b.review, b.sid, T0, T0 + 6 * S, out)
+    assert not out.exists() and not out.with_name(out.name + ".part").exists()
+    assert not list(b.settings.data_dir.glob("tonglu-clip-*"))
+    assert not [t for t in threading.enumerate() if t not in before and t.name.startswith("clip-")]

@@ -108,3 +108,66 @@ def test_interviewer_reaches_only_own_session(store_settings: Settings, tmp_path
     url = segs(doc["tracks"][0])[0]["url"]
     assert client.get(url, headers={"Authorization": f"Bearer {token}"}).status_code == 404
 
+
+
+def test_playback_window_bounds_refusals_and_audit(store_settings: Settings, tmp_path: Path) -> None:
+    """The windowed playlist (what the player loads around the playhead): the segments overlapping
+    [from_ms, to_ms), 422 for a bad window, the same access rules as the playlist, audited."""
+    client, services, sid = _client(store_settings, tmp_path)
+    base = f"/api/sessions/{sid}/playback"
+    full = client.get(base, headers=AUTH).json()
+    head = client.get(f"{base}?from_ms=0&to_ms=2000", headers=AUTH)
+    assert head.status_code == 200, head.text
+    doc = head.json()
+    assert doc["window"] == {"from_ms": 0, "to_ms": 2000} and doc["duration_ms"] == full["duration_ms"]
+    for whole, part in zip(full["tracks"], doc["tracks"], strict=True):
+        assert part["segments"] == [r for r in whole["segments"] if r[1] < 2000] and len(part["segments"]) == 1
+        assert part["gaps"] == whole["gaps"] and part["url_pattern"] == whole["url_pattern"]
+        assert part["segments_total"] == whole["segments_total"] == len(whole["segments"])
+    w = client.get(f"{base}/window?from_ms=3000&to_ms=6000", headers=AUTH)
+    assert w.status_code == 200, w.text
+    win = w.json()
+    assert (win["from_ms"], win["to_ms"], win["session"]) == (3000, 6000, sid)
+    pv = next(t for t in win["tracks"] if t["source"] == "panorama" and t["track"] == "video")
+    assert [(a, b) for _q, a, b in pv["segments"]] == [(4000, 6000)]
+    assert [(g["start_ms"], g["end_ms"], g["reason"]) for g in pv["gaps"]] == [(2000, 4000, "peer_disconnect")]
+    mv = next(t for t in win["tracks"] if t["source"] == "main" and t["track"] == "video")
+    assert [(a, b) for _q, a, b in mv["segments"]] == [(2000, 4000), (4000, 6000)]
+    # each listed segment is served
+    url = full["tracks"][0]["url_pattern"].replace("{seq}", str(mv["segments"][0][0]))
+    assert client.get(url, headers=AUTH).status_code == 200
+    # bad windows: 422 with the reason, never a 500
+    for q in ("from_ms=10&to_ms=10", "from_ms=20&to_ms=10", "from_ms=-1&to_ms=10", "from_ms=0&to_ms=x",
+              f"from_ms=0&to_ms={6 * 3600 * 1000 + 1}", "from_ms=5", "to_ms=5", "", "from_ms=0&to_ms=1e3"):
+        r = client.get(f"{base}/window?{q}", headers=AUTH)
+        assert r.status_code == 422, (q, r.status_code, r.text)
+        if q:
+            assert client.get(f"{base}?{q}", headers=AUTH).status_code == 422, q
+    assert client.get("/api/sessions/no-such/playback/window?from_ms=0&to_ms=1", headers=AUTH).status_code == 404
+    assert client.get(f"{base}/window?from_ms=0&to_ms=1").status_code == 401
+    # an interviewer of another session reaches neither (404, as for the playlist)
+    services.accounts.create_user("other", "interviewer", "pw-other-0123456789")  # type: ignore[attr-defined]
+    _rec, token = services.accounts.issue_api_token("other", "t")  # type: ignore[attr-defined]
+    other = {"Authorization": f"Bearer {token}"}
+    assert client.get(f"{base}/window?from_ms=0&to_ms=2000", headers=other).status_code == 404
+    assert client.get(f"{base}?from_ms=0&to_ms=2000", headers=other).status_code == 404
+    rows = services.audit.query(action="playback_window")  # type: ignore[attr-defined]
+    assert rows and rows[0]["object"].startswith(f"/api/sessions/{sid}/playback/window")
+
+
+def test_playlist_follows_a_growing_ledger(store_settings: Settings, tmp_path: Path) -> None:
+    """A live session: entries appended after the first playlist (by this or another process) are in
+    the next one; the entry index is extended, not trusted stale."""
+    from tonglu.evidence.ledger import Ledger
+
+    client, services, sid = _client(store_settings, tmp_path)
+    base = f"/api/sessions/{sid}/playback"
+    before = client.get(base, headers=AUTH).json()
+    ledger = services.ledger  # type: ignore[attr-defined]
+    writer = Ledger(ledger.root, ledger.spool, ledger.key)
+    writer.append(sid, "marker", {"time_ns": T0 + 3 * S, "note": "新打点", "by": "李警官"}, now_ns=T0 + 7 * S)
+    after = client.get(base, headers=AUTH).json()
+    assert after["entries"] == before["entries"] + 1
+    assert [m["note"] for m in after["markers"]] == [m["note"] for m in before["markers"]] + ["新打点"]
+    win = client.get(f"{base}?from_ms=0&to_ms=1000", headers=AUTH).json()
+    assert win["entries"] == after["entries"]

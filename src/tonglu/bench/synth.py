@@ -3,7 +3,7 @@
 `make_media(dir)` encodes a few short real segments with the ffmpeg binary (two cameras, VP8/WebM
 video and Opus/WebM audio, 2 s each, as the recorder stores them: one file per track). `synthesize`
 writes a session of `duration_s` of them, reused in turn, into a ledger: the same canonical entry
-lines and signed checkpoints `Ledger.append` writes (without an fsync per entry), with optional
+lines, entry index and signed checkpoints `Ledger.append` writes (without an fsync per entry), with optional
 gaps (segments left out, a `gap` entry recorded) and markers. `upload` puts chosen segment objects
 into the object store as their first version (optionally tampered: a flipped byte, so the store no
 longer matches the signed manifest), in parallel.
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tonglu.config import Settings
-from tonglu.evidence import keys, merkle
+from tonglu.evidence import entryindex, keys, merkle
 from tonglu.evidence.checkpoint import sign_checkpoint
 from tonglu.evidence.manifest import HashChain, SegmentRecord
 from tonglu.evidence.signing import SiteKey
@@ -139,6 +139,7 @@ def synthesize(
     ledger_dir = settings.ledger_dir / sid
     ledger_dir.mkdir(parents=True, exist_ok=True)
     (ledger_dir / "entries.log").write_bytes(b"".join(line + b"\n" for line in lines))
+    entryindex.sync(ledger_dir)  # the entry index Ledger.append keeps beside the ledger
     leaves = [merkle.leaf_hash(line) for line in lines]
     cp = sign_checkpoint(
         key, session=sid, tree_size=len(lines), root=merkle.root_from_leaf_hashes(leaves), head=chain.head,

@@ -8,11 +8,17 @@ crash was never spooled and is dropped on the next open.
 
 Writers in several processes serialise on an flock of `ledger/<sid>/lock` and catch up with what
 other processes appended before writing.
+
+Beside the ledger, `ledger/<sid>/entries.idx` (`entryindex`) holds one fixed-size record per entry
+(seq, byte offset, kind, segment track and wall times) so playback finds entries by time without
+parsing the JSON. It is derived from entries.log (rebuilt when missing or out of step) and never
+read for verification.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -21,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tonglu.evidence import keys, merkle
+from tonglu.evidence import entryindex, keys, merkle
 from tonglu.evidence.checkpoint import Checkpoint, sign_checkpoint
 from tonglu.evidence.errors import ManifestError, SpoolError
 from tonglu.evidence.fsutil import append_durable
@@ -30,6 +36,7 @@ from tonglu.evidence.signing import SiteKey
 from tonglu.evidence.spool import EVIDENCE, Spool
 
 JSON = "application/json"
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -59,17 +66,21 @@ class Ledger:
         return self.root / keys.safe_id(session, "session id")
 
     @contextmanager
-    def _locked(self, session: str) -> Iterator[_State]:
+    def _flock(self, session: str) -> Iterator[Path]:
         d = self._dir(session)
         d.mkdir(parents=True, exist_ok=True)
         fd = os.open(d / "lock", os.O_RDWR | os.O_CREAT, 0o640)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            state = self._catch_up(session)
-            yield state
+            yield d
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+    @contextmanager
+    def _locked(self, session: str) -> Iterator[_State]:
+        with self._flock(session):
+            yield self._catch_up(session)
 
     def _catch_up(self, session: str) -> _State:
         state = self._states.setdefault(session, _State())
@@ -121,6 +132,7 @@ class Ledger:
             entry = chain.append(kind, body, now_ns)
             line = entry.to_bytes()
             append_durable(self._dir(session) / "entries.log", line + b"\n")
+            self._index_append(session, entry, state.offset, len(line))
             state.offset += len(line) + 1
             state.entries.append(entry)
             state.leaves.append(merkle.leaf_hash(line))
@@ -129,6 +141,29 @@ class Ledger:
             if was_stopped:
                 self._checkpoint_locked(session, state, final=True, now_ns=now_ns)
             return entry
+
+    def _index_append(self, session: str, entry: ManifestEntry, offset: int, length: int) -> None:
+        # the entry is committed: the derived index must never fail the append (rebuilt when read)
+        try:
+            entryindex.append(self._dir(session), entry, offset, length)
+        except (OSError, ManifestError) as exc:
+            _log.warning("entry index of %s not updated (rebuilt on the next read): %s", session, exc)
+
+    def entry_index(self, session: str, *, rebuild: bool = False) -> tuple[Path, bytes]:
+        """The session's directory and its entry index (`evidence.entryindex`), brought in line with
+        the ledger first (extended, or rebuilt from the ledger when missing, torn, out of step or
+        `rebuild`), under the lock. Not evidence: for finding entries."""
+        with self._flock(session) as d:
+            if rebuild:
+                (d / entryindex.INDEX_NAME).unlink(missing_ok=True)
+            return d, entryindex.sync(d)
+
+    def log_size(self, session: str) -> int:
+        """Bytes in the session's entries.log (grows with every append; 0 if none)."""
+        try:
+            return (self._dir(session) / "entries.log").stat().st_size
+        except FileNotFoundError:
+            return 0
 
     def checkpoint(self, session: str, *, final: bool = False, now_ns: int | None = None) -> Checkpoint:
         now_ns = time.time_ns() if now_ns is None else now_ns

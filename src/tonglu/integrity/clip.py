@@ -16,7 +16,9 @@ Layout of the zip (what `verify_core` checks in clip mode; see there):
 
 Cost: the manifest's leaf hashes are kept by the ledger as it reads entries, so building the proofs
 costs one SHA-256 per tree node (no entry re-encoded, no segment outside the range read); only the
-segments inside the range are read, once (hashed while copied).
+segments inside the range are read, once, by FETCH_THREADS threads, source by source; each source's
+playable MP4 is made (BUILD_THREADS at once) as soon as its segments are in, while the zip is
+written (each segment hashed as it goes in).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,6 +190,88 @@ def session_start_ns(review: Review, session: str) -> int:
     return next((e.time_ns for e in entries if e.kind == "session_start"), entries[0].time_ns if entries else 0)
 
 
+FETCH_THREADS = 8  # object store GETs in flight
+BUILD_THREADS = 2  # sources whose MP4 is made at once (x264 single-threaded each)
+
+
+class _Fetcher:
+    """The range's master segments copied to `work` by a pool of threads in wall-clock order (the
+    order the MP4s consume them: each is made while the later segments are still arriving); each
+    segment read once."""
+
+    def __init__(self, review: Review, plan: ClipPlan, work: Path) -> None:
+        self.review = review
+        order = sorted(range(len(plan.segments)), key=lambda i: (plan.segments[i].rec.wall_first_ns, i))
+        self.pool = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="clip-fetch")
+        self.futures: dict[str, Future[Path]] = {}
+        self.paths: dict[str, Path] = {}
+        for n, i in enumerate(order):
+            rec = plan.segments[i].rec
+            path = self.paths[rec.key] = work / f"{n:06d}-{Path(rec.key).name}"
+            if n == 0:  # the first read fills the reader's caches (spool listing, store versions) alone
+                first: Future[Path] = Future()
+                try:
+                    first.set_result(self._copy(rec.key, path))
+                except BaseException as exc:
+                    first.set_exception(exc)
+                self.futures[rec.key] = first
+            else:
+                self.futures[rec.key] = self.pool.submit(self._copy, rec.key, path)
+
+    def _copy(self, key: str, path: Path) -> Path:
+        try:
+            with self.review.files.open(key) as src, open(path, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        except OSError as exc:
+            raise MediaMissing(f"原始片段无法读取 master segment {key} cannot be read: {exc}") from exc
+        return path
+
+    def path(self, key: str) -> Path:
+        return self.futures[key].result()
+
+    def future(self, key: str) -> Future[Path]:
+        return self.futures[key]
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _start_builds(
+    pool: ThreadPoolExecutor, fetched: _Fetcher, plan: ClipPlan, work: Path, from_ns: int, to_ns: int
+) -> list[tuple[str, Future[clipmedia.MediaResult]]]:
+    """One MP4 per source, made while its segments are fetched (each waited for as it is reached)."""
+    jobs: list[tuple[str, Callable[[], clipmedia.MediaResult]]] = []
+    several = len({s.rec.source for s in plan.segments}) > 1  # MP4s made at once: x264 single-threaded
+    for source in plan.sources:
+        tracks = sorted({s.rec.track for s in plan.segments if s.rec.source == source})
+        video_tracks = [
+            t for t in tracks
+            if any(s.rec.media == "video" for s in plan.segments if s.rec.source == source and s.rec.track == t)
+        ]
+        audio_tracks = [t for t in tracks if t not in video_tracks]
+        picked = {t: [s for s in plan.segments if s.rec.source == source and s.rec.track == t] for t in tracks}
+        if not any(picked.values()):
+            continue
+
+        def build(source: str = source, video_tracks: list[str] = video_tracks,
+                  audio_tracks: list[str] = audio_tracks, picked: dict[str, list[Any]] = picked
+                  ) -> clipmedia.MediaResult:
+            def files(track: str) -> list[clipmedia.SegFile]:
+                return [
+                    clipmedia.SegFile(fetched.paths[s.rec.key], s.rec.wall_first_ns, s.rec.wall_last_ns, s.rec.codec,
+                                      fetched.future(s.rec.key))
+                    for s in picked[track]
+                ]
+
+            video = files(video_tracks[0]) if video_tracks else []
+            audios = [files(t) for t in audio_tracks]
+            return clipmedia.build_mp4(work / "mp4" / f"{source}.mp4", source, video, audios, from_ns, to_ns,
+                                       threads=1 if several else 0)
+
+        jobs.append((source, build))
+    return [(source, pool.submit(job)) for source, job in jobs]
+
+
 def export_clip(
     review: Review,
     session: str,
@@ -232,51 +318,26 @@ def export_clip(
         cp_name = keys.checkpoint_key(session, plan.checkpoint_ordinal)
         writer.add_bytes(cp_name, cp.to_bytes())
         writer.add_bytes(keys.public_key_key(key.key_id), key.public_pem)
-        local: dict[str, Path] = {}
-        for s in plan.segments:
-            path = work / f"{len(local):06d}-{Path(s.rec.key).name}"
-            try:
-                if with_media:  # the MP4 is made from local copies
-                    with review.files.open(s.rec.key) as src, open(path, "wb") as dst:
-                        shutil.copyfileobj(src, dst, 1 << 20)
-                    with open(path, "rb") as fh:
-                        digest = writer.add_stream(s.rec.key, fh)
-                else:
-                    with review.files.open(s.rec.key) as src:
-                        digest = writer.add_stream(s.rec.key, src)
-            except OSError as exc:
-                raise MediaMissing(f"原始片段无法读取 master segment {s.rec.key} cannot be read: {exc}") from exc
-            if digest != s.rec.sha256:
-                altered.append(s.rec.key)
-            local[s.rec.key] = path
-        if with_media:
-            for source in plan.sources:
-
-                def files(track: str, source: str = source) -> list[clipmedia.SegFile]:
-                    return [
-                        clipmedia.SegFile(local[s.rec.key], s.rec.wall_first_ns, s.rec.wall_last_ns, s.rec.codec)
-                        for s in plan.segments
-                        if s.rec.source == source and s.rec.track == track
-                    ]
-
-                tracks = sorted({s.rec.track for s in plan.segments if s.rec.source == source})
-                video_tracks = [
-                    t
-                    for t in tracks
-                    if any(s.rec.media == "video" for s in plan.segments if s.rec.source == source and s.rec.track == t)
-                ]
-                audio_tracks = [t for t in tracks if t not in video_tracks]
-                video = files(video_tracks[0]) if video_tracks else []
-                audios = [files(t) for t in audio_tracks]
-                if not video and not any(audios):
-                    continue
+        fetched = _Fetcher(review, plan, work)
+        builder = ThreadPoolExecutor(BUILD_THREADS, thread_name_prefix="clip-mp4")
+        try:
+            builds = _start_builds(builder, fetched, plan, work, from_ns, to_ns) if with_media else []
+            for s in plan.segments:  # into the zip in plan order, each as soon as it is here
+                with open(fetched.path(s.rec.key), "rb") as fh:
+                    digest = writer.add_stream(s.rec.key, fh)
+                if digest != s.rec.sha256:
+                    altered.append(s.rec.key)
+            for source, build in builds:
                 try:
-                    result = clipmedia.build_mp4(work / "mp4" / f"{source}.mp4", source, video, audios, from_ns, to_ns)
+                    result = build.result()
                 except ToolError as exc:  # the masters are the evidence: the clip is made without it
                     media_errors.append(f"{source}: {exc}")
                     continue
                 writer.add_file(f"{CLIP_DIR}/{result.name}", result.path)
                 media.append(result)
+        finally:
+            fetched.close()  # on an error: pending reads cancelled, so builds waiting on them end
+            builder.shutdown(wait=True, cancel_futures=True)
         body = {
             "v": verify_core.CLIP_VERSION,
             "kind": "clip",

@@ -3,8 +3,8 @@
 - Audio (Opus, AAC) and H.264 video are stream-copied: the packets are the masters' own, only
   re-timed. Copied video starts at the keyframe that opens the first segment of the range (segments
   are cut at keyframes), so it may begin up to one segment before `from`; it ends at `to`.
-- Video that MP4 cannot carry as is (VP8) is decoded and re-encoded to H.264 (libx264), exactly from
-  `from` to `to`; the clip's README says so.
+- Video that MP4 cannot carry as is (VP8) is decoded and re-encoded to H.264 (libx264, preset
+  ultrafast: a viewing copy, made fast), exactly from `from` to `to`; the clip's README says so.
 - Every packet sits at its wall-clock position (`wall_first_ns` of its segment plus its offset inside
   the segment), relative to the MP4's origin: a gap stays as long as it was (the picture holds), it
   is never closed up, and the tracks stay in sync.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -28,6 +29,7 @@ COPY_VIDEO = frozenset({"h264"})
 VIDEO_TB = Fraction(1, 90_000)
 ENCODE_TB = Fraction(1, 1000)
 AUDIO_TB = Fraction(1, 48_000)
+X264_PRESET = "ultrafast"
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,10 @@ class SegFile:
     wall_first_ns: int
     wall_last_ns: int
     codec: str
+    fetched: Future[Path] | None = None  # still being fetched: `file()` waits for it
+
+    def file(self) -> str:
+        return str(self.fetched.result() if self.fetched is not None else self.path)
 
 
 @dataclass(frozen=True)
@@ -59,9 +65,21 @@ class MediaResult:
         }
 
 
+def _tdiv(a: int, b: int) -> int:
+    """int(Fraction(a, b)) for b > 0 (truncated toward zero), without building a Fraction: the
+    per-packet arithmetic of a 10-minute clip is ~10^5 of these."""
+    q = abs(a) // b
+    return q if a >= 0 else -q
+
+
+def _ns(ticks: int, tb: Fraction) -> int:
+    """int(ticks * tb * NS): a duration in time-base ticks as nanoseconds."""
+    return _tdiv(ticks * tb.numerator * NS, tb.denominator)
+
+
 def _packets(seg: SegFile, kind: str) -> Iterator[tuple[int, int, av.Packet]]:
     """(wall pts ns, wall dts ns, packet) of the first stream of `kind` in one segment file."""
-    with av.open(str(seg.path)) as c:
+    with av.open(seg.file()) as c:
         streams = [s for s in c.streams if s.type == kind]
         if not streams:
             return
@@ -74,16 +92,12 @@ def _packets(seg: SegFile, kind: str) -> Iterator[tuple[int, int, av.Packet]]:
             if base is None:
                 base = pkt.pts
             dts = pkt.dts if pkt.dts is not None else pkt.pts
-            yield (
-                seg.wall_first_ns + int((pkt.pts - base) * tb * NS),
-                seg.wall_first_ns + int((dts - base) * tb * NS),
-                pkt,
-            )
+            yield seg.wall_first_ns + _ns(pkt.pts - base, tb), seg.wall_first_ns + _ns(dts - base, tb), pkt
 
 
 def _frames(segs: list[SegFile], lo: int, hi: int) -> Iterator[tuple[int, av.VideoFrame]]:
     for seg in segs:
-        with av.open(str(seg.path)) as c:
+        with av.open(seg.file()) as c:
             if not c.streams.video:
                 continue
             st = c.streams.video[0]
@@ -94,18 +108,21 @@ def _frames(segs: list[SegFile], lo: int, hi: int) -> Iterator[tuple[int, av.Vid
                     continue
                 if base is None:
                     base = frame.pts
-                wall = seg.wall_first_ns + int((frame.pts - base) * tb * NS)
+                wall = seg.wall_first_ns + _ns(frame.pts - base, tb)
                 if lo <= wall < hi:
                     yield wall, frame
 
 
 def build_mp4(
-    out: Path, source: str, video: list[SegFile], audios: list[list[SegFile]], from_ns: int, to_ns: int
+    out: Path, source: str, video: list[SegFile], audios: list[list[SegFile]], from_ns: int, to_ns: int,
+    *, threads: int = 0,
 ) -> MediaResult:
+    """`threads`: x264's threads for a re-encode (0: as many as it likes; 1 when several sources are
+    made at once)."""
     copy_video = bool(video) and all(s.codec in COPY_VIDEO for s in video)
     origin = min(from_ns, video[0].wall_first_ns) if copy_video else from_ns
     try:
-        return _mux(out, source, video, audios, from_ns, to_ns, origin, copy_video)
+        return _mux(out, source, video, audios, from_ns, to_ns, origin, copy_video, threads)
     except (av.FFmpegError, ValueError) as exc:
         out.unlink(missing_ok=True)
         raise ToolError(f"生成片段 MP4 失败 (PyAV could not build {out.name}: {exc})") from exc
@@ -120,6 +137,7 @@ def _mux(
     to_ns: int,
     origin: int,
     copy_video: bool,
+    threads: int = 0,
 ) -> MediaResult:
     out.parent.mkdir(parents=True, exist_ok=True)
     container = av.open(str(out), "w", format="mp4", options={"movflags": "+faststart"})
@@ -129,7 +147,7 @@ def _mux(
     end = origin
     try:
         if video:
-            with av.open(str(video[0].path)) as probe:
+            with av.open(video[0].file()) as probe:
                 template = probe.streams.video[0]
                 if copy_video:
                     vs = container.add_stream_from_template(template)
@@ -142,7 +160,9 @@ def _mux(
                     vs.pix_fmt = "yuv420p"
                     vs.codec_context.time_base = ENCODE_TB
                     vs.time_base = ENCODE_TB
-                    vs.options = {"preset": "veryfast", "crf": "23"}
+                    # ultrafast: the copy is for viewing (the masters are the evidence); 3-4x the
+                    # speed of veryfast at this size, a larger file
+                    vs.options = {"preset": X264_PRESET, "crf": "23", "threads": str(threads)}
                     video_desc = f"h264 (re-encoded from {video[0].codec})"
             streams.append(vs)
             gens.append(
@@ -151,7 +171,7 @@ def _mux(
         for i, segs in enumerate(audios):
             if not segs:
                 continue
-            with av.open(str(segs[0].path)) as probe:
+            with av.open(segs[0].file()) as probe:
                 aus = container.add_stream_from_template(probe.streams.audio[0])
             aus.time_base = AUDIO_TB
             streams.append(aus)
@@ -193,9 +213,9 @@ def _copy_gen(
                 return
             if wall_pts < origin:
                 continue
-            pts = int(Fraction(wall_pts - origin, NS) / tb)
-            dts = int(Fraction(wall_dts - origin, NS) / tb)
-            dur = int((pkt.duration or 0) * (pkt.time_base or 0) * NS) if pkt.duration else 0
+            pts = _tdiv((wall_pts - origin) * tb.denominator, NS * tb.numerator)
+            dts = _tdiv((wall_dts - origin) * tb.denominator, NS * tb.numerator)
+            dur = _ns(pkt.duration, pkt.time_base) if pkt.duration and pkt.time_base else 0
             yield wall_dts, order, (pkt, stream, pts, dts, wall_pts + dur, tb)
 
 

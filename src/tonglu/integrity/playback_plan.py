@@ -149,6 +149,7 @@ class PlaybackPlan:
                 # the URL is url_pattern with {seq} filled in
                 "url_pattern": f"{base_url}/segments/{{seq}}.{ext}",
                 "segments": [[s.seq, self._ms(s.start_ns), self._ms(s.end_ns)] for s in t.segments],
+                "segments_total": len(t.segments),  # all of the track's, also where `segments` is one window
                 "gaps": [
                     {"start_ms": self._ms(g.start_ns), "end_ms": self._ms(g.end_ns), "start": iso_utc(g.start_ns),
                      "end": iso_utc(g.end_ns), "reason": g.reason, "detail": g.detail}
@@ -186,32 +187,39 @@ class PlaybackPlan:
         t = self.track(source, track)
         if t is None:
             raise KeyError(f"{source}/{track}")
-        longest = max((s.end_ns - s.start_ns for s in t.segments), default=0)
-        lines = [
-            "#EXTM3U",
-            "#EXT-X-VERSION:3",
-            f"#EXT-X-TARGETDURATION:{max(1, -(-longest // 1_000_000_000))}",
-            "#EXT-X-MEDIA-SEQUENCE:0",
-            "#EXT-X-PLAYLIST-TYPE:" + ("EVENT" if self.recording else "VOD"),
-            "#EXT-X-DISCONTINUITY-SEQUENCE:0",
-            f"## tonglu session={self.session} track={t.track_id} codec={t.codec} container={t.container}",
-        ]
-        prev_end: int | None = None
-        ext = RAW_EXT.get(t.container, t.container)
-        for s in t.segments:
-            if prev_end is not None:
-                # every master restarts its timestamps at 0, so each boundary is a discontinuity; at
-                # a gap the wall clock jumps too (EXT-X-PROGRAM-DATE-TIME says by how much)
-                if s.start_ns - prev_end > SEAM_TOLERANCE_NS:
-                    lines.append(f"## gap {iso_utc(prev_end)} .. {iso_utc(s.start_ns)}")
-                lines.append("#EXT-X-DISCONTINUITY")
-            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(s.start_ns)}")
-            lines.append(f"#EXTINF:{(s.end_ns - s.start_ns) / 1e9:.3f},")
-            lines.append(f"{base_url}/segments/{s.seq}.{ext}")
-            prev_end = s.end_ns
-        if not self.recording:
-            lines.append("#EXT-X-ENDLIST")
-        return "\n".join(lines) + "\n"
+        rows = [(s.seq, s.start_ns, s.end_ns) for s in t.segments]
+        return m3u8_text(self.session, self.recording, t, rows, base_url)
+
+
+def m3u8_text(session: str, recording: bool, t: PlayTrack, rows: Sequence[tuple[int, int, int]],
+              base_url: str) -> str:
+    """The ``.m3u8`` of track `t` from its segments' (seq, start_ns, end_ns) rows, in order."""
+    longest = max((b - a for _, a, b in rows), default=0)
+    lines = [
+        "#EXTM3U",
+        "#EXT-X-VERSION:3",
+        f"#EXT-X-TARGETDURATION:{max(1, -(-longest // 1_000_000_000))}",
+        "#EXT-X-MEDIA-SEQUENCE:0",
+        "#EXT-X-PLAYLIST-TYPE:" + ("EVENT" if recording else "VOD"),
+        "#EXT-X-DISCONTINUITY-SEQUENCE:0",
+        f"## tonglu session={session} track={t.track_id} codec={t.codec} container={t.container}",
+    ]
+    prev_end: int | None = None
+    ext = RAW_EXT.get(t.container, t.container)
+    for seq, start_ns, end_ns in rows:
+        if prev_end is not None:
+            # every master restarts its timestamps at 0, so each boundary is a discontinuity; at
+            # a gap the wall clock jumps too (EXT-X-PROGRAM-DATE-TIME says by how much)
+            if start_ns - prev_end > SEAM_TOLERANCE_NS:
+                lines.append(f"## gap {iso_utc(prev_end)} .. {iso_utc(start_ns)}")
+            lines.append("#EXT-X-DISCONTINUITY")
+        lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(start_ns)}")
+        lines.append(f"#EXTINF:{(end_ns - start_ns) / 1e9:.3f},")
+        lines.append(f"{base_url}/segments/{seq}.{ext}")
+        prev_end = end_ns
+    if not recording:
+        lines.append("#EXT-X-ENDLIST")
+    return "\n".join(lines) + "\n"
 
 
 def _pdt(ns: int) -> str:
@@ -219,7 +227,8 @@ def _pdt(ns: int) -> str:
     return text if "." in text else text.replace("Z", ".000Z")
 
 
-def _merge(gaps: list[PlayGap]) -> list[PlayGap]:
+def merge_gaps(gaps: list[PlayGap]) -> list[PlayGap]:
+    """Overlapping gaps as one (a recorded reason wins over "no_media")."""
     out: list[PlayGap] = []
     for g in sorted(gaps, key=lambda g: (g.start_ns, g.end_ns)):
         if out and g.start_ns <= out[-1].end_ns:
@@ -235,16 +244,7 @@ def _merge(gaps: list[PlayGap]) -> list[PlayGap]:
 
 
 def plan_from_view(view: SessionView, *, now_ns: int | None = None) -> PlaybackPlan:
-    bounds = view.media_bounds()
-    t0 = view.start_ns if view.start_ns is not None else (bounds[0] if bounds else 0)
-    if view.stop_ns is not None:
-        t1 = view.stop_ns
-    elif bounds is not None:
-        t1 = bounds[1]
-    else:
-        t1 = now_ns if now_ns is not None else t0
-    if bounds is not None:
-        t0, t1 = min(t0, bounds[0]), max(t1, bounds[1])
+    t0, t1 = session_bounds(view, view.media_bounds(), now_ns)
     tracks: list[PlayTrack] = []
     by_track = view.tracks()
     recorded: dict[str, list[PlayGap]] = {}
@@ -272,8 +272,15 @@ def plan_from_view(view: SessionView, *, now_ns: int | None = None) -> PlaybackP
             cursor = max(cursor, r.wall_last_ns)
         if t1 - cursor > SEAM_TOLERANCE_NS:
             holes.append(PlayGap(cursor, t1, "no_media"))
-        pt.gaps = _merge(holes + [g for g in recorded.get(name, []) if g.end_ns > g.start_ns])
+        pt.gaps = merge_gaps(holes + [g for g in recorded.get(name, []) if g.end_ns > g.start_ns])
         tracks.append(pt)
+    markers, breaks, participants = playlist_annotations(view)
+    return PlaybackPlan(view.session, t0, t1, view.recording, view.entries_count, tracks, markers, breaks,
+                        list(view.problems), participants)
+
+
+def playlist_annotations(view: SessionView) -> tuple[list[PlayMarker], list[PlayBreak], list[dict[str, Any]]]:
+    """The session's markers, breaks and remote participants' joins/leaves, for the playlist."""
     markers = [
         PlayMarker(m.body["time_ns"] if isinstance(m.body.get("time_ns"), int) else m.time_ns,
                    str(m.body.get("note") or ""), str(m.body.get("by") or ""))
@@ -286,8 +293,21 @@ def plan_from_view(view: SessionView, *, now_ns: int | None = None) -> PlaybackP
          "name": str(p.body.get("name") or "")}
         for p in view.participants
     ]
-    return PlaybackPlan(view.session, t0, t1, view.recording, view.entries_count, tracks, markers, breaks,
-                        list(view.problems), participants)
+    return markers, breaks, participants
+
+
+def session_bounds(view: SessionView, bounds: tuple[int, int] | None, now_ns: int | None) -> tuple[int, int]:
+    """t0, t1 of the playlist: session start/stop widened to the media (`bounds`: first/last wall ns)."""
+    t0 = view.start_ns if view.start_ns is not None else (bounds[0] if bounds else 0)
+    if view.stop_ns is not None:
+        t1 = view.stop_ns
+    elif bounds is not None:
+        t1 = bounds[1]
+    else:
+        t1 = now_ns if now_ns is not None else t0
+    if bounds is not None:
+        t0, t1 = min(t0, bounds[0]), max(t1, bounds[1])
+    return t0, t1
 
 
 def plan_playback(session: str, entries: Sequence[ManifestEntry], *, now_ns: int | None = None) -> PlaybackPlan:

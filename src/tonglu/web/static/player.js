@@ -2,7 +2,11 @@
 //
 // The server's playlist (GET /api/sessions/<sid>/playback, built from the signed manifest) lists per
 // source and track the segments with their wall times (ms from the session start), the gaps, markers
-// and breaks. Every track gets its own <video>/<audio> on its own MediaSource; whole segments are
+// and breaks. A 24 h session lists 172,800 segments, so the player loads the head with the first
+// window only (?from_ms=0&to_ms=WINDOW_MS: gaps, markers and breaks of the whole session, segments of
+// that window) and then the windows around the playhead (GET .../playback/window), as it plays or
+// seeks; until the window under the playhead is in, the clock waits (nothing is shown as a gap
+// because it is not loaded yet). Every track gets its own <video>/<audio> on its own MediaSource; whole segments are
 // appended, each with timestampOffset = its wall start, so media time == session time on every
 // element and a gap stays a gap. One clock (ours) drives all elements; an element is re-synced when
 // it drifts more than 0.3 s. Where a track has no media the tile shows a gap card; a segment the
@@ -15,6 +19,8 @@
   const AHEAD_MS = 8000;  // fetch segments this far ahead of the clock
   const KEEP_BEHIND_S = 60;  // drop buffered media further behind than this
   const TICK_MS = 100;
+  const WINDOW_MS = 10 * 60 * 1000;  // playlist windows fetched around the playhead
+  const RETRY_MS = 3000;  // a window that failed to load is asked for again after this
 
   function el(tag, cls, text) {
     const e = document.createElement(tag);
@@ -42,7 +48,9 @@
       this.track = track;
       this.media = media;
       // [seq, start_ms, end_ms] rows of the playlist, as objects
-      this.segs = track.segments.map(([seq, a, b]) => ({ seq, start_ms: a, end_ms: b, url: track.url_pattern.replace("{seq}", seq) }));
+      this.segs = [];
+      this.known = new Set();
+      this.addRows(track.segments);
       this.appended = new Set();
       this.failed = new Map();  // seq -> error text
       this.queue = Promise.resolve();
@@ -64,6 +72,18 @@
         }, { once: true });
       });
       this.ready.catch((e) => { this.unsupported = e.message; });
+    }
+
+    // rows of a playlist window: [seq, start_ms, end_ms] (a segment across a window edge comes twice)
+    addRows(rows) {
+      let added = false;
+      for (const [seq, a, b] of rows) {
+        if (this.known.has(seq)) continue;
+        this.known.add(seq);
+        this.segs.push({ seq, start_ms: a, end_ms: b, url: this.track.url_pattern.replace("{seq}", seq) });
+        added = true;
+      }
+      if (added) this.segs.sort((x, y) => x.start_ms - y.start_ms || x.seq - y.seq);
     }
 
     // the segment covering session time `ms`, or null (a gap); segments are sorted by start
@@ -163,15 +183,49 @@
       this.firstFrameAt = null;
       this.errors = [];
       this.listeners = [];
+      this.windows = new Map();  // window number -> "loading" | "ready" | retry-at time (failed)
     }
 
     async load() {
-      const r = await fetch(`/api/sessions/${this.sid}/playback`, { credentials: "same-origin" });
+      const r = await fetch(`/api/sessions/${this.sid}/playback?from_ms=0&to_ms=${WINDOW_MS}`, { credentials: "same-origin" });
       if (!r.ok) throw new Error(`${r.status} ${(await r.json().catch(() => ({}))).detail || ""}`);
       this.plan = await r.json();
+      this.windows.set(0, "ready");
       this.t0 = Number(BigInt(this.plan.t0_ns) / 1000000n);
       this.build();
       return this.plan;
+    }
+
+    windowOf(ms) { return Math.floor(Math.max(0, ms) / WINDOW_MS); }
+
+    windowReady(ms) { return this.windows.get(this.windowOf(ms)) === "ready"; }
+
+    // fetch the windows under the playhead and just ahead of it (each once; a failed one again later)
+    ensureWindows(ms) {
+      for (const k of new Set([this.windowOf(ms), this.windowOf(ms + AHEAD_MS)])) {
+        if (k * WINDOW_MS > this.plan.duration_ms) continue;
+        const state = this.windows.get(k);
+        if (state === "ready" || state === "loading" || (typeof state === "number" && performance.now() < state)) continue;
+        this.fetchWindow(k);
+      }
+    }
+
+    async fetchWindow(k) {
+      this.windows.set(k, "loading");
+      try {
+        const r = await fetch(`/api/sessions/${this.sid}/playback/window?from_ms=${k * WINDOW_MS}&to_ms=${(k + 1) * WINDOW_MS}`,
+          { credentials: "same-origin" });
+        if (!r.ok) throw new Error(`${r.status} ${(await r.json().catch(() => ({}))).detail || ""}`);
+        const doc = await r.json();
+        for (const t of doc.tracks) {
+          const lane = this.lanes.find((l) => l.track.source === t.source && l.track.track === t.track);
+          if (lane) lane.addRows(t.segments);
+        }
+        this.windows.set(k, "ready");
+      } catch (e) {
+        this.windows.set(k, performance.now() + RETRY_MS);
+        this.note(`回放清单 playlist window ${k}: ${e.message}`);
+      }
     }
 
     build() {
@@ -189,7 +243,7 @@
         screen.append(label, gapCard, errCard);
         let hasVideo = false;
         for (const t of tracks) {
-          if (!t.segments.length) continue;
+          if (!(t.segments_total ?? t.segments.length)) continue;
           const media = document.createElement(t.media === "video" ? "video" : "audio");
           media.muted = t.media === "video";
           media.playsInline = true;
@@ -306,15 +360,18 @@
 
     tick() {
       const now = performance.now();
+      this.ensureWindows(this.pos);
+      const listed = this.windowReady(this.pos);
       if (this.playing) {
-        // the clock waits for media that should be playing and is still loading (keeps all in sync)
-        const waiting = this.lanes.some((l) => !l.unsupported && l.at(this.pos) && !l.failed.has(l.at(this.pos).seq) && !l.buffered(this.pos));
+        // the clock waits for media that should be playing and is still loading (keeps all in sync),
+        // and for the playlist window under the playhead
+        const waiting = !listed || this.lanes.some((l) => !l.unsupported && l.at(this.pos) && !l.failed.has(l.at(this.pos).seq) && !l.buffered(this.pos));
         if (waiting) this.base = { pos: this.pos, t: now };
         else this.pos = this.base.pos + (now - this.base.t);
         if (this.pos >= this.plan.duration_ms) { this.pos = this.plan.duration_ms; this.pause(); }
       }
       const shown = {};
-      for (const l of this.lanes) {
+      for (const l of listed ? this.lanes : []) {
         for (const s of l.want(this.pos)) l.load(s);
         const seg = l.at(this.pos);
         const isVideo = l.track.media === "video";
