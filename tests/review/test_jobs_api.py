@@ -126,3 +126,35 @@ def test_export_and_clip_jobs(store_settings: Settings, tmp_path: Path, stop_job
 
     result = verify_path(out, trusted_keys=[SiteKey.load_or_create(_services.settings.keys_dir).public_pem])
     assert result.verdict == "intact", result.to_json() if hasattr(result, "to_json") else result
+
+
+def test_report_job_html_and_pdf_cached_per_manifest(store_settings: Settings, stop_jobs: list[Any]) -> None:
+    client, services = _app(store_settings, stop_jobs, seconds=40)
+    t = time.perf_counter()
+    r = client.post(f"/api/sessions/{SID}/jobs/report", headers=AUTH)
+    assert r.status_code == 202, r.text
+    assert time.perf_counter() - t < 1.0  # answered at once; the re-hashing runs in the job
+    job, _ = _follow(client, r.json())
+    assert job["state"] == "done" and job["result"]["format"] == "html", job
+    assert job["result"]["verified"] is True and job["result"]["gaps"] >= 1  # the 10 s gap of main
+    page = client.get(job["download"], headers=AUTH)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert SID in page.text and "attachment" in page.headers["content-disposition"]
+    again = client.post(f"/api/sessions/{SID}/jobs/report", headers=AUTH)
+    assert again.status_code == 200 and again.json()["id"] == job["id"]  # unchanged manifest: not made again
+    assert client.post(f"/api/sessions/{SID}/jobs/report", json={"format": "docx"}, headers=AUTH).status_code == 422
+    r = client.post(f"/api/sessions/{SID}/jobs/report", json={"format": "pdf"}, headers=AUTH)
+    assert r.status_code == 202 and r.json()["id"] != job["id"]
+    pdf_job, _ = _follow(client, r.json())
+    assert pdf_job["state"] == "done", pdf_job
+    pdf = client.get(pdf_job["download"], headers=AUTH)
+    assert pdf.status_code == 200 and pdf.content[:5] == b"%PDF-"
+    # the session's own interviewer may have its report made and read it; others see no such session
+    services.accounts.create_user("interviewer", "interviewer", "pw-interviewer-0123456789")
+    _rec, token = services.accounts.issue_api_token("interviewer", "t")
+    own = {"Authorization": f"Bearer {token}"}
+    assert client.get(job["download"], headers=own).status_code == 200
+    services.accounts.create_user("other", "interviewer", "pw-other-0123456789")
+    _rec, token = services.accounts.issue_api_token("other", "t")
+    assert client.post(f"/api/sessions/{SID}/jobs/report", headers={"Authorization": f"Bearer {token}"}
+                       ).status_code == 404

@@ -1,4 +1,4 @@
-"""`tonglu workcopy|export|clip` show a progress bar: inline (built here) or as the server's background
+"""`tonglu workcopy|export|clip|report` show a progress bar: inline (built here) or as the server's background
 job (--server), downloading the result."""
 
 from __future__ import annotations
@@ -45,6 +45,13 @@ def test_cli_inline_and_against_a_server(tmp_path: Path) -> None:
                         "--server", base, "-o", str(clip), TONGLU_TOKEN=TOKEN)
             assert r.returncode == 0, r.stderr
             assert clip.read_bytes()[:2] == b"PK" and json.loads(r.stdout)["intact"] is True
+            page = tmp_path / "remote-report.html"
+            r = run_cli(tmp_path, "report", b.sid, "--format", "html", "--server", base, "-o", str(page),
+                        TONGLU_TOKEN=TOKEN)
+            assert r.returncode == 0, r.stderr
+            assert b.sid in page.read_text(encoding="utf-8") and json.loads(r.stdout)["format"] == "html"
+            r = run_cli(tmp_path, "report", b.sid, "--server", base, TONGLU_TOKEN=TOKEN)  # json: made here
+            assert r.returncode == 2 and "--format html|pdf" in r.stderr
             r = run_cli(tmp_path, "workcopy", b.sid, "--server", base, TONGLU_TOKEN="wrong-token")
             assert r.returncode == 1 and "401" in r.stderr
     finally:

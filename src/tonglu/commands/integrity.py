@@ -127,12 +127,22 @@ def report(
     output: str | None = typer.Option(
         None, "--output", "-o", help="write here instead of stdout (pdf: required)"
     ),
+    server: str | None = typer.Option(None, "--server", envvar="TONGLU_SERVER", help=SERVER_HELP),
+    token: str | None = typer.Option(None, "--token", envvar="TONGLU_TOKEN", help=TOKEN_HELP),
 ) -> None:
-    """审查报告 The integrity review report of a session (verified, gaps, coverage, custody)."""
+    """审查报告 The integrity review report of a session (verified, gaps, coverage, custody).
+    With --server (html or pdf, --output required) made as the server's background job."""
     if fmt not in ("json", "html", "pdf"):
         fail(f"--format must be json, html or pdf, not {fmt!r}", 2)
     if fmt == "pdf" and output is None:
         fail("--format pdf needs --output FILE.pdf", 2)
+    if server:
+        if fmt == "json" or output is None:
+            fail("--server makes the html or pdf report: give --format html|pdf and --output FILE", 2)
+        job = _remote_job(server, token, f"/api/sessions/{session}/jobs/report", body={"format": fmt},
+                          output=output, label="审查报告 report")
+        typer.echo(json.dumps(job.get("result"), ensure_ascii=False))
+        return
     from tonglu.integrity import documents
 
     review = _review()

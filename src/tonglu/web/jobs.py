@@ -1,4 +1,4 @@
-"""Background jobs of the review: working copy, court export, clip — on the durable queue.
+"""Background jobs of the review: working copy, court export, clip, report — on the durable queue.
 
     jobs = job_service(services)                    # the process's JobService (runner threads lazily)
     job, created = jobs.workcopy(sid, height=720, by="reviewer1")
@@ -9,7 +9,7 @@ The handlers call the integrity package (so they live at the web floor); the que
 `tonglu up` starts `TONGLU_JOB_WORKERS` runner threads (default 1: a working copy's ffmpeg already
 uses the cores); a web app without them (tests, `create_app` alone) starts one thread on first use.
 
-Working copies are cached per manifest: the dedupe key is the session's entry count and head hash
+Working copies and reports are cached per manifest: the dedupe key is the session's entry count and head hash
 (and the picture height), so asking again for an unchanged session returns the finished job and its
 files; a new entry (e.g. an explanation) makes a new working copy.
 """
@@ -28,8 +28,9 @@ from tonglu.evidence.jobs import DONE, Handler, Job, JobQueue, RunnerThreads, st
 from tonglu.evidence.logctx import context_logger
 
 log = context_logger(__name__)
-WORKCOPY, EXPORT, CLIP = "workcopy", "export", "clip"
-KINDS = (WORKCOPY, EXPORT, CLIP)
+WORKCOPY, EXPORT, CLIP, REPORT = "workcopy", "export", "clip", "report"
+KINDS = (WORKCOPY, EXPORT, CLIP, REPORT)
+REPORT_FORMATS = {"html": "text/html; charset=utf-8", "pdf": "application/pdf"}
 
 
 def _review(services: Any) -> Any:
@@ -94,7 +95,28 @@ def handlers(services: Any) -> dict[str, Handler]:
                          obj=f"session:{sid}/clip", outcome="ok", detail=detail)
         return {**result.to_json(), "file": str(out), "name": name, "media_type": "application/zip"}
 
-    return {WORKCOPY: workcopy, EXPORT: export, CLIP: clip}
+    def report(job: Job, progress: Callable[[float], None]) -> Mapping[str, Any]:
+        """审查报告: the integrity review report (every segment re-hashed: minutes on a long session),
+        as HTML or as PDF printed by headless Chromium."""
+        from tonglu.integrity.documents import html_to_pdf, report_bundle
+
+        sid = str(job.session_id)
+        fmt = str(job.args.get("format", "html"))
+        progress(0.01)
+        doc = report_bundle(_review(services), sid)
+        progress(0.7 if fmt == "pdf" else 0.95)
+        name = f"{sid}-report-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.{fmt}"
+        out = _out_dir(services, sid) / f"{job.id[:8]}-{name}"
+        if fmt == "pdf":
+            html_to_pdf(doc.html, out)
+        else:
+            out.write_text(doc.html, encoding="utf-8")
+        out.chmod(0o600)
+        facts = doc.json
+        return {"file": str(out), "name": name, "media_type": REPORT_FORMATS[fmt], "format": fmt,
+                "verified": facts.get("verified"), "gaps": len(facts.get("gaps") or [])}
+
+    return {WORKCOPY: workcopy, EXPORT: export, CLIP: clip, REPORT: report}
 
 
 @dataclass
@@ -132,6 +154,13 @@ class JobService:
         count, head = self.services.ledger.head(sid)
         return self.submit(WORKCOPY, sid, {"height": height}, dedupe_key=f"workcopy:{sid}:{count}:{head}:{height}",
                            by=by)
+
+    def report(self, sid: str, *, fmt: str = "html", by: str | None = None) -> tuple[Job, bool]:
+        """The report of this manifest: asked again for an unchanged session, the finished one."""
+        if fmt not in REPORT_FORMATS:
+            raise ValueError(f"report format must be html or pdf, not {fmt!r}")
+        count, head = self.services.ledger.head(sid)
+        return self.submit(REPORT, sid, {"format": fmt}, dedupe_key=f"report:{sid}:{count}:{head}:{fmt}", by=by)
 
     def wait(self, job_id: str, *, timeout_s: float = 3600,
              on_progress: Callable[[Job], None] | None = None, poll_s: float = 0.3) -> Job:

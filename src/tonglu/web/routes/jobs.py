@@ -3,6 +3,7 @@
     POST /api/sessions/{sid}/workcopy            (routes/review.py) working copy job
     POST /api/sessions/{sid}/jobs/export         court export package job
     POST /api/sessions/{sid}/jobs/clip           clip job ({"from", "to", "sources", "media"})
+    POST /api/sessions/{sid}/jobs/report         review report job ({"format": "html" | "pdf"})
     GET  /api/jobs/{job_id}                      state, progress (0..1, percent), ETA, result or error
     GET  /api/jobs/{job_id}/download             the finished job's file (zip / mp4)
 
@@ -14,7 +15,7 @@ session (`rbac.may_access_session`) may see or download it (others get 404, as f
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse
@@ -38,6 +39,7 @@ def _register_rules() -> None:
         ("GET", "/api/jobs/{}/download"): rbac.roles(*READ, audit="download"),
         ("POST", "/api/sessions/{}/jobs/export"): rbac.roles(*EXPORT, audit="export"),
         ("POST", "/api/sessions/{}/jobs/clip"): rbac.roles(*EXPORT, audit="clip_export"),
+        ("POST", "/api/sessions/{}/jobs/report"): rbac.roles(*READ, audit="report"),
     }
     for key, rule in rules.items():
         rbac.MATRIX.setdefault(key, rule)
@@ -48,6 +50,10 @@ _register_rules()
 
 class ExportJobIn(BaseModel):
     workcopy: bool = Field(True, description="include the working copy")
+
+
+class ReportJobIn(BaseModel):
+    format: Literal["html", "pdf"] = Field("html", description="html | pdf (printed by headless Chromium)")
 
 
 class ClipJobIn(BaseModel):
@@ -97,7 +103,7 @@ def download_job(
     job = _owned_job(request, principal, job_id)
     if job.state != DONE:
         raise HTTPException(409, detail=f"任务尚未完成 the job is {job.state}")
-    if job.kind != "workcopy" and principal.role not in EXPORT:
+    if job.kind not in ("workcopy", "report") and principal.role not in EXPORT:
         raise HTTPException(403, detail="无权下载导出文件 (export downloads need an export role)")
     result = job.result or {}
     path = Path(str(result.get("file", "")))
@@ -175,4 +181,20 @@ def post_clip_job(
         raise HTTPException(422, detail=str(exc)) from exc
     args = {"from_ns": from_ns, "to_ns": to_ns, "sources": body.sources, "media": body.media, "by": principal.user}
     job, created = job_service(services).submit(CLIP, sid, args, by=principal.user)
+    return job_answer(job, created)
+
+
+@router.post("/api/sessions/{sid}/jobs/report", status_code=202)
+def post_report_job(
+    sid: str, request: Request, principal: Annotated[Principal, Depends(require_roles(*READ))],
+    body: ReportJobIn | None = None,
+) -> Any:
+    """审查报告（后台任务）The integrity review report as a background job (HTML or PDF); the report
+    of an unchanged manifest is not made again (200 with the finished job)."""
+    from tonglu.web.jobs import job_service
+
+    _scope(principal, sid)
+    _known(request, sid)
+    job, created = job_service(get_services(request)).report(
+        sid, fmt=body.format if body is not None else "html", by=principal.user)
     return job_answer(job, created)
