@@ -77,6 +77,14 @@ class Browser:
             f"console: {self.console()[-15:]}"
         )
 
+    def sign_in(self, base: str, user: str, password: str, lands_on: str) -> None:
+        """The login form, as a person fills it; waits until the page for the role (`lands_on`) opens."""
+        self.driver.get(f"{base}/login")
+        self.js("document.querySelector('input[name=username]').value = arguments[0];"
+                "document.querySelector('input[name=password]').value = arguments[1];"
+                "document.querySelector('form').submit();", user, password)
+        self.wait_for(f"return location.pathname === {lands_on!r}", what="logged in")
+
     def screenshot(self, name: str) -> Path:
         self.artifacts.mkdir(parents=True, exist_ok=True)
         path = self.artifacts / f"{name}.png"

@@ -31,11 +31,7 @@ def test_replay_page_builds_the_pdf_report_and_the_export_as_jobs(
     b = chromium()
     try:
         with serve(create_app(services), settings) as base:
-            b.driver.get(f"{base}/login")
-            b.js("document.querySelector('input[name=username]').value = 'reviewer';"
-                 f"document.querySelector('input[name=password]').value = '{PASSWORDS['reviewer']}';"
-                 "document.querySelector('form').submit();")
-            b.wait_for("return location.pathname === '/review'", what="logged in")
+            b.sign_in(base, 'reviewer', PASSWORDS['reviewer'], '/review')
             b.driver.get(f"{base}/review/{SID}")
             for job, label in (("report", "审查报告 PDF"), ("export", "证据包 export")):
                 b.js(f"document.querySelector('button.job[data-job={job}]').click()")

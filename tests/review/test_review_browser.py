@@ -45,11 +45,7 @@ def test_reviewer_plays_seeks_gap_and_sees_tampering(store_settings: Settings, c
     services.accounts.create_user("reviewer", "reviewer", PASSWORDS["reviewer"], display_name="审查员")
     b = chromium()
     with serve(create_app(services), settings) as base:
-        b.driver.get(f"{base}/login")
-        b.js("document.querySelector('input[name=username]').value = 'reviewer';"
-             f"document.querySelector('input[name=password]').value = '{PASSWORDS['reviewer']}';"
-             "document.querySelector('form').submit();")
-        b.wait_for("return location.pathname === '/review'", what="logged in")
+        b.sign_in(base, 'reviewer', PASSWORDS['reviewer'], '/review')
         b.driver.get(f"{base}/review/{SID}")
         # first frame: requestVideoFrameCallback's time, from the page's navigation start
         first = b.wait_for("const p = window.tongluPlayer; return p && p.firstFrameAt", timeout=10, what="first frame")

@@ -116,6 +116,31 @@ def test_chinese_transcript_text_of_one_two_and_more_characters(world: World) ->
     assert s1.participants == ["赵律师"] and s1.hits == []
 
 
+@pytest.mark.parametrize("budget_s", [0.0, 10.0])
+def test_short_needles_answer_the_same_by_lookup_or_by_scan(
+    world: World, budget_s: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 1-2 character needle is looked up per session within a budget, then scanned in one pass;
+    budget 0 forces the scan (the lookup is interrupted), a long one never needs it."""
+    import tonglu.evidence.index as index_module
+
+    monkeypatch.setattr(index_module, "SHORT_LOOKUP_BUDGET_S", budget_s)
+    monkeypatch.setattr(index_module, "BUDGET_CHECK_OPS", 1)
+    plans: list[bool] = []
+    plain = Index._search_query
+    monkeypatch.setattr(Index, "_search_query",
+                        lambda self, f, *, scan: plans.append(scan) or plain(self, f, scan=scan))
+    assert world.find(text="仓") == ["S2", "S1"]
+    assert world.find(text="钥匙") == ["S2"]
+    assert world.find(text="电") == [] and world.find(text="赃款") == []
+    assert world.find(text="仓", room="审讯室1") == ["S1"]
+    assert world.find(text="仓", owners=("li",)) == ["S1"]
+    (s2,) = world.index.search(SessionSearch(text="钥匙"))
+    assert [h.text for h in s2.hits] == ["仓库的钥匙在我这里"]
+    assert world.find(text="我", limit=1) == ["S2"]  # newest first, the limit kept on both paths
+    assert (True in plans) == (budget_s == 0.0)  # the scan ran exactly when the lookups ran out of time
+
+
 def test_ownership_is_asked_of_the_index(world: World) -> None:
     assert world.find(owners=("wang",)) == ["S2"]
     assert world.find(owners=("li",)) == ["S3", "S1"]

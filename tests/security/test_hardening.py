@@ -241,11 +241,7 @@ def test_pages_run_under_their_csp(app: FastAPI, services: Services, staff: Staf
     start_session(services, "s-csp-1")
     b = chromium()
     with serve(app, web_settings) as base:
-        b.driver.get(f"{base}/login")
-        b.js("document.querySelector('input[name=username]').value = 'admin';"
-             f"document.querySelector('input[name=password]').value = '{PASSWORDS['admin']}';"
-             "document.querySelector('form').submit();")
-        b.wait_for("return location.pathname === '/console'", what="logged in")
+        b.sign_in(base, 'admin', PASSWORDS['admin'], '/console')
         for path in ("/console", "/console/s-csp-1", "/live/s-csp-1", "/review", "/review/s-csp-1", "/account",
                      "/admin/users", "/admin/holds", "/supervise", "/docs"):
             b.driver.get(base + path)

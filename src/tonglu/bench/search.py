@@ -10,6 +10,10 @@ The baseline: the search as it was before the index (`web.routes.evidence.scan_s
 every session's ledger and transcript) over `sample` sessions built with the real ledger and
 transcript versions, timed for the same queries; `ledger_scan_ms` is its median per query scaled
 linearly from `sample` to `sessions` (its cost is per session: it reads each one, whatever matches).
+
+Measured (2 cores, 10,000 sessions x 20 lines, 2026-12-05): search_ms_p50 15.7, search_ms_p95 59.1
+(the worst case, a 2-character word found nowhere: 25 ms of per-session lookups, then one scan of
+the rows; it was 100-110 ms with the lookups alone), ledger scan 1,809 ms per query.
 """
 
 from __future__ import annotations
