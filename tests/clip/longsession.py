@@ -31,6 +31,7 @@ SEG_S = 2
 class CountingFiles:
     objects: dict[str, Path]
     opened: list[str] = field(default_factory=list)
+    primed: list[str] = field(default_factory=list)
 
     def open(self, key: str) -> IO[bytes]:
         self.opened.append(key)
@@ -38,6 +39,12 @@ class CountingFiles:
 
     def where(self, key: str) -> str:
         return STORE
+
+    def prime(self, keys: list[str]) -> None:
+        self.primed = list(keys)
+
+    def open_exact(self, key: str) -> IO[bytes]:
+        return self.open(key)
 
 
 def synthesize(tmp: Path, hours: float, sid: str = "long-001") -> tuple[Review, CountingFiles]:

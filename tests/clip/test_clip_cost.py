@@ -25,6 +25,7 @@ def test_ten_minutes_of_a_four_hour_session(tmp_path: Path) -> None:
     assert result.segments == 4 * per_track and result.intact
     first, last = (lo - T0) // (SEG_S * S), (hi - T0) // (SEG_S * S) - 1
     assert len(files.opened) == result.segments  # each segment in the range read once, nothing else
+    assert sorted(files.primed) == sorted(files.opened)  # versions asked for exactly those, not the session's
     assert all(first <= int(k.rsplit("/", 1)[1].split(".")[0]) <= last for k in files.opened)
     assert seconds < 30, f"clip took {seconds:.1f} s"  # measured ≈ 1-2 s on the 2-core CI box
     pem = tmp_path / "site.pem"

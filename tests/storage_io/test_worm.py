@@ -331,3 +331,19 @@ def test_weed_unix_sockets_are_private(seaweed) -> None:
     assert socks
     for p in socks:
         assert p.stat().st_mode & 0o077 == 0, p
+
+
+def test_versions_of_a_key_range_only(rec: ObjectStore) -> None:
+    """`versions_range` (a clip's segments): exactly the keys first..last of a folder, every version of
+    each (a shadow put over a sealed key included), nothing before or after."""
+    folder = "sessions/range-1/segments/main/video/"
+    keys_ = [f"{folder}{i:08d}.webm" for i in range(12)]
+    for k in keys_:
+        rec.put_if_absent(k, k.encode(), sha(k.encode()), "video/webm", until())
+    rec.put_if_absent("sessions/range-1/segments/main/videoX/00000004.webm", b"x", sha(b"x"), retain_until=until())
+    rec.client.put_object(rec.evidence_bucket, keys_[5], io.BytesIO(b"shadow"), 6)  # a later version
+    got = rec.versions_range(folder, keys_[3], keys_[7])
+    assert sorted({v.key for v in got}) == keys_[3:8]
+    assert len([v for v in got if v.key == keys_[5]]) == 2
+    assert [v.key for v in rec.versions_range(folder, keys_[0], keys_[0])] == [keys_[0]]
+    assert rec.versions_range(folder, keys_[11] + "z", keys_[11] + "zz") == []

@@ -190,6 +190,17 @@ def _parse_http_date(value: str | None) -> datetime | None:
     return None
 
 
+def _version_info(o: Any) -> VersionInfo:
+    return VersionInfo(
+        o.object_name or "",
+        o.version_id,
+        str(o.is_latest or "").lower() == "true",
+        int(o.size or 0),
+        bool(o.is_delete_marker),
+        o.last_modified,
+    )
+
+
 class ObjectStore:
     """One S3 endpoint, one identity, the evidence and work buckets."""
 
@@ -467,17 +478,27 @@ class ObjectStore:
         bucket = self._bucket(bucket)
         with self.errors(f"LIST VERSIONS {bucket}/{prefix}"):
             return [
-                VersionInfo(
-                    o.object_name or "",
-                    o.version_id,
-                    str(o.is_latest or "").lower() == "true",
-                    int(o.size or 0),
-                    bool(o.is_delete_marker),
-                    o.last_modified,
-                )
+                _version_info(o)
                 for o in self.client.list_objects(bucket, prefix=prefix, recursive=True, include_version=True)
                 if o.object_name and not o.is_dir
             ]
+
+    def versions_range(self, prefix: str, first: str, last: str, *, bucket: str | None = None) -> Versions:
+        """As `versions`, for the keys from `first` to `last` (inclusive, in key order) only: the
+        listing starts just before `first` and stops after `last` (a few minutes of a long session
+        without listing the rest of it)."""
+        bucket = self._bucket(bucket)
+        marker = first[:-1] + chr(ord(first[-1]) - 1) if first else None  # S3's key-marker is exclusive
+        out: Versions = []
+        with self.errors(f"LIST VERSIONS {bucket}/{prefix} {first}..{last}"):
+            for o in self.client.list_objects(bucket, prefix=prefix, recursive=True, include_version=True,
+                                              start_after=marker):
+                name = o.object_name or ""
+                if name > last:
+                    break
+                if name >= first and not o.is_dir:
+                    out.append(_version_info(o))
+        return out
 
     def originals(self, prefix: str, *, bucket: str | None = None) -> dict[str, KeyVersions]:
         """Every key under `prefix` that was ever stored, with its original and later versions/markers.

@@ -205,10 +205,11 @@ class _Fetcher:
         self.pool = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="clip-fetch")
         self.futures: dict[str, Future[Path]] = {}
         self.paths: dict[str, Path] = {}
+        review.files.prime([plan.segments[i].rec.key for i in order])
         for n, i in enumerate(order):
             rec = plan.segments[i].rec
             path = self.paths[rec.key] = work / f"{n:06d}-{Path(rec.key).name}"
-            if n == 0:  # the first read fills the reader's caches (spool listing, store versions) alone
+            if n == 0:  # the first read fills the reader's cache (the spool's listing) alone
                 first: Future[Path] = Future()
                 try:
                     first.set_result(self._copy(rec.key, path))
@@ -220,7 +221,7 @@ class _Fetcher:
 
     def _copy(self, key: str, path: Path) -> Path:
         try:
-            with self.review.files.open(key) as src, open(path, "wb") as dst:
+            with self.review.files.open_exact(key) as src, open(path, "wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
         except OSError as exc:
             raise MediaMissing(f"原始片段无法读取 master segment {key} cannot be read: {exc}") from exc
