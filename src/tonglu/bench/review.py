@@ -28,6 +28,12 @@ playlist_ms_p50 4.1), segment_serve_ms_p95 11.3 (raw GET 4.4), clip_10min_s 9.9 
 fetched by 8 threads while both MP4s are made, x264 ultrafast; 10.0-10.9 s in isolated repeats of
 the clip alone: the two re-encodes are the floor on two cores), workcopy_x_realtime 11.3 (360p),
 search_ms_p95 101 (scan 804; 126-167 in busier runs).
+
+Measured on the idle machine (2 cores, 24 h, 2026-12-05, two full runs): first_playlist_ms 83 and
+152, window_ms_p95 8.3, segment_serve_ms_p95 13.6 (raw GET 5.2), clip_10min_s 10.3 and 10.6 (the
+target 10 s missed by ~5%: decoding the VP8 masters and re-encoding the playable MP4 of both cameras
+is ~15 CPU-s; the masters, entries and proofs alone take 1.7 s), workcopy_x_realtime 10.7-11.0,
+search_ms_p95 104.8 then 59.8 after the short-needle budget (bench/search.py).
 """
 
 from __future__ import annotations
