@@ -175,5 +175,7 @@ def test_bad_input_gets_precise_4xx_and_recording_goes_on(server: Server) -> Non
         assert got[name][0] == status, (name, got[name])
         assert word.lower() in got[name][1].lower(), (name, got[name])
     entries = verify_chain(server.services, sid)
-    assert [g for g in gaps(entries) if g["source"] == "main"] == []  # the running recording never noticed
+    # the running recording never noticed: no interruption of main (a clock_step is a correction of the
+    # sender's clock mapping, not an interruption; this in-process aiortc sender drifts under CPU load)
+    assert [g for g in gaps(entries) if g["source"] == "main" and g["reason"] != "clock_step"] == []
     assert len(segments(entries, "main", "video")) >= 1
