@@ -382,8 +382,8 @@ def test_capture_page_waits_while_the_source_is_still_connected(
     entries = verify_chain(server.services, sid)
     # main: the first peer's segments, then the page's, numbered on; one gap for the handover
     # (the synthetic aiortc publisher shares this process with the recorder and may stall under
-    # load: its no_packets gaps are not what this test is about)
-    g = [x for x in gaps(entries) if x["source"] == "main" and x["reason"] != "no_packets"]
+    # load: its no_packets gaps and clock_step corrections are not what this test is about)
+    g = [x for x in gaps(entries) if x["source"] == "main" and x["reason"] not in ("no_packets", "clock_step")]
     assert sorted((x["track"], x["reason"]) for x in g) == [("audio", "peer_disconnect"), ("video", "peer_disconnect")]
     for x in g:  # from the first peer's last frame (it may have stalled before) to the page's first
         assert x["start_ns"] <= closed + 100_000_000 and closed <= x["end_ns"] <= back + 100_000_000, (x, closed, back)
