@@ -122,7 +122,8 @@ class SpoolStoreEvidence:
             return UNKNOWN
         return STORE if key in listed else MISSING
 
-    def open(self, key: str) -> IO[bytes]:
+    def _open_spooled(self, key: str) -> IO[bytes] | None:
+        """The spooled copy, or None: the store has it (confirmed and removed meanwhile, or never here)."""
         path = self._spooled().get(key)
         if path is not None:
             try:
@@ -131,6 +132,12 @@ class SpoolStoreEvidence:
                 pass  # confirmed and removed meanwhile: read it from the store
         if self.store is None:
             raise FileNotFoundError(key)
+        return None
+
+    def open(self, key: str) -> IO[bytes]:
+        spooled = self._open_spooled(key)
+        if spooled is not None:
+            return spooled
         try:
             listed = self._store_keys(key)
             if listed is not None and key not in listed:
@@ -139,7 +146,6 @@ class SpoolStoreEvidence:
         except StorageError as exc:
             raise FileNotFoundError(f"{key}: {exc}") from exc
         return io.BytesIO(data)
-
 
     def prime(self, keys: list[str]) -> None:
         """The first versions of `keys`, listed folder by folder over their key range only (a clip of
@@ -165,14 +171,9 @@ class SpoolStoreEvidence:
 
     def open_exact(self, key: str) -> IO[bytes]:
         """Its first version, from `prime` or by listing this key's versions only (never the session)."""
-        path = self._spooled().get(key)
-        if path is not None:
-            try:
-                return open(path, "rb")
-            except FileNotFoundError:
-                pass  # confirmed and removed meanwhile: read it from the store
-        if self.store is None:
-            raise FileNotFoundError(key)
+        spooled = self._open_spooled(key)
+        if spooled is not None:
+            return spooled
         try:
             version = self._version_ids.get(key)
             if version is None:
